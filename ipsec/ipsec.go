@@ -1,0 +1,433 @@
+// Package ipsec holds the types shared by spiagent's IPsec dataplanes: security
+// associations (SAD entries), security policies (SPD entries) with selectors,
+// counters, the events a dataplane raises (acquire, expiry, invalid SPI), and
+// the small Dataplane interface the agent drives.
+//
+// It must not know about IKE, the YANG model, the datastore or the agent: it
+// imports nothing of spiagent. Implementations live in ipsec/userspace (ESP and
+// AH in Go over a TUN device) and ipsec/xfrm (the Linux kernel over netlink).
+package ipsec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Protocol is an IPsec security protocol, numbered as in the IP header.
+type Protocol uint8
+
+// IPsec protocols (IANA protocol numbers).
+const (
+	ProtoESP Protocol = 50 // RFC 4303
+	ProtoAH  Protocol = 51 // RFC 4302
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtoESP:
+		return "esp"
+	case ProtoAH:
+		return "ah"
+	}
+	return fmt.Sprintf("proto-%d", uint8(p))
+}
+
+// Mode is the IPsec encapsulation mode.
+type Mode uint8
+
+// Modes.
+const (
+	ModeTunnel Mode = iota
+	ModeTransport
+)
+
+func (m Mode) String() string {
+	if m == ModeTransport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// Direction of an SA or a policy, seen from this host.
+type Direction uint8
+
+// Directions. Fwd is for policies on forwarded traffic (XFRM only).
+const (
+	DirIn Direction = iota
+	DirOut
+	DirFwd
+)
+
+func (d Direction) String() string {
+	switch d {
+	case DirIn:
+		return "in"
+	case DirOut:
+		return "out"
+	case DirFwd:
+		return "fwd"
+	}
+	return fmt.Sprintf("dir-%d", uint8(d))
+}
+
+// Cipher is an ESP encryption (or combined-mode) algorithm.
+type Cipher uint8
+
+// Ciphers. AES key sizes are taken from the key length; for AES-GCM the key
+// carries the 4-byte salt at its end (RFC 4106 §8.1), as XFRM expects.
+const (
+	CipherNull     Cipher = iota // RFC 2410
+	CipherDESCBC                 // RFC 2405 (weak; the seed's esp-des)
+	Cipher3DESCBC                // RFC 2451
+	CipherAESCBC                 // RFC 3602, 128/192/256
+	CipherAESGCM16               // RFC 4106, 16-byte ICV, 128/256
+)
+
+func (c Cipher) String() string {
+	switch c {
+	case CipherNull:
+		return "null"
+	case CipherDESCBC:
+		return "des-cbc"
+	case Cipher3DESCBC:
+		return "3des-cbc"
+	case CipherAESCBC:
+		return "aes-cbc"
+	case CipherAESGCM16:
+		return "aes-gcm-16"
+	}
+	return fmt.Sprintf("cipher-%d", uint8(c))
+}
+
+// Integrity is an ESP or AH integrity algorithm (truncated HMACs).
+type Integrity uint8
+
+// Integrity algorithms.
+const (
+	IntegNone          Integrity = iota
+	IntegHMACMD596               // RFC 2403
+	IntegHMACSHA196              // RFC 2404
+	IntegHMACSHA256128           // RFC 4868
+	IntegHMACSHA384192           // RFC 4868
+	IntegHMACSHA512256           // RFC 4868
+)
+
+func (i Integrity) String() string {
+	switch i {
+	case IntegNone:
+		return "none"
+	case IntegHMACMD596:
+		return "hmac-md5-96"
+	case IntegHMACSHA196:
+		return "hmac-sha1-96"
+	case IntegHMACSHA256128:
+		return "hmac-sha2-256-128"
+	case IntegHMACSHA384192:
+		return "hmac-sha2-384-192"
+	case IntegHMACSHA512256:
+		return "hmac-sha2-512-256"
+	}
+	return fmt.Sprintf("integ-%d", uint8(i))
+}
+
+// Key is secret key material. It never prints its bytes.
+type Key []byte
+
+func (Key) String() string   { return "<redacted>" }
+func (Key) GoString() string { return "<redacted>" }
+
+// UDPEncap describes ESP-in-UDP encapsulation (RFC 3948). Nil means raw ESP.
+type UDPEncap struct {
+	SrcPort uint16
+	DstPort uint16
+}
+
+// SAKey identifies an SA in the SAD: destination, protocol and SPI.
+type SAKey struct {
+	Dst   netip.Addr
+	Proto Protocol
+	SPI   uint32
+}
+
+func (k SAKey) String() string {
+	return fmt.Sprintf("%s/%s/0x%08x", k.Dst, k.Proto, k.SPI)
+}
+
+// Lifetime limits an SA. Zero fields mean no limit. Soft limits raise an
+// EventSoftExpire (time to rekey); hard limits delete the SA and raise
+// EventHardExpire.
+type Lifetime struct {
+	SoftBytes, HardBytes uint64
+	SoftTime, HardTime   time.Duration
+}
+
+// SA is one security association.
+type SA struct {
+	Src, Dst netip.Addr // outer addresses (tunnel endpoints or hosts)
+	Proto    Protocol
+	SPI      uint32
+	Dir      Direction
+	Mode     Mode
+	Encap    *UDPEncap // ESP only
+
+	Cipher    Cipher // ESP only
+	CipherKey Key
+	Integ     Integrity
+	IntegKey  Key
+
+	ReplayWindow uint32 // packets; 0 disables anti-replay (inbound only)
+	Lifetime     Lifetime
+	// ReqID ties SAs to the policies they serve. Both SAs of an AH+ESP
+	// bundle, and the inbound and outbound SAs of one negotiation, share it.
+	ReqID uint32
+	// Selector is the traffic the SA carries (inner addresses in tunnel
+	// mode), used to check decapsulated packets against policy.
+	Selector Selector
+}
+
+// Key returns the SA's SAD key.
+func (s *SA) Key() SAKey { return SAKey{Dst: s.Dst, Proto: s.Proto, SPI: s.SPI} }
+
+// Validate checks that the SA is self-consistent: addresses, SPI, algorithm and
+// key sizes. It never mentions key bytes in errors.
+func (s *SA) Validate() error {
+	if !s.Src.IsValid() || !s.Dst.IsValid() {
+		return errors.New("ipsec: SA needs source and destination addresses")
+	}
+	if s.SPI < 256 {
+		return fmt.Errorf("ipsec: SA %s: SPI 0x%x is reserved (RFC 4303 §2.1)", s.Key(), s.SPI)
+	}
+	if s.Proto != ProtoESP && s.Proto != ProtoAH {
+		return fmt.Errorf("ipsec: SA %s: unsupported protocol %d", s.Key(), s.Proto)
+	}
+	if s.Proto == ProtoAH {
+		if s.Cipher != CipherNull || len(s.CipherKey) != 0 {
+			return fmt.Errorf("ipsec: SA %s: AH has no cipher", s.Key())
+		}
+		if s.Integ == IntegNone {
+			return fmt.Errorf("ipsec: SA %s: AH needs an integrity algorithm", s.Key())
+		}
+		if s.Encap != nil {
+			return fmt.Errorf("ipsec: SA %s: AH cannot be UDP-encapsulated", s.Key())
+		}
+	}
+	if want, ok := cipherKeyLen(s.Cipher, len(s.CipherKey)); !ok {
+		return fmt.Errorf("ipsec: SA %s: %s key is %d bytes, want %s", s.Key(), s.Cipher, len(s.CipherKey), want)
+	}
+	if want := IntegKeyLen(s.Integ); len(s.IntegKey) != want {
+		return fmt.Errorf("ipsec: SA %s: %s key is %d bytes, want %d", s.Key(), s.Integ, len(s.IntegKey), want)
+	}
+	if s.Cipher == CipherAESGCM16 && s.Integ != IntegNone {
+		return fmt.Errorf("ipsec: SA %s: aes-gcm-16 takes no separate integrity algorithm", s.Key())
+	}
+	if s.Proto == ProtoESP && s.Cipher == CipherNull && s.Integ == IntegNone {
+		return fmt.Errorf("ipsec: SA %s: ESP with neither encryption nor integrity", s.Key())
+	}
+	return nil
+}
+
+func cipherKeyLen(c Cipher, n int) (string, bool) {
+	switch c {
+	case CipherNull:
+		return "0", n == 0
+	case CipherDESCBC:
+		return "8", n == 8
+	case Cipher3DESCBC:
+		return "24", n == 24
+	case CipherAESCBC:
+		return "16, 24 or 32", n == 16 || n == 24 || n == 32
+	case CipherAESGCM16:
+		return "20 or 36 (key + 4-byte salt)", n == 20 || n == 36
+	}
+	return "a known cipher", false
+}
+
+// IntegKeyLen is the HMAC key length for an integrity algorithm.
+func IntegKeyLen(i Integrity) int {
+	switch i {
+	case IntegHMACMD596:
+		return 16
+	case IntegHMACSHA196:
+		return 20
+	case IntegHMACSHA256128:
+		return 32
+	case IntegHMACSHA384192:
+		return 48
+	case IntegHMACSHA512256:
+		return 64
+	}
+	return 0
+}
+
+// PortRange is an inclusive range of transport ports; the zero value and
+// {0, 65535} both mean any port.
+type PortRange struct{ Lo, Hi uint16 }
+
+// Any reports whether the range matches every port.
+func (r PortRange) Any() bool { return r.Hi == 0 || (r.Lo == 0 && r.Hi == 65535) }
+
+// Contains reports whether port p is in the range.
+func (r PortRange) Contains(p uint16) bool { return r.Any() || (p >= r.Lo && p <= r.Hi) }
+
+// Selector matches IPv4 traffic, as an extended access-list entry does.
+// Proto 0 means any protocol.
+type Selector struct {
+	Src, Dst         netip.Prefix
+	Proto            uint8
+	SrcPort, DstPort PortRange
+}
+
+// Matches reports whether a packet's 5-tuple falls within the selector.
+func (s Selector) Matches(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
+	if !s.Src.Contains(src) || !s.Dst.Contains(dst) {
+		return false
+	}
+	if s.Proto != 0 && s.Proto != proto {
+		return false
+	}
+	return s.SrcPort.Contains(sport) && s.DstPort.Contains(dport)
+}
+
+// Mirror returns the selector for traffic in the opposite direction.
+func (s Selector) Mirror() Selector {
+	return Selector{Src: s.Dst, Dst: s.Src, Proto: s.Proto, SrcPort: s.DstPort, DstPort: s.SrcPort}
+}
+
+func (s Selector) String() string {
+	return fmt.Sprintf("%s:%d-%d -> %s:%d-%d proto %d", s.Src, s.SrcPort.Lo, s.SrcPort.Hi, s.Dst, s.DstPort.Lo, s.DstPort.Hi, s.Proto)
+}
+
+// Action is what a policy does with matching traffic.
+type Action uint8
+
+// Actions.
+const (
+	ActionProtect Action = iota // apply the policy's templates (IPsec)
+	ActionBypass                // send in the clear (an ACL deny entry)
+	ActionDiscard               // drop
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionProtect:
+		return "protect"
+	case ActionBypass:
+		return "bypass"
+	case ActionDiscard:
+		return "discard"
+	}
+	return fmt.Sprintf("action-%d", uint8(a))
+}
+
+// Template says which SA a protected packet needs: one per protocol of the
+// bundle, innermost first (for the seed's AH+ESP: ESP, then AH).
+type Template struct {
+	Proto    Protocol
+	Mode     Mode
+	Src, Dst netip.Addr // tunnel endpoints (this router, the peer)
+	ReqID    uint32
+}
+
+// PolicyKey identifies a policy.
+type PolicyKey struct {
+	Dir Direction
+	ID  uint32
+}
+
+// Policy is one SPD entry. Lower Priority values are matched first.
+type Policy struct {
+	ID        uint32 // unique per direction, chosen by the caller
+	Dir       Direction
+	Priority  uint32
+	Selector  Selector
+	Action    Action
+	Templates []Template
+}
+
+// Key returns the policy's SPD key.
+func (p *Policy) Key() PolicyKey { return PolicyKey{Dir: p.Dir, ID: p.ID} }
+
+// Counters are per-SA statistics.
+type Counters struct {
+	Packets      uint64
+	Bytes        uint64 // payload bytes before encapsulation / after decapsulation
+	AuthFailures uint64
+	ReplayErrors uint64
+	OtherErrors  uint64 // malformed, padding, policy mismatch after decap
+	AddTime      time.Time
+	LastUse      time.Time
+}
+
+// EventKind enumerates dataplane events.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventAcquire    EventKind = iota + 1 // traffic matched a protect policy with no SA
+	EventSoftExpire                      // an SA reached a soft lifetime: rekey
+	EventHardExpire                      // an SA reached a hard lifetime and is gone
+	EventInvalidSPI                      // ESP/AH arrived for an SPI with no SA
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventAcquire:
+		return "acquire"
+	case EventSoftExpire:
+		return "soft-expire"
+	case EventHardExpire:
+		return "hard-expire"
+	case EventInvalidSPI:
+		return "invalid-spi"
+	}
+	return fmt.Sprintf("event-%d", uint8(k))
+}
+
+// Event is something the dataplane reports to the agent.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+
+	// Acquire: the policy that matched and the packet that triggered it.
+	Policy  PolicyKey
+	Trigger Selector // the triggering packet as a host-to-host selector
+
+	// Expiry: the SA concerned. Invalid SPI: destination, protocol and SPI
+	// of the packet.
+	SA SAKey
+
+	// Invalid SPI: the outer source address (and port, for ESP-in-UDP).
+	Src     netip.Addr
+	SrcPort uint16
+}
+
+// ErrNotFound is returned when deleting or reading an SA or policy that does
+// not exist.
+var ErrNotFound = errors.New("ipsec: not found")
+
+// ErrExists is returned when adding an SA or policy whose key is in use.
+var ErrExists = errors.New("ipsec: already exists")
+
+// Dataplane is what the agent needs from an IPsec implementation.
+type Dataplane interface {
+	// Name says which implementation this is ("userspace", "xfrm").
+	Name() string
+	// AllocSPI reserves an unused inbound SPI for proto towards dst.
+	AllocSPI(ctx context.Context, proto Protocol, src, dst netip.Addr) (uint32, error)
+	AddSA(ctx context.Context, sa SA) error
+	DeleteSA(ctx context.Context, key SAKey) error
+	AddPolicy(ctx context.Context, p Policy) error
+	DeletePolicy(ctx context.Context, key PolicyKey) error
+	// Counters reads one SA's statistics.
+	Counters(ctx context.Context, key SAKey) (Counters, error)
+	// Events delivers acquires, expiries and invalid SPIs. The channel is
+	// closed by Close. A dataplane never blocks on a slow reader: it drops
+	// events and counts the drops.
+	Events() <-chan Event
+	// Flush removes every SA and policy this dataplane owns.
+	Flush(ctx context.Context) error
+	Close() error
+}
