@@ -1,0 +1,475 @@
+// Package intent turns the YANG configuration (gen structs) into plain,
+// engine-shaped values: ISAKMP policies, keys, transform proposals, and one
+// Tunnel per crypto-map entry bound to an interface, with its local address,
+// peers and traffic selectors. It is the one place where the model's IOS-style
+// names (esp-des, group14, host/any prefixes) become algorithm values.
+//
+// It knows gen and the ipsec types; it does not know the datastore, the
+// engines' runtime, or gNMI. Everything here is pure and deterministic, so the
+// reconciler can compute an Intent for the old and the new config and diff
+// them.
+package intent
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// Secret is a pre-shared key. It never prints its value.
+type Secret string
+
+func (Secret) String() string   { return "<redacted>" }
+func (Secret) GoString() string { return "<redacted>" }
+
+// Policy is an ISAKMP policy.
+type Policy struct {
+	Priority   uint16
+	Encryption string // des, 3des, aes-128, aes-192, aes-256
+	Hash       string // md5, sha, sha256, sha384, sha512
+	Group      int    // DH group number
+	Lifetime   time.Duration
+}
+
+// Limits bound invalid SPI recovery.
+type Limits struct {
+	PerPeerPerMinute uint32
+	PerPeerBurst     uint32
+	GlobalPerMinute  uint32
+	DedupWindow      time.Duration
+}
+
+// Global holds the global ISAKMP settings.
+type Global struct {
+	InvalidSPIRecovery bool
+	NATTraversal       bool
+	ForceUDPEncap      bool
+	NATKeepalive       time.Duration
+	DPDInterval        time.Duration
+	DPDRetry           time.Duration
+	Limits             Limits
+}
+
+// Transform is one transform set, as algorithms.
+type Transform struct {
+	Name      string
+	AH        ipsec.Integrity // IntegNone: no AH
+	ESP       bool
+	Cipher    ipsec.Cipher
+	KeyBits   int // AES and GCM key size; 0 otherwise
+	ESPInteg  ipsec.Integrity
+	Mode      ipsec.Mode
+	IOSString string // "ah-sha-hmac esp-des esp-sha-hmac"
+}
+
+// Rule is one access-list entry as a selector.
+type Rule struct {
+	Seq      uint32
+	Permit   bool
+	Selector ipsec.Selector
+}
+
+// Tunnel is a crypto-map entry applied on an interface.
+type Tunnel struct {
+	Map        string
+	Seq        uint32
+	Interface  string
+	Local      netip.Addr
+	Peers      []netip.Addr
+	Transforms []Transform
+	ACL        string
+	Rules      []Rule
+	PFSGroup   int // 0: none
+	Lifetime   time.Duration
+	LifeKB     uint64
+}
+
+// ID names the tunnel for logs and telemetry: "testtag1/10@wan0".
+func (t *Tunnel) ID() string { return fmt.Sprintf("%s/%d@%s", t.Map, t.Seq, t.Interface) }
+
+// Interface is an interface's configured address.
+type Interface struct {
+	Name      string
+	Prefix    netip.Prefix // address/len; invalid when none configured
+	CryptoMap string
+}
+
+// Intent is the whole configuration, ready for the engines.
+type Intent struct {
+	Global     Global
+	Policies   []Policy // by priority
+	Keys       map[netip.Addr]Secret
+	Interfaces []Interface // by name
+	Tunnels    []Tunnel    // by interface, map, sequence
+}
+
+// FromConfig computes the Intent of a configuration. The configuration must
+// have passed store validation; FromConfig still reports what it cannot
+// translate instead of guessing.
+func FromConfig(root *gen.Device) (*Intent, error) {
+	c := root.GetCrypto()
+	in := &Intent{Keys: map[netip.Addr]Secret{}}
+	in.Global = global(c)
+	for _, p := range policiesOf(c) {
+		pol, err := policy(p.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		in.Policies = append(in.Policies, pol)
+	}
+	slices.SortFunc(in.Policies, func(a, b Policy) int { return int(a.Priority) - int(b.Priority) })
+	for _, k := range keysOf(c) {
+		a, err := netip.ParseAddr(k.GetConfig().GetAddress())
+		if err != nil {
+			return nil, fmt.Errorf("intent: key %q: %w", k.GetAddress(), err)
+		}
+		in.Keys[a] = Secret(k.GetConfig().GetKey())
+	}
+	ifs, err := interfaces(c)
+	if err != nil {
+		return nil, err
+	}
+	in.Interfaces = ifs
+	for _, ifc := range ifs {
+		if ifc.CryptoMap == "" {
+			continue
+		}
+		ts, err := tunnels(c, ifc)
+		if err != nil {
+			return nil, err
+		}
+		in.Tunnels = append(in.Tunnels, ts...)
+	}
+	return in, nil
+}
+
+func global(c *gen.SpiagentCrypto_Crypto) Global {
+	g := c.GetIsakmp().GetConfig()
+	l := c.GetIsakmp().GetInvalidSpiRecoveryLimits().GetConfig()
+	return Global{
+		InvalidSPIRecovery: g.GetInvalidSpiRecovery(),
+		NATTraversal:       g.GetNatTraversal(),
+		ForceUDPEncap:      g.GetForceUdpEncapsulation(),
+		NATKeepalive:       time.Duration(g.GetNatKeepalive()) * time.Second,
+		DPDInterval:        time.Duration(g.GetDpdInterval()) * time.Second,
+		DPDRetry:           time.Duration(g.GetDpdRetry()) * time.Second,
+		Limits: Limits{
+			PerPeerPerMinute: l.GetPerPeerRate(),
+			PerPeerBurst:     l.GetPerPeerBurst(),
+			GlobalPerMinute:  l.GetGlobalRate(),
+			DedupWindow:      time.Duration(l.GetDedupWindow()) * time.Second,
+		},
+	}
+}
+
+// enumName is the YANG name of a generated enum value.
+func enumName(e ygot.GoEnum) string {
+	n, err := ygot.EnumName(e)
+	if err != nil {
+		return ""
+	}
+	return n
+}
+
+// groupNumber turns "group14" into 14 and "none" into 0.
+func groupNumber(name string) (int, error) {
+	if name == "none" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "group"))
+	if err != nil {
+		return 0, fmt.Errorf("intent: unknown DH group %q", name)
+	}
+	return n, nil
+}
+
+func policy(p *gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config) (Policy, error) {
+	g, err := groupNumber(enumName(p.GetGroup()))
+	if err != nil {
+		return Policy{}, fmt.Errorf("intent: isakmp policy %d: %w", p.GetPriority(), err)
+	}
+	return Policy{
+		Priority:   p.GetPriority(),
+		Encryption: enumName(p.GetEncryption()),
+		Hash:       enumName(p.GetHash()),
+		Group:      g,
+		Lifetime:   time.Duration(p.GetLifetime()) * time.Second,
+	}, nil
+}
+
+func interfaces(c *gen.SpiagentCrypto_Crypto) ([]Interface, error) {
+	var out []Interface
+	for name, i := range interfacesOf(c) {
+		cfg := i.GetConfig()
+		ifc := Interface{Name: name, CryptoMap: cfg.GetCryptoMap()}
+		if cfg.Ipv4Address != nil {
+			a, err := netip.ParseAddr(cfg.GetIpv4Address())
+			if err != nil {
+				return nil, fmt.Errorf("intent: interface %s: %w", name, err)
+			}
+			plen := 32
+			if cfg.Ipv4PrefixLength != nil {
+				plen = int(cfg.GetIpv4PrefixLength())
+			}
+			ifc.Prefix = netip.PrefixFrom(a, plen)
+		}
+		out = append(out, ifc)
+	}
+	slices.SortFunc(out, func(a, b Interface) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func tunnels(c *gen.SpiagentCrypto_Crypto, ifc Interface) ([]Tunnel, error) {
+	cm := cryptoMapsOf(c)[ifc.CryptoMap]
+	if cm == nil {
+		return nil, fmt.Errorf("intent: interface %s: crypto map %q does not exist", ifc.Name, ifc.CryptoMap)
+	}
+	if !ifc.Prefix.IsValid() {
+		return nil, fmt.Errorf("intent: interface %s: crypto map %s needs an IPv4 address on the interface", ifc.Name, ifc.CryptoMap)
+	}
+	var out []Tunnel
+	for seq, e := range mapEntriesOf(cm) {
+		t, err := tunnel(c, ifc, seq, e.GetConfig())
+		if err != nil {
+			return nil, fmt.Errorf("intent: crypto map %s %d: %w", ifc.CryptoMap, seq, err)
+		}
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Tunnel) int { return int(a.Seq) - int(b.Seq) })
+	return out, nil
+}
+
+func tunnel(c *gen.SpiagentCrypto_Crypto, ifc Interface, seq uint32, e *gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry_Config) (Tunnel, error) {
+	t := Tunnel{
+		Map:       ifc.CryptoMap,
+		Seq:       seq,
+		Interface: ifc.Name,
+		Local:     ifc.Prefix.Addr(),
+		ACL:       e.GetMatchAddress(),
+		Lifetime:  time.Duration(e.GetSaLifetimeSeconds()) * time.Second,
+		LifeKB:    uint64(e.GetSaLifetimeKilobytes()),
+	}
+	pfs, err := groupNumber(enumName(e.GetPfs()))
+	if err != nil {
+		return t, err
+	}
+	t.PFSGroup = pfs
+	for _, p := range e.GetPeer() {
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return t, fmt.Errorf("peer %q: %w", p, err)
+		}
+		t.Peers = append(t.Peers, a)
+	}
+	for _, name := range e.GetTransformSet() {
+		ts := transformSetsOf(c)[name]
+		if ts == nil {
+			return t, fmt.Errorf("transform set %q does not exist", name)
+		}
+		tr, err := TransformFromConfig(ts.GetConfig())
+		if err != nil {
+			return t, err
+		}
+		t.Transforms = append(t.Transforms, tr)
+	}
+	acl := accessListsOf(c)[t.ACL]
+	if acl == nil {
+		return t, fmt.Errorf("access list %q does not exist", t.ACL)
+	}
+	rules, err := Rules(acl)
+	if err != nil {
+		return t, err
+	}
+	t.Rules = rules
+	return t, nil
+}
+
+// TransformFromConfig translates a transform set.
+func TransformFromConfig(ts *gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config) (Transform, error) {
+	tr := Transform{Name: ts.GetName(), Mode: ipsec.ModeTunnel}
+	if enumName(ts.GetMode()) == "transport" {
+		tr.Mode = ipsec.ModeTransport
+	}
+	var words []string
+	if a := enumName(ts.GetAh()); a != "" {
+		integ, ok := ahInteg[a]
+		if !ok {
+			return tr, fmt.Errorf("transform set %s: unknown AH transform %q", tr.Name, a)
+		}
+		tr.AH = integ
+		words = append(words, a)
+	}
+	if e := enumName(ts.GetEspEncryption()); e != "" {
+		tr.ESP = true
+		switch e {
+		case "esp-null":
+			tr.Cipher = ipsec.CipherNull
+		case "esp-des":
+			tr.Cipher = ipsec.CipherDESCBC
+		case "esp-3des":
+			tr.Cipher = ipsec.Cipher3DESCBC
+		case "esp-aes", "esp-gcm":
+			tr.Cipher = ipsec.CipherAESCBC
+			if e == "esp-gcm" {
+				tr.Cipher = ipsec.CipherAESGCM16
+			}
+			tr.KeyBits = 128
+			if ts.EspKeyBits != nil {
+				tr.KeyBits = int(ts.GetEspKeyBits())
+			}
+			e += " " + strconv.Itoa(tr.KeyBits)
+		default:
+			return tr, fmt.Errorf("transform set %s: unknown ESP cipher %q", tr.Name, e)
+		}
+		words = append(words, e)
+		if i := enumName(ts.GetEspIntegrity()); i != "" {
+			integ, ok := espInteg[i]
+			if !ok {
+				return tr, fmt.Errorf("transform set %s: unknown ESP integrity %q", tr.Name, i)
+			}
+			tr.ESPInteg = integ
+			words = append(words, i)
+		}
+	} else if i := enumName(ts.GetEspIntegrity()); i != "" {
+		// IOS allows an integrity-only ESP transform set: esp-null implied.
+		tr.ESP, tr.Cipher = true, ipsec.CipherNull
+		tr.ESPInteg = espInteg[i]
+		words = append(words, i)
+	}
+	if !tr.ESP && tr.AH == ipsec.IntegNone {
+		return tr, fmt.Errorf("transform set %s: neither AH nor ESP", tr.Name)
+	}
+	tr.IOSString = strings.Join(words, " ")
+	return tr, nil
+}
+
+var ahInteg = map[string]ipsec.Integrity{
+	"ah-md5-hmac":    ipsec.IntegHMACMD596,
+	"ah-sha-hmac":    ipsec.IntegHMACSHA196,
+	"ah-sha256-hmac": ipsec.IntegHMACSHA256128,
+	"ah-sha384-hmac": ipsec.IntegHMACSHA384192,
+	"ah-sha512-hmac": ipsec.IntegHMACSHA512256,
+}
+
+var espInteg = map[string]ipsec.Integrity{
+	"esp-md5-hmac":    ipsec.IntegHMACMD596,
+	"esp-sha-hmac":    ipsec.IntegHMACSHA196,
+	"esp-sha256-hmac": ipsec.IntegHMACSHA256128,
+	"esp-sha384-hmac": ipsec.IntegHMACSHA384192,
+	"esp-sha512-hmac": ipsec.IntegHMACSHA512256,
+}
+
+var aclProtoNumbers = map[string]uint8{
+	"ip": 0, "icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ahp": 51,
+}
+
+// Rules translates an access list into selectors, in sequence order.
+func Rules(acl *gen.SpiagentCrypto_Crypto_AccessLists_AccessList) ([]Rule, error) {
+	var out []Rule
+	for seq, e := range aclEntriesOf(acl) {
+		cfg := e.GetConfig()
+		r := Rule{Seq: seq, Permit: enumName(cfg.GetAction()) == "permit"}
+		var err error
+		if r.Selector.Src, err = netip.ParsePrefix(cfg.GetSource()); err != nil {
+			return nil, fmt.Errorf("access list %s entry %d: source: %w", acl.GetName(), seq, err)
+		}
+		if r.Selector.Dst, err = netip.ParsePrefix(cfg.GetDestination()); err != nil {
+			return nil, fmt.Errorf("access list %s entry %d: destination: %w", acl.GetName(), seq, err)
+		}
+		switch p := cfg.GetProtocol().(type) {
+		case gen.E_SpiagentTypes_AclProtocol_Enum:
+			n, ok := aclProtoNumbers[enumName(p)]
+			if !ok {
+				return nil, fmt.Errorf("access list %s entry %d: unknown protocol %q", acl.GetName(), seq, enumName(p))
+			}
+			r.Selector.Proto = n
+		case gen.UnionUint8:
+			r.Selector.Proto = uint8(p)
+		default:
+			return nil, fmt.Errorf("access list %s entry %d: unsupported protocol value %T", acl.GetName(), seq, p)
+		}
+		r.Selector.SrcPort = portRange(cfg.SourcePortMin, cfg.SourcePortMax)
+		r.Selector.DstPort = portRange(cfg.DestinationPortMin, cfg.DestinationPortMax)
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return int(a.Seq) - int(b.Seq) })
+	return out, nil
+}
+
+func portRange(lo, hi *uint16) ipsec.PortRange {
+	switch {
+	case lo == nil && hi == nil:
+		return ipsec.PortRange{}
+	case hi == nil:
+		return ipsec.PortRange{Lo: *lo, Hi: *lo}
+	case lo == nil:
+		return ipsec.PortRange{Lo: 0, Hi: *hi}
+	}
+	return ipsec.PortRange{Lo: *lo, Hi: *hi}
+}
+
+// Nil-safe views of the generated lists (ygot's list getters take a key).
+
+func policiesOf(c *gen.SpiagentCrypto_Crypto) map[uint16]*gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy {
+	if p := c.GetIsakmp().GetPolicies(); p != nil {
+		return p.Policy
+	}
+	return nil
+}
+
+func keysOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key {
+	if k := c.GetIsakmp().GetKeys(); k != nil {
+		return k.Key
+	}
+	return nil
+}
+
+func interfacesOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Interfaces_Interface {
+	if i := c.GetInterfaces(); i != nil {
+		return i.Interface
+	}
+	return nil
+}
+
+func cryptoMapsOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap {
+	if m := c.GetCryptoMaps(); m != nil {
+		return m.CryptoMap
+	}
+	return nil
+}
+
+func mapEntriesOf(m *gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap) map[uint32]*gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry {
+	if e := m.GetEntries(); e != nil {
+		return e.Entry
+	}
+	return nil
+}
+
+func transformSetsOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_TransformSets_TransformSet {
+	if t := c.GetTransformSets(); t != nil {
+		return t.TransformSet
+	}
+	return nil
+}
+
+func accessListsOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_AccessLists_AccessList {
+	if a := c.GetAccessLists(); a != nil {
+		return a.AccessList
+	}
+	return nil
+}
+
+func aclEntriesOf(a *gen.SpiagentCrypto_Crypto_AccessLists_AccessList) map[uint32]*gen.SpiagentCrypto_Crypto_AccessLists_AccessList_Entries_Entry {
+	if e := a.GetEntries(); e != nil {
+		return e.Entry
+	}
+	return nil
+}
