@@ -1,0 +1,130 @@
+package xfrm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// monitorLoop reads XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE until Close.
+func (d *Dataplane) monitorLoop() {
+	defer d.wg.Done()
+	for {
+		msgs, _, err := d.mon.Receive()
+		if err != nil {
+			if d.closed.Load() {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				d.monOverrun.Add(1)
+				continue
+			}
+			d.cfg.log.Error("xfrm: event socket failed; no more acquire/expire events", "err", err)
+			return
+		}
+		for _, m := range msgs {
+			d.handleKernelMsg(m.Header.Type, m.Data)
+		}
+	}
+}
+
+// handleKernelMsg turns one XFRM multicast message into an event, if it
+// concerns something this dataplane owns.
+func (d *Dataplane) handleKernelMsg(typ uint16, b []byte) {
+	now := time.Now()
+	switch typ {
+	case msgAcquire:
+		a, err := decodeAcquire(b)
+		if err != nil {
+			d.cfg.log.Warn("xfrm: bad acquire", "err", err)
+			return
+		}
+		pk, ok := policyKey(a.policyIndex)
+		if !ok {
+			return // another IKE daemon's policy
+		}
+		trig, err := a.trigger.ipsecSelector()
+		if err != nil {
+			d.cfg.log.Warn("xfrm: bad acquire selector", "err", err)
+			return
+		}
+		d.emit(ipsec.Event{
+			Kind: ipsec.EventAcquire, Time: now, Policy: pk, Trigger: trig,
+			SA: ipsec.SAKey{Dst: a.peer, Proto: a.proto}, Src: a.local,
+		})
+	case msgExpire:
+		e, err := decodeExpire(b)
+		if err != nil {
+			d.cfg.log.Warn("xfrm: bad expire", "err", err)
+			return
+		}
+		if !d.ownsReqID(e.reqid) || e.key.SPI == 0 {
+			return
+		}
+		kind := ipsec.EventSoftExpire
+		if e.hard {
+			kind = ipsec.EventHardExpire
+			d.mu.Lock()
+			d.forget(e.key)
+			d.mu.Unlock()
+		}
+		d.emit(ipsec.Event{Kind: kind, Time: now, SA: e.key, Src: e.src})
+	}
+}
+
+// nflogLoop reads unknown-SPI packets logged by the nftables rules.
+func (d *Dataplane) nflogLoop() {
+	defer d.wg.Done()
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := d.nflog.read(buf)
+		if err != nil {
+			if d.closed.Load() {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				d.nflogOverrun.Add(1)
+				continue
+			}
+			d.cfg.log.Error("xfrm: NFLOG socket failed; no more invalid-SPI events", "err", err)
+			return
+		}
+		_ = splitNetlink(buf[:n], d.handleNFLOG)
+	}
+}
+
+func (d *Dataplane) handleNFLOG(typ uint16, b []byte) {
+	if typ != nfnlSubsysULOG<<8|nfulnlMsgPacket {
+		return
+	}
+	d.nflogPkts.Add(1)
+	payload, ok := nflogPayload(b)
+	if !ok {
+		d.nflogBad.Add(1)
+		return
+	}
+	p, err := parseSPIPacket(payload)
+	if err != nil {
+		d.nflogBad.Add(1)
+		return
+	}
+	d.mu.Lock()
+	_, known := d.sas[ipsec.SAKey{Dst: p.dst, Proto: p.proto, SPI: p.spi}]
+	d.mu.Unlock()
+	if known {
+		d.nflogKnown.Add(1) // logged in the window between set update and SA add
+		return
+	}
+	ev, ok := d.det.Observe(p.src, p.sport, p.dst, p.proto, p.spi)
+	if !ok {
+		return
+	}
+	d.cfg.log.Warn(fmt.Sprintf("%%CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet has invalid spi for destaddr=%s, prot=%d, spi=0x%x(%d), srcaddr=%s",
+		p.dst, p.proto, p.spi, p.spi, p.src),
+		"peer", p.src.String(), "spi", fmt.Sprintf("0x%08x", p.spi), "proto", p.proto.String(), "sport", p.sport)
+	d.emit(ev)
+}

@@ -1,0 +1,310 @@
+package xfrm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// InvalidSPIConfig configures invalid-SPI detection. Zero fields take the
+// defaults in parentheses.
+type InvalidSPIConfig struct {
+	Disabled     bool   // run without detection (no nftables needed)
+	NFLOGGroup   uint16 // nfnetlink_log group (2718); one per netns
+	KernelRate   uint32 // packets/s the kernel lets through to userspace (50)
+	KernelBurst  uint32 // burst on top of KernelRate (50)
+	UDPEncapPort uint16 // ESP-in-UDP port to watch (4500)
+	Detector     DetectorConfig
+}
+
+func (c InvalidSPIConfig) withDefaults() InvalidSPIConfig {
+	if c.NFLOGGroup == 0 {
+		c.NFLOGGroup = 2718
+	}
+	if c.KernelRate == 0 {
+		c.KernelRate = 50
+	}
+	if c.KernelBurst == 0 {
+		c.KernelBurst = 50
+	}
+	if c.UDPEncapPort == 0 {
+		c.UDPEncapPort = 4500
+	}
+	return c
+}
+
+type config struct {
+	ns          netns.NsHandle
+	reqIDBase   uint32
+	eventBuffer int
+	invalidSPI  InvalidSPIConfig
+	log         *slog.Logger
+}
+
+// Option configures New.
+type Option func(*config)
+
+// WithNetns runs the dataplane in another network namespace (the handle must
+// stay open until Close). The default is the caller's namespace.
+func WithNetns(ns netns.NsHandle) Option { return func(c *config) { c.ns = ns } }
+
+// WithReqIDBase moves the owned kernel reqid range (DefaultReqIDBase).
+func WithReqIDBase(base uint32) Option { return func(c *config) { c.reqIDBase = base } }
+
+// WithEventBuffer sets the event channel's capacity (256).
+func WithEventBuffer(n int) Option { return func(c *config) { c.eventBuffer = n } }
+
+// WithInvalidSPI configures invalid-SPI detection (on by default).
+func WithInvalidSPI(cfg InvalidSPIConfig) Option { return func(c *config) { c.invalidSPI = cfg } }
+
+// WithLogger sets the logger (slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// Stats are the dataplane's own counters.
+type Stats struct {
+	EventsDropped   uint64 // the Events reader was too slow
+	MonitorOverruns uint64 // ENOBUFS on the XFRM event socket: kernel events lost
+	NFLOGPackets    uint64 // unknown-SPI packets the kernel rule passed up
+	NFLOGOverruns   uint64 // ENOBUFS on the NFLOG socket
+	NFLOGUnparsed   uint64 // logged packets that were not ESP/AH/ESP-in-UDP
+	NFLOGKnown      uint64 // logged, but the SPI was known by the time we looked
+	Detection       bool   // invalid-SPI detection is running
+	InvalidSPI      DetectorStats
+}
+
+type saRecord struct {
+	dir   ipsec.Direction
+	src   netip.Addr
+	reqid uint32
+}
+
+// Dataplane is the XFRM implementation of ipsec.Dataplane.
+type Dataplane struct {
+	cfg config
+
+	mu        sync.Mutex // serialises netlink requests and guards the maps
+	h         *netlink.Handle
+	sock      *nl.SocketHandle
+	sas       map[ipsec.SAKey]saRecord
+	larval    map[ipsec.SAKey]bool // SPIs from AllocSPI not yet completed
+	policies  map[ipsec.PolicyKey]bool
+	nft       *nftWatch
+	nflog     *nflogConn
+	mon       *nl.NetlinkSocket
+	det       *Detector
+	events    chan ipsec.Event
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    atomic.Bool
+
+	dropped, monOverrun, nflogPkts, nflogOverrun, nflogBad, nflogKnown atomic.Uint64
+}
+
+var _ ipsec.Dataplane = (*Dataplane)(nil)
+
+// New opens netlink sockets in the target netns, subscribes to acquire and
+// expire events and, unless disabled, installs the invalid-SPI nftables table.
+// It does not flush anything: call Flush to remove what an earlier run left.
+func New(opts ...Option) (*Dataplane, error) {
+	cfg := config{ns: netns.None(), reqIDBase: DefaultReqIDBase, eventBuffer: 256}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.log == nil {
+		cfg.log = slog.Default()
+	}
+	if cfg.eventBuffer <= 0 {
+		cfg.eventBuffer = 1
+	}
+	cfg.invalidSPI = cfg.invalidSPI.withDefaults()
+	d := &Dataplane{
+		cfg:      cfg,
+		sas:      map[ipsec.SAKey]saRecord{},
+		larval:   map[ipsec.SAKey]bool{},
+		policies: map[ipsec.PolicyKey]bool{},
+		events:   make(chan ipsec.Event, cfg.eventBuffer),
+	}
+	if err := d.open(); err != nil {
+		d.closeSockets()
+		return nil, err
+	}
+	d.wg.Add(1)
+	go d.monitorLoop()
+	if d.nflog != nil {
+		d.wg.Add(1)
+		go d.nflogLoop()
+	}
+	return d, nil
+}
+
+func (d *Dataplane) open() error {
+	var err error
+	if d.h, err = netlink.NewHandleAt(d.cfg.ns, unix.NETLINK_XFRM); err != nil {
+		return fmt.Errorf("xfrm: netlink handle: %w", err)
+	}
+	s, err := nl.GetNetlinkSocketAt(d.cfg.ns, netns.None(), unix.NETLINK_XFRM)
+	if err != nil {
+		return fmt.Errorf("xfrm: netlink socket: %w", err)
+	}
+	_ = s.SetExtAck(true) // errors carry the kernel's explanation
+	d.sock = &nl.SocketHandle{Socket: s}
+	d.mon, err = nl.SubscribeAt(d.cfg.ns, netns.None(), unix.NETLINK_XFRM, nl.XFRMNLGRP_ACQUIRE, nl.XFRMNLGRP_EXPIRE)
+	if err != nil {
+		return fmt.Errorf("xfrm: subscribe to acquire/expire: %w", err)
+	}
+	_ = d.mon.SetReceiveBufferSize(1<<20, false)
+	if d.cfg.invalidSPI.Disabled {
+		return nil
+	}
+	d.det = NewDetector(d.cfg.invalidSPI.Detector)
+	nsFd := -1
+	if d.cfg.ns.IsOpen() {
+		nsFd = int(d.cfg.ns)
+	}
+	if d.nft, err = newNFTWatch(nsFd, d.cfg.invalidSPI); err != nil {
+		return err
+	}
+	return inNetns(d.cfg.ns, func() error {
+		d.nflog, err = openNFLOG(d.cfg.invalidSPI.NFLOGGroup)
+		return err
+	})
+}
+
+// inNetns runs f on a locked OS thread inside ns (or here if ns is not open).
+// If the thread cannot be moved back it is left locked, so Go retires it.
+func inNetns(ns netns.NsHandle, f func() error) error {
+	if !ns.IsOpen() {
+		return f()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Name implements ipsec.Dataplane.
+func (d *Dataplane) Name() string { return "xfrm" }
+
+// Events implements ipsec.Dataplane.
+func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }
+
+// Stats returns the dataplane's counters.
+func (d *Dataplane) Stats() Stats {
+	s := Stats{
+		EventsDropped:   d.dropped.Load(),
+		MonitorOverruns: d.monOverrun.Load(),
+		NFLOGPackets:    d.nflogPkts.Load(),
+		NFLOGOverruns:   d.nflogOverrun.Load(),
+		NFLOGUnparsed:   d.nflogBad.Load(),
+		NFLOGKnown:      d.nflogKnown.Load(),
+		Detection:       d.det != nil,
+	}
+	if d.det != nil {
+		s.InvalidSPI = d.det.Stats()
+	}
+	return s
+}
+
+// emit delivers an event without ever blocking.
+func (d *Dataplane) emit(e ipsec.Event) {
+	select {
+	case d.events <- e:
+	default:
+		d.dropped.Add(1)
+	}
+}
+
+// Close stops the event readers, removes the nftables table and closes the
+// sockets and the Events channel. It leaves SAs and policies in place (the
+// agent calls Flush for that).
+func (d *Dataplane) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		if d.nft != nil {
+			d.mu.Lock()
+			err = d.nft.close()
+			d.mu.Unlock()
+		}
+		d.closeSockets()
+		d.wg.Wait()
+		close(d.events)
+	})
+	return err
+}
+
+func (d *Dataplane) closeSockets() {
+	if d.mon != nil {
+		d.mon.Close()
+	}
+	if d.nflog != nil {
+		d.nflog.Close()
+	}
+	if d.sock != nil {
+		d.sock.Socket.Close()
+	}
+	if d.h != nil {
+		d.h.Close()
+	}
+}
+
+// request builds a netlink request that runs on the dataplane's socket.
+func (d *Dataplane) request(typ, flags int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(typ, flags)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_XFRM: d.sock}
+	return req
+}
+
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// mapErr turns kernel errnos into the ipsec sentinels where callers decide:
+// EEXIST is ErrExists, and the errnos in notFound are ErrNotFound.
+func mapErr(op string, err error, notFound ...unix.Errno) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("xfrm: %s: %w (%v)", op, ipsec.ErrExists, err)
+	}
+	for _, e := range notFound {
+		if errors.Is(err, e) {
+			return fmt.Errorf("xfrm: %s: %w (%v)", op, ipsec.ErrNotFound, err)
+		}
+	}
+	return fmt.Errorf("xfrm: %s: %w", op, err)
+}
