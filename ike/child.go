@@ -1,0 +1,133 @@
+package ike
+
+import (
+	"time"
+
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ike/wire"
+)
+
+// child is an installed child SA and its timers.
+type child struct {
+	ChildSA
+	ike        *ikeSA
+	soft, hard *timer
+}
+
+// keyedSA derives KEYMAT for one SA (RFC 2409 §5.5).
+func (x *exchange) keyedSA(p Protocol, spi uint32, t Transform) SA {
+	h := x.sa.pol.Hash
+	s := SA{Proto: p, SPI: spi}
+	switch p {
+	case ProtoAH:
+		s.TransformID, s.Integ = t.AH.ahID(), t.AH
+		s.IntegKey = suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoAH), spi, x.ni, x.nr, t.AH.KeyLen())
+	case ProtoESP:
+		s.TransformID, _ = t.ESP.ESPID()
+		s.Cipher, s.Integ = t.ESP, t.ESPInteg
+		k := suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoESP), spi, x.ni, x.nr, t.ESP.KeyLen()+t.ESPInteg.KeyLen())
+		s.EncKey, s.IntegKey = Key(k[:t.ESP.KeyLen()]), Key(k[t.ESP.KeyLen():])
+		if len(s.IntegKey) == 0 {
+			s.IntegKey = nil
+		}
+	}
+	return s
+}
+
+func (e *Engine) addChild(now time.Time, x *exchange) {
+	sa := x.sa
+	e.nextID++
+	c := &child{ike: sa}
+	c.ChildSA = ChildSA{ID: e.nextID, Tag: x.pol.Tag, ReqID: x.pol.ReqID,
+		Local: sa.local.Addr(), Remote: sa.remote.Addr(), Mode: x.chosen.Mode,
+		LocalTS: x.ts[0], RemoteTS: x.ts[1], PFS: x.group, Lifetime: x.life, LifetimeKB: x.lifeKB,
+		Initiator: x.initiator, Established: now}
+	if sa.natt() {
+		c.Encap = &Encap{LocalPort: sa.local.Port(), RemotePort: sa.remote.Port()}
+	}
+	for _, p := range []Protocol{ProtoAH, ProtoESP} {
+		if x.inSPI[p] == 0 || x.outSPI[p] == 0 {
+			continue
+		}
+		c.In = append(c.In, x.keyedSA(p, x.inSPI[p], x.chosen))
+		c.Out = append(c.Out, x.keyedSA(p, x.outSPI[p], x.chosen))
+		delete(e.reserved, spiKey{p, x.inSPI[p]})
+		e.byIn[spiKey{p, x.inSPI[p]}] = c
+		e.byOut[outKey{c.Remote, p, x.outSPI[p]}] = c
+	}
+	e.children[c.ID] = c
+	e.peer(c.Remote).children[c.ID] = c
+	e.ctr.ChildInstalled++
+	e.out.Install = append(e.out.Install, c.ChildSA)
+	e.cfg.Log.Info("ike: child SA established", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String(),
+		"spi_in", spiList(c.In), "spi_out", spiList(c.Out))
+	c.hard = e.after(now.Add(c.Lifetime), func(now time.Time) {
+		e.notifyDelete(now, c)
+		e.removeChild(c, ReasonExpired)
+	})
+	if x.initiator {
+		pol := x.pol
+		ts := x.ts
+		c.soft = e.after(now.Add(e.softLife(c.Lifetime)), func(now time.Time) {
+			if cur := e.policies[pol.Tag]; cur != nil && e.children[c.ID] == c {
+				e.withIKE(now, cur.Local, cur.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, cur, ts) })
+			}
+		})
+	}
+}
+
+func spiList(s []SA) []string {
+	var out []string
+	for _, x := range s {
+		out = append(out, x.Proto.String()+":"+hex32(x.SPI))
+	}
+	return out
+}
+
+func hex32(v uint32) string {
+	const d = "0123456789abcdef"
+	b := []byte("0x00000000")
+	for i := 9; i >= 2; i-- {
+		b[i] = d[v&15]
+		v >>= 4
+	}
+	return string(b)
+}
+
+func (e *Engine) removeChild(c *child, r DeleteReason) {
+	if e.children[c.ID] != c {
+		return
+	}
+	c.soft.stop()
+	c.hard.stop()
+	delete(e.children, c.ID)
+	for _, s := range c.In {
+		delete(e.byIn, spiKey{s.Proto, s.SPI})
+	}
+	for _, s := range c.Out {
+		delete(e.byOut, outKey{c.Remote, s.Proto, s.SPI})
+	}
+	if p := e.peers[c.Remote]; p != nil {
+		delete(p.children, c.ID)
+		e.gcPeer(c.Remote)
+	}
+	e.out.Delete = append(e.out.Delete, ChildDelete{ChildSA: c.withoutKeys(), Reason: r})
+	e.cfg.Log.Info("ike: child SA deleted", "peer", c.Remote, "crypto_map", c.Tag, "reason", r.String(), "spi_in", spiList(c.In))
+}
+
+// notifyDelete sends DELETE for c's inbound SPIs over the ISAKMP SA that
+// negotiated it, or the newest one with the peer.
+func (e *Engine) notifyDelete(now time.Time, c *child) {
+	sa := c.ike
+	if sa == nil || sa.deleted || sa.state != stateEstablished {
+		sa = e.established(c.Remote)
+	}
+	if sa == nil {
+		return
+	}
+	for _, s := range c.In {
+		d := wire.Delete{DOI: wire.DOIIPsec, Protocol: protoWire(s.Proto), SPISize: 4, SPIs: [][]byte{{byte(s.SPI >> 24), byte(s.SPI >> 16), byte(s.SPI >> 8), byte(s.SPI)}}}
+		e.sendInfo(now, sa, wire.PayloadDelete, d.Encode())
+		e.ctr.DeletesOut++
+	}
+}

@@ -1,0 +1,318 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/spiagent/spiagent/ike/suite"
+)
+
+// PSK is a pre-shared key. It never prints its bytes: String, GoString,
+// Format (every fmt verb) and LogValue all redact it.
+type PSK []byte
+
+func (PSK) String() string                 { return "<redacted>" }
+func (PSK) GoString() string               { return "<redacted>" }
+func (PSK) Format(f fmt.State, verb rune)  { io.WriteString(f, "<redacted>") }
+func (PSK) LogValue() slog.Value           { return slog.StringValue("<redacted>") }
+func (k PSK) MarshalText() ([]byte, error) { return []byte("<redacted>"), nil }
+
+// Key is IPsec key material handed to the dataplane; it redacts like PSK.
+type Key []byte
+
+func (Key) String() string                 { return "<redacted>" }
+func (Key) GoString() string               { return "<redacted>" }
+func (Key) Format(f fmt.State, verb rune)  { io.WriteString(f, "<redacted>") }
+func (Key) LogValue() slog.Value           { return slog.StringValue("<redacted>") }
+func (k Key) MarshalText() ([]byte, error) { return []byte("<redacted>"), nil }
+
+// Policy is an ISAKMP (phase 1) policy, "crypto isakmp policy N". Only
+// pre-shared key authentication exists here.
+type Policy struct {
+	Priority int
+	Cipher   suite.Cipher
+	Hash     suite.Hash
+	Group    suite.Group
+	Lifetime time.Duration
+}
+
+func (p Policy) String() string {
+	return fmt.Sprintf("%v-%v-%v", p.Cipher, p.Hash, p.Group)
+}
+
+// NATTMode selects NAT traversal behaviour.
+type NATTMode uint8
+
+// NAT-T modes. NATTForce sends a faked NAT-D hash, as strongSwan's
+// encap=yes does, so that both sides use ESP-in-UDP even without a NAT.
+const (
+	NATTOff NATTMode = iota
+	NATTAuto
+	NATTForce
+)
+
+// Config is the engine's configuration. It is replaced whole (SetConfig);
+// established SAs keep what they negotiated.
+type Config struct {
+	// Policies are matched by ascending Priority.
+	Policies []Policy
+	// Keys holds pre-shared keys by peer address; the unspecified address
+	// (0.0.0.0 or ::) is a wildcard.
+	Keys map[netip.Addr]PSK
+
+	NATT         NATTMode
+	NATKeepalive time.Duration // RFC 3948 keepalives when behind a NAT (0: 20 s)
+
+	DPDInterval time.Duration // 0 disables periodic DPD (the vendor ID is always sent)
+	DPDRetries  int           // unanswered R-U-THEREs before the peer is dead (0: 3)
+
+	MaxHalfOpen   int // half-open IKE SAs (0: 1024)
+	MaxSAsPerPeer int // IKE SAs per peer address (0: 8)
+
+	RetransmitBase  time.Duration // first retransmission timeout (0: 2 s), doubled each time
+	RetransmitTries int           // retransmissions before an exchange fails (0: 4)
+	ExchangeTimeout time.Duration // whole-exchange timeout (0: 30 s)
+
+	// Port and NATTPort are the IKE ports, local and remote (0: 500 and 4500).
+	Port, NATTPort uint16
+
+	// Log receives one line per event; nil discards.
+	Log *slog.Logger
+}
+
+// Protocol is an IPsec protocol, numbered as in the IP header.
+type Protocol uint8
+
+// Protocols.
+const (
+	ProtoESP Protocol = 50
+	ProtoAH  Protocol = 51
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtoESP:
+		return "esp"
+	case ProtoAH:
+		return "ah"
+	}
+	return fmt.Sprintf("proto-%d", uint8(p))
+}
+
+// Integrity is an AH or ESP integrity algorithm.
+type Integrity uint8
+
+// Integrity algorithms (HMACs as in RFC 2403, 2404, 4868).
+const (
+	IntegNone Integrity = iota
+	IntegMD5
+	IntegSHA1
+	IntegSHA256
+	IntegSHA384
+	IntegSHA512
+)
+
+var integNames = [...]string{"none", "hmac-md5", "hmac-sha1", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
+
+func (i Integrity) String() string {
+	if int(i) < len(integNames) {
+		return integNames[i]
+	}
+	return fmt.Sprintf("integ(%d)", uint8(i))
+}
+
+// KeyLen is the HMAC key length in bytes.
+func (i Integrity) KeyLen() int { return [...]int{0, 16, 20, 32, 48, 64}[i%6] }
+
+// authAlg is the IPsec DOI Authentication Algorithm attribute; ahID the AH transform ID.
+func (i Integrity) authAlg() uint64 { return [...]uint64{0, 1, 2, 5, 6, 7}[i%6] }
+func (i Integrity) ahID() uint8     { return [...]uint8{0, 2, 3, 5, 6, 7}[i%6] }
+
+func integFromAuthAlg(v uint64) (Integrity, bool) {
+	for i := IntegMD5; i <= IntegSHA512; i++ {
+		if i.authAlg() == v {
+			return i, true
+		}
+	}
+	return IntegNone, false
+}
+
+// Mode is the IPsec mode.
+type Mode uint8
+
+// Modes.
+const (
+	ModeTunnel Mode = iota
+	ModeTransport
+)
+
+func (m Mode) String() string {
+	if m == ModeTransport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// Transform is one IPsec proposal: AH and/or ESP (an AH+ESP bundle when
+// both are set), like an IOS transform set.
+type Transform struct {
+	AH       Integrity    // IntegNone: no AH
+	ESP      suite.Cipher // CipherNone: no ESP
+	ESPInteg Integrity
+	Mode     Mode
+}
+
+func (t Transform) String() string {
+	s := ""
+	if t.AH != IntegNone {
+		s += "ah-" + t.AH.String() + " "
+	}
+	if t.ESP != suite.CipherNone {
+		s += "esp-" + t.ESP.String() + " "
+		if t.ESPInteg != IntegNone {
+			s += "esp-" + t.ESPInteg.String() + " "
+		}
+	}
+	return s + t.Mode.String()
+}
+
+// Selector is one side of a traffic selector: an address or subnet, an IP
+// protocol (0: any) and a port (0: any).
+type Selector struct {
+	Prefix netip.Prefix
+	Proto  uint8
+	Port   uint16
+}
+
+func (s Selector) String() string {
+	return fmt.Sprintf("%v/%d/%d", s.Prefix, s.Proto, s.Port)
+}
+
+// Contains reports whether o is within s.
+func (s Selector) Contains(o Selector) bool {
+	return s.Prefix.Bits() <= o.Prefix.Bits() && s.Prefix.Contains(o.Prefix.Addr()) &&
+		(s.Proto == 0 || s.Proto == o.Proto) && (s.Port == 0 || s.Port == o.Port)
+}
+
+// ChildPolicy is what a crypto map entry means to IKE: with which peer,
+// for which traffic, with which proposals, PFS and lifetimes.
+type ChildPolicy struct {
+	Tag        string // opaque to the engine; returned on every ChildSA
+	ReqID      uint32 // opaque to the engine; returned on every ChildSA
+	Local      netip.Addr
+	Peer       netip.Addr
+	LocalTS    Selector
+	RemoteTS   Selector
+	Proposals  []Transform
+	PFS        suite.Group // GroupNone: no PFS
+	Lifetime   time.Duration
+	LifetimeKB uint64
+}
+
+// Defaults (implementation constants, IOS-like).
+const (
+	defaultNATKeepalive   = 20 * time.Second
+	defaultDPDRetries     = 3
+	defaultMaxHalfOpen    = 1024
+	defaultMaxSAsPerPeer  = 8
+	defaultRetransmitBase = 2 * time.Second
+	defaultRetransmits    = 4
+	defaultExchange       = 30 * time.Second
+	defaultIKELifetime    = 24 * time.Hour
+	defaultChildLifetime  = time.Hour
+	nonceLen              = 32
+)
+
+func (c *Config) normalize() error {
+	if c.NATKeepalive == 0 {
+		c.NATKeepalive = defaultNATKeepalive
+	}
+	if c.DPDRetries == 0 {
+		c.DPDRetries = defaultDPDRetries
+	}
+	if c.MaxHalfOpen == 0 {
+		c.MaxHalfOpen = defaultMaxHalfOpen
+	}
+	if c.MaxSAsPerPeer == 0 {
+		c.MaxSAsPerPeer = defaultMaxSAsPerPeer
+	}
+	if c.RetransmitBase == 0 {
+		c.RetransmitBase = defaultRetransmitBase
+	}
+	if c.RetransmitTries == 0 {
+		c.RetransmitTries = defaultRetransmits
+	}
+	if c.ExchangeTimeout == 0 {
+		c.ExchangeTimeout = defaultExchange
+	}
+	if c.Port == 0 {
+		c.Port = 500
+	}
+	if c.NATTPort == 0 {
+		c.NATTPort = 4500
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	ps := append([]Policy(nil), c.Policies...)
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Priority < ps[j].Priority })
+	for i := range ps {
+		p := &ps[i]
+		if p.Cipher.BlockSize() == 0 || !p.Hash.Valid() || !p.Group.Valid() {
+			return fmt.Errorf("ike: policy %d: unsupported %v", p.Priority, p)
+		}
+		if p.Lifetime == 0 {
+			p.Lifetime = defaultIKELifetime
+		}
+	}
+	c.Policies = ps
+	keys := make(map[netip.Addr]PSK, len(c.Keys))
+	for a, k := range c.Keys {
+		keys[a.Unmap()] = append(PSK(nil), k...)
+	}
+	c.Keys = keys
+	return nil
+}
+
+func (c *Config) key(peer netip.Addr) (PSK, bool) {
+	if k, ok := c.Keys[peer]; ok {
+		return k, true
+	}
+	any := netip.IPv4Unspecified()
+	if peer.Is6() {
+		any = netip.IPv6Unspecified()
+	}
+	k, ok := c.Keys[any]
+	return k, ok
+}
+
+func validateChild(p *ChildPolicy) error {
+	if p.Tag == "" {
+		return errors.New("ike: child policy without tag")
+	}
+	if !p.Peer.IsValid() || !p.LocalTS.Prefix.IsValid() || !p.RemoteTS.Prefix.IsValid() {
+		return fmt.Errorf("ike: child policy %q: peer and selectors are required", p.Tag)
+	}
+	if len(p.Proposals) == 0 {
+		return fmt.Errorf("ike: child policy %q: no proposals", p.Tag)
+	}
+	for _, t := range p.Proposals {
+		if t.AH == IntegNone && t.ESP == suite.CipherNone {
+			return fmt.Errorf("ike: child policy %q: empty transform", p.Tag)
+		}
+	}
+	if p.PFS != suite.GroupNone && !p.PFS.Valid() {
+		return fmt.Errorf("ike: child policy %q: unsupported PFS group %d", p.Tag, p.PFS)
+	}
+	if p.Lifetime == 0 {
+		p.Lifetime = defaultChildLifetime
+	}
+	p.LocalTS.Prefix = p.LocalTS.Prefix.Masked()
+	p.RemoteTS.Prefix = p.RemoteTS.Prefix.Masked()
+	return nil
+}

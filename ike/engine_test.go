@@ -1,0 +1,202 @@
+package ike
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ike/wire"
+)
+
+// Every DH group and every phase 1 cipher/hash pair: Main Mode + Quick Mode
+// must complete with mirrored keys.
+func TestMainQuickAllSuites(t *testing.T) {
+	ciphers := []suite.Cipher{suite.DES, suite.TripleDES, suite.AES128, suite.AES192, suite.AES256}
+	hashes := []suite.Hash{suite.MD5, suite.SHA1, suite.SHA256, suite.SHA384, suite.SHA512}
+	for _, g := range suite.Groups {
+		for _, c := range ciphers {
+			for _, h := range hashes {
+				if testing.Short() && (c != suite.AES128 && h != suite.SHA1) {
+					continue
+				}
+				t.Run(fmt.Sprintf("%v-%v-%v", c, h, g), func(t *testing.T) {
+					cfg := baseConfig()
+					cfg.Policies = []Policy{{Priority: 1, Cipher: c, Hash: h, Group: g}}
+					p := newPair(t, cfg, cfg)
+					p.initiate(p.a, "mapA")
+					if len(p.a.install) != 1 || len(p.b.install) != 1 {
+						t.Fatalf("installs: A %d B %d; events A %v B %v", len(p.a.install), len(p.b.install), p.a.events, p.b.events)
+					}
+					checkChildPair(t, p.a.install[0], p.b.install[0])
+					if countEvents(p.a.events, EventIKEUp) != 1 || countEvents(p.b.events, EventIKEUp) != 1 {
+						t.Fatal("IKE up events missing")
+					}
+					if up := p.a.events[0].IKE.Policy; up.Cipher != c || up.Hash != h || up.Group != g {
+						t.Fatalf("negotiated %v", up)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestChildVariants(t *testing.T) {
+	seed := Transform{AH: IntegSHA1, ESP: suite.DES, ESPInteg: IntegSHA1} // ah-sha-hmac esp-des esp-sha-hmac
+	tests := []struct {
+		desc  string
+		tr    []Transform
+		pfs   suite.Group
+		natt  NATTMode
+		wantN int // SAs per direction
+	}{
+		{"esp aes128 sha1", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, 0, NATTAuto, 1},
+		{"esp 3des md5 transport", []Transform{{ESP: suite.TripleDES, ESPInteg: IntegMD5, Mode: ModeTransport}}, 0, NATTAuto, 1},
+		{"esp aes256 sha512 pfs14", []Transform{{ESP: suite.AES256, ESPInteg: IntegSHA512}}, suite.MODP2048, NATTAuto, 1},
+		{"esp aes192 sha384 pfs ecp384", []Transform{{ESP: suite.AES192, ESPInteg: IntegSHA384}}, suite.ECP384, NATTAuto, 1},
+		{"esp without integrity", []Transform{{ESP: suite.AES128}}, 0, NATTAuto, 1},
+		{"ah sha256 only", []Transform{{AH: IntegSHA256}}, 0, NATTAuto, 1},
+		{"ah md5 transport", []Transform{{AH: IntegMD5, Mode: ModeTransport}}, suite.MODP1024, NATTAuto, 1},
+		{"seed bundle ah+esp", []Transform{seed}, 0, NATTAuto, 2},
+		{"seed bundle pfs group2", []Transform{seed}, suite.MODP1024, NATTAuto, 2},
+		{"bundle transport", []Transform{{AH: IntegSHA1, ESP: suite.AES128, ESPInteg: IntegSHA256, Mode: ModeTransport}}, 0, NATTAuto, 2},
+		{"forced natt tunnel", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, suite.MODP2048, NATTForce, 1},
+		{"forced natt transport", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1, Mode: ModeTransport}}, 0, NATTForce, 1},
+		{"natt off", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, 0, NATTOff, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.NATT = tc.natt
+			p := newPair(t, cfg, cfg, tc.tr...)
+			p.a.e.policies["mapA"].PFS = tc.pfs
+			p.b.e.policies["mapB"].PFS = tc.pfs
+			p.initiate(p.a, "mapA")
+			if len(p.a.install) != 1 || len(p.b.install) != 1 {
+				t.Fatalf("installs A %d B %d, events %v %v", len(p.a.install), len(p.b.install), p.a.events, p.b.events)
+			}
+			a, b := p.a.install[0], p.b.install[0]
+			checkChildPair(t, a, b)
+			if len(a.In) != tc.wantN || a.PFS != tc.pfs || a.Mode != tc.tr[0].Mode {
+				t.Fatalf("got %d SAs, pfs %v, mode %v", len(a.In), a.PFS, a.Mode)
+			}
+			if tc.wantN == 2 && (a.In[0].Proto != ProtoAH || a.In[1].Proto != ProtoESP) {
+				t.Fatal("bundle order must be AH then ESP")
+			}
+			if tc.natt == NATTForce {
+				if a.Encap == nil || a.Encap.LocalPort != 4500 || a.Encap.RemotePort != 4500 {
+					t.Fatalf("forced NAT-T: encap %+v", a.Encap)
+				}
+				last := p.a.sent[len(p.a.sent)-1]
+				if last.Local.Port() != 4500 || last.Remote.Port() != 4500 {
+					t.Fatalf("did not float: %v -> %v", last.Local, last.Remote)
+				}
+			} else if a.Encap != nil {
+				t.Fatal("encapsulation without NAT")
+			}
+			if a.Tag != "mapA" || b.Tag != "mapB" || a.ReqID != 7 || !a.Initiator || b.Initiator {
+				t.Fatalf("tags %q %q", a.Tag, b.Tag)
+			}
+		})
+	}
+}
+
+// A real NAT in front of A: both sides must detect it and A float.
+func TestNATDetected(t *testing.T) {
+	natIP := netip.MustParseAddr("203.0.113.99")
+	ca, cb := baseConfig(), baseConfig()
+	cb.Keys = map[netip.Addr]PSK{natIP: psk}
+	p := newPair(t, ca, cb)
+	p.nat, p.natIP = true, natIP
+	pb := childPolicy("mapB", addrB, natIP, lanB, lanA)
+	if err := p.b.e.SetChildPolicies([]ChildPolicy{pb}); err != nil {
+		t.Fatal(err)
+	}
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 1 || len(p.b.install) != 1 {
+		t.Fatalf("installs A %d B %d", len(p.a.install), len(p.b.install))
+	}
+	a, b := p.a.install[0], p.b.install[0]
+	if a.Encap == nil || b.Encap == nil || b.Encap.RemotePort != 5500 || a.Encap.LocalPort != 4500 {
+		t.Fatalf("encap A %+v B %+v", a.Encap, b.Encap)
+	}
+	s := p.a.e.Snapshot(p.now)
+	if len(s.IKE) != 1 || !s.IKE[0].NATT {
+		t.Fatalf("snapshot %+v", s.IKE)
+	}
+	// A is behind the NAT: it sends keepalives.
+	p.advance(25*time.Second, 5*time.Second)
+	if p.a.e.Counters().Keepalives == 0 || p.b.e.Counters().Keepalives != 0 {
+		t.Fatalf("keepalives A %d B %d", p.a.e.Counters().Keepalives, p.b.e.Counters().Keepalives)
+	}
+}
+
+func TestPolicyPriorityMatching(t *testing.T) {
+	ca, cb := baseConfig(), baseConfig()
+	ca.Policies = []Policy{
+		{Priority: 1, Cipher: suite.AES256, Hash: suite.SHA256, Group: suite.MODP2048},
+		{Priority: 2, Cipher: suite.DES, Hash: suite.SHA1, Group: suite.MODP768},
+		{Priority: 3, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048},
+	}
+	cb.Policies = []Policy{
+		{Priority: 20, Cipher: suite.DES, Hash: suite.SHA1, Group: suite.MODP768},
+		{Priority: 10, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048},
+	}
+	p := newPair(t, ca, cb)
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 1 {
+		t.Fatal("no child")
+	}
+	// B's priority 10 policy is its best that A offers.
+	if got := p.a.events[0].IKE.Policy; got.Cipher != suite.AES128 || got.Group != suite.MODP2048 {
+		t.Fatalf("chose %v", got)
+	}
+	// No common policy: nothing established, counted.
+	cb.Policies = []Policy{{Priority: 1, Cipher: suite.TripleDES, Hash: suite.MD5, Group: suite.MODP1536}}
+	p = newPair(t, ca, cb)
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 0 || p.b.e.Counters().NoProposal == 0 {
+		t.Fatal("established without a common policy")
+	}
+}
+
+func TestQuickModeRefusals(t *testing.T) {
+	// B's selectors do not cover what A proposes: INVALID-ID-INFORMATION.
+	p := newPair(t, baseConfig(), baseConfig())
+	pb := childPolicy("mapB", addrB, addrA, netip.MustParsePrefix("203.0.113.0/25"), lanA)
+	p.b.e.SetChildPolicies([]ChildPolicy{pb})
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 0 || len(p.b.install) != 0 {
+		t.Fatal("installed despite selector mismatch")
+	}
+	found := false
+	for _, ev := range p.a.events {
+		if ev.Kind == EventNotify && ev.NotifyType == wire.NotifyInvalidID && ev.Authenticated {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("A did not get INVALID-ID-INFORMATION: %v", p.a.events)
+	}
+	// B requires PFS, A offers none: NO-PROPOSAL-CHOSEN.
+	p = newPair(t, baseConfig(), baseConfig())
+	p.b.e.policies["mapB"].PFS = suite.MODP2048
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 0 || p.b.e.Counters().NoProposal != 1 {
+		t.Fatal("installed without required PFS")
+	}
+	// A narrower trigger within B's policy is accepted and narrowed.
+	p = newPair(t, baseConfig(), baseConfig())
+	trig := [2]Selector{{Prefix: netip.MustParsePrefix("198.51.100.10/32"), Proto: 17, Port: 0}, {Prefix: netip.MustParsePrefix("203.0.113.10/32"), Proto: 17, Port: 53}}
+	if err := p.a.e.Initiate(p.now, "mapA", &trig); err != nil {
+		t.Fatal(err)
+	}
+	p.pump()
+	if len(p.b.install) != 1 || p.b.install[0].RemoteTS != trig[0] || p.b.install[0].LocalTS != trig[1] {
+		t.Fatalf("narrowed child %+v", p.b.install)
+	}
+	if err := p.a.e.Initiate(p.now, "nope", nil); err == nil {
+		t.Fatal("unknown tag accepted")
+	}
+}

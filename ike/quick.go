@@ -1,0 +1,646 @@
+package ike
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ike/wire"
+)
+
+// Quick Mode (RFC 2409 §5.5):
+//
+//	I: HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OAi, NAT-OAr]
+//	R: HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, NAT-OAi, NAT-OAr]
+//	I: HDR*, HASH(3)
+
+// exchange is one Quick Mode exchange.
+type exchange struct {
+	msgID     uint32
+	initiator bool
+	sa        *ikeSA
+	pol       *ChildPolicy
+	ts        [2]Selector // local, remote
+	iv        []byte
+	ni, nr    []byte
+	dh        *suite.DHKey
+	gqm       []byte
+	inSPI     map[Protocol]uint32
+	outSPI    map[Protocol]uint32
+	offered   []Transform
+	chosen    Transform
+	wireReply []wire.Proposal
+	group     suite.Group
+	life      time.Duration
+	lifeKB    uint64
+	done      bool
+	rt        *retx
+	lastIn    []byte
+	lastOut   []byte
+	timeout   *timer
+}
+
+func (x *exchange) stop() {
+	x.rt.stop()
+	x.timeout.stop()
+}
+
+func (e *Engine) newExchange(now time.Time, sa *ikeSA, msgID uint32, initiator bool) *exchange {
+	x := &exchange{msgID: msgID, initiator: initiator, sa: sa, inSPI: map[Protocol]uint32{}, outSPI: map[Protocol]uint32{},
+		iv: suite.Phase2IV(sa.pol.Hash, sa.pol.Cipher, sa.iv, msgID)}
+	sa.exchanges[msgID] = x
+	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "timeout") })
+	return x
+}
+
+// endExchange forgets x; if it had not completed, that is a failure.
+func (e *Engine) endExchange(now time.Time, x *exchange, why string) {
+	x.stop()
+	if x.sa.exchanges[x.msgID] == x {
+		delete(x.sa.exchanges, x.msgID)
+	}
+	for p, spi := range x.inSPI {
+		if e.byIn[spiKey{p, spi}] == nil {
+			delete(e.reserved, spiKey{p, spi})
+		}
+	}
+	if !x.done {
+		e.ctr.ChildFailed++
+		tag := ""
+		if x.pol != nil {
+			tag = x.pol.Tag
+		}
+		e.event(Event{Kind: EventExchangeFailed, Time: now, Local: x.sa.local.Addr(), Remote: x.sa.remote.Addr(), Reason: "quick mode " + tag + ": " + why})
+	}
+}
+
+// allocSPI reserves a fresh inbound SPI (>= 256) for proto.
+func (e *Engine) allocSPI(p Protocol) uint32 {
+	for {
+		s := e.randU32()
+		k := spiKey{p, s}
+		if s < 256 {
+			continue
+		}
+		if _, used := e.byIn[k]; used {
+			continue
+		}
+		if _, used := e.reserved[k]; used {
+			continue
+		}
+		e.reserved[k] = struct{}{}
+		return s
+	}
+}
+
+func (e *Engine) startQuick(now time.Time, sa *ikeSA, pol *ChildPolicy, ts [2]Selector) {
+	var msgID uint32
+	for msgID == 0 || sa.exchanges[msgID] != nil {
+		msgID = e.randU32()
+	}
+	x := e.newExchange(now, sa, msgID, true)
+	x.pol, x.ts, x.offered = pol, ts, pol.Proposals
+	x.life, x.lifeKB, x.group = pol.Lifetime, pol.LifetimeKB, pol.PFS
+	for _, t := range pol.Proposals {
+		if t.AH != IntegNone && x.inSPI[ProtoAH] == 0 {
+			x.inSPI[ProtoAH] = e.allocSPI(ProtoAH)
+		}
+		if t.ESP != suite.CipherNone && x.inSPI[ProtoESP] == 0 {
+			x.inSPI[ProtoESP] = e.allocSPI(ProtoESP)
+		}
+	}
+	var props []wire.Proposal
+	for i, t := range pol.Proposals {
+		props = append(props, e.wireProps(sa, uint8(i+1), t, x.inSPI, x.group, x.life, x.lifeKB)...)
+	}
+	x.ni = e.random(nonceLen)
+	if x.group != suite.GroupNone {
+		dh, err := x.group.GenerateKey(e.rand)
+		if err != nil {
+			e.endExchange(now, x, err.Error())
+			return
+		}
+		x.dh = dh
+	}
+	b := sa.hashed([][]byte{msgIDBytes(msgID)}, func(b *wire.Builder) {
+		b.Add(wire.PayloadSA, wire.SA{DOI: wire.DOIIPsec, Situation: wire.SituationIdentOnly, Proposals: props}.Encode())
+		b.Add(wire.PayloadNonce, x.ni)
+		if x.dh != nil {
+			b.Add(wire.PayloadKE, x.dh.Public())
+		}
+		e.addIDs(b, sa, ts[0], ts[1])
+		e.addNATOA(b, sa, pol.Proposals[0].Mode)
+	})
+	msg, next := sa.seal(sa.header(wire.ExchangeQuick, msgID), b, x.iv)
+	x.iv = next
+	x.rt = &retx{local: sa.local, remote: sa.remote, data: msg}
+	e.request(now, x.rt, func(now time.Time) { e.endExchange(now, x, "no answer to QM1") })
+}
+
+func (e *Engine) addIDs(b *wire.Builder, sa *ikeSA, ci, cr Selector) {
+	idi := wire.IDFromPrefix(ci.Prefix, ci.Proto, ci.Port)
+	idr := wire.IDFromPrefix(cr.Prefix, cr.Proto, cr.Port)
+	b.Add(wire.PayloadID, idi.Encode())
+	b.Add(wire.PayloadID, idr.Encode())
+}
+
+// addNATOA adds NAT-OAi/NAT-OAr in transport mode behind a NAT (RFC 3947 §5.2).
+func (e *Engine) addNATOA(b *wire.Builder, sa *ikeSA, m Mode) {
+	if m != ModeTransport || !sa.natt() {
+		return
+	}
+	t := wire.PayloadNATOA
+	if sa.nattVID == wire.NATTDraft {
+		t = wire.PayloadNATOADraft
+	}
+	ia, ra := sa.local.Addr(), sa.remote.Addr()
+	if !sa.initiator {
+		ia, ra = ra, ia
+	}
+	oi, or := wire.NATOA{Addr: ia}, wire.NATOA{Addr: ra}
+	b.Add(t, oi.Encode())
+	b.Add(t, or.Encode())
+}
+
+func (e *Engine) encapMode(sa *ikeSA, m Mode) uint64 {
+	if !sa.natt() {
+		return uint64(wire.EncapTunnel + uint64(m))
+	}
+	if sa.nattVID == wire.NATTDraft {
+		return uint64(wire.EncapUDPTunnelDraft + uint64(m))
+	}
+	return uint64(wire.EncapUDPTunnel + uint64(m))
+}
+
+func (e *Engine) p2Attrs(sa *ikeSA, m Mode, integ Integrity, keyBits uint16, g suite.Group, life time.Duration, kb uint64) []wire.Attr {
+	a := []wire.Attr{
+		{Type: wire.AttrSALifeType, Value: wire.LifeSeconds}, {Type: wire.AttrSALifeDur, Value: uint64(life / time.Second)},
+	}
+	if kb > 0 {
+		a = append(a, wire.Attr{Type: wire.AttrSALifeType, Value: wire.LifeKilobytes}, wire.Attr{Type: wire.AttrSALifeDur, Value: kb})
+	}
+	if g != suite.GroupNone {
+		a = append(a, wire.Attr{Type: wire.AttrSAGroup, Value: uint64(g)})
+	}
+	a = append(a, wire.Attr{Type: wire.AttrEncapMode, Value: e.encapMode(sa, m)})
+	if integ != IntegNone {
+		a = append(a, wire.Attr{Type: wire.AttrSAAuthAlg, Value: integ.authAlg()})
+	}
+	if keyBits != 0 {
+		a = append(a, wire.Attr{Type: wire.AttrSAKeyLength, Value: uint64(keyBits)})
+	}
+	return a
+}
+
+// wireProps encodes transform t as proposal number n (two proposals with
+// the same number for an AH+ESP bundle, AH first).
+func (e *Engine) wireProps(sa *ikeSA, n uint8, t Transform, spis map[Protocol]uint32, g suite.Group, life time.Duration, kb uint64) []wire.Proposal {
+	var out []wire.Proposal
+	spi := func(p Protocol) []byte { return binary.BigEndian.AppendUint32(nil, spis[p]) }
+	if t.AH != IntegNone {
+		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoAH, SPI: spi(ProtoAH), Transforms: []wire.Transform{
+			{Number: 1, ID: t.AH.ahID(), Attrs: e.p2Attrs(sa, t.Mode, t.AH, 0, g, life, kb)}}})
+	}
+	if t.ESP != suite.CipherNone {
+		id, kbits := t.ESP.ESPID()
+		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoESP, SPI: spi(ProtoESP), Transforms: []wire.Transform{
+			{Number: 1, ID: id, Attrs: e.p2Attrs(sa, t.Mode, t.ESPInteg, kbits, g, life, kb)}}})
+	}
+	return out
+}
+
+// p2 are the decoded attributes of a phase 2 transform.
+type p2 struct {
+	lifeSecs, lifeKB, encap, auth, keyLen, group uint64
+}
+
+func readP2(t *wire.Transform) p2 {
+	var r p2
+	var lt uint64
+	for _, a := range t.Attrs {
+		switch a.Type {
+		case wire.AttrSALifeType:
+			lt = a.Value
+		case wire.AttrSALifeDur:
+			if lt == wire.LifeSeconds {
+				r.lifeSecs = a.Value
+			} else if lt == wire.LifeKilobytes {
+				r.lifeKB = a.Value
+			}
+		case wire.AttrEncapMode:
+			r.encap = a.Value
+		case wire.AttrSAAuthAlg:
+			r.auth = a.Value
+		case wire.AttrSAKeyLength:
+			r.keyLen = a.Value
+		case wire.AttrSAGroup:
+			r.group = a.Value
+		}
+	}
+	return r
+}
+
+// modeOf maps an encapsulation mode attribute to (mode, udp).
+func modeOf(v uint64) (Mode, bool, bool) {
+	switch v {
+	case wire.EncapTunnel:
+		return ModeTunnel, false, true
+	case wire.EncapTransport:
+		return ModeTransport, false, true
+	case wire.EncapUDPTunnel, wire.EncapUDPTunnelDraft:
+		return ModeTunnel, true, true
+	case wire.EncapUDPTransport, wire.EncapUDPTransportDraft:
+		return ModeTransport, true, true
+	}
+	return 0, false, false
+}
+
+// matchTransform reports whether the wire transform wt of protocol p is ours.
+func matchTransform(sa *ikeSA, t Transform, p wire.ProtocolID, wt *wire.Transform, g suite.Group) bool {
+	a := readP2(wt)
+	mode, udp, ok := modeOf(a.encap)
+	if a.encap == 0 {
+		mode, udp, ok = ModeTunnel, false, true
+	}
+	if !ok || mode != t.Mode || udp != sa.natt() || a.group != uint64(g) {
+		return false
+	}
+	switch p {
+	case wire.ProtoAH:
+		return t.AH != IntegNone && wt.ID == t.AH.ahID() && (a.auth == 0 || a.auth == t.AH.authAlg())
+	case wire.ProtoESP:
+		c, ok := suite.CipherFromESP(wt.ID, a.keyLen)
+		return ok && t.ESP != suite.CipherNone && c == t.ESP && a.auth == t.ESPInteg.authAlg()
+	}
+	return false
+}
+
+// proposalGroups splits proposals into groups with the same number (a bundle).
+func proposalGroups(ps []wire.Proposal) [][]wire.Proposal {
+	var out [][]wire.Proposal
+	for i := 0; i < len(ps); {
+		j := i + 1
+		for j < len(ps) && ps[j].Number == ps[i].Number {
+			j++
+		}
+		out = append(out, ps[i:j])
+		i = j
+	}
+	return out
+}
+
+// matchGroup finds which transform of each proposal in grp matches t and
+// returns the one-transform reply proposals (SPIs not yet replaced).
+func matchGroup(sa *ikeSA, t Transform, grp []wire.Proposal, g suite.Group) ([]wire.Proposal, bool) {
+	want := 0
+	if t.AH != IntegNone {
+		want++
+	}
+	if t.ESP != suite.CipherNone {
+		want++
+	}
+	if len(grp) != want {
+		return nil, false
+	}
+	var reply []wire.Proposal
+	for _, p := range grp {
+		if (p.Protocol != wire.ProtoAH && p.Protocol != wire.ProtoESP) || len(p.SPI) != 4 {
+			return nil, false
+		}
+		if p.Protocol == wire.ProtoAH && t.AH == IntegNone || p.Protocol == wire.ProtoESP && t.ESP == suite.CipherNone {
+			return nil, false
+		}
+		found := false
+		for i := range p.Transforms {
+			if matchTransform(sa, t, p.Protocol, &p.Transforms[i], g) {
+				r := p
+				r.Transforms = []wire.Transform{p.Transforms[i]}
+				reply = append(reply, r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, false
+		}
+	}
+	return reply, true
+}
+
+func selectorFromID(b []byte) (Selector, bool) {
+	id, err := wire.DecodeID(b)
+	if err != nil {
+		return Selector{}, false
+	}
+	p, err := id.Prefix()
+	if err != nil {
+		return Selector{}, false
+	}
+	return Selector{Prefix: p, Proto: id.Protocol, Port: id.Port}, true
+}
+
+func hostSel(a netip.Addr) Selector { return Selector{Prefix: netip.PrefixFrom(a, a.BitLen())} }
+
+func (e *Engine) handleQuick(now time.Time, p Packet, h wire.Header, data []byte) {
+	sa := e.sas[cookies{h.ICookie, h.RCookie}]
+	if sa == nil || sa.deleted || sa.state != stateEstablished || h.MessageID == 0 {
+		e.ctr.Unknown++
+		return
+	}
+	x := sa.exchanges[h.MessageID]
+	if x != nil && x.lastIn != nil && string(x.lastIn) == string(data) {
+		e.ctr.Duplicates++
+		if x.lastOut != nil {
+			e.send(sa.local, sa.remote, x.lastOut)
+		}
+		return
+	}
+	var err error
+	switch {
+	case x == nil:
+		err = e.respQM1(now, sa, p, h, data)
+	case x.done:
+		e.ctr.Unknown++
+		return
+	case x.initiator:
+		err = e.initQM2(now, x, h, data)
+	default:
+		err = e.respQM3(now, x, h, data)
+	}
+	if err != nil {
+		e.ctr.Malformed++
+		e.cfg.Log.Debug("ike: quick mode message dropped", "peer", p.Remote, "err", err)
+	}
+}
+
+type qmPayloads struct {
+	sa      wire.SA
+	nonce   []byte
+	ke      []byte
+	ids     [][]byte
+	lifeNtf []wire.Notify
+}
+
+func readQM(ps []wire.RawPayload) (qmPayloads, error) {
+	var q qmPayloads
+	var saBody []byte
+	for _, x := range ps[1:] {
+		switch x.Type {
+		case wire.PayloadSA:
+			saBody = x.Body
+		case wire.PayloadNonce:
+			q.nonce = x.Body
+		case wire.PayloadKE:
+			q.ke = x.Body
+		case wire.PayloadID:
+			q.ids = append(q.ids, x.Body)
+		case wire.PayloadNotify:
+			if n, err := wire.DecodeNotify(x.Body); err == nil && n.Type == wire.NotifyResponderLifetime {
+				q.lifeNtf = append(q.lifeNtf, n)
+			}
+		}
+	}
+	if saBody == nil || len(q.nonce) < 8 || len(q.nonce) > 256 || (len(q.ids) != 0 && len(q.ids) != 2) {
+		return q, ikeError("ike: quick mode needs SA, nonce and 0 or 2 IDs")
+	}
+	s, err := wire.DecodeSA(saBody)
+	q.sa = s
+	return q, err
+}
+
+func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data []byte) error {
+	iv := suite.Phase2IV(sa.pol.Hash, sa.pol.Cipher, sa.iv, h.MessageID)
+	chain, ps, end, next, err := sa.open(h, data, iv)
+	if err != nil {
+		return err
+	}
+	if !sa.checkHash(chain, ps, end, msgIDBytes(h.MessageID)) {
+		return errBadHash
+	}
+	sa.heard(now)
+	q, err := readQM(ps)
+	if err != nil {
+		return err
+	}
+	ci, cr := hostSel(sa.remote.Addr()), hostSel(sa.local.Addr())
+	if len(q.ids) == 2 {
+		var ok1, ok2 bool
+		ci, ok1 = selectorFromID(q.ids[0])
+		cr, ok2 = selectorFromID(q.ids[1])
+		if !ok1 || !ok2 {
+			return ikeError("ike: bad quick mode IDs")
+		}
+	}
+	x := e.newExchange(now, sa, h.MessageID, false)
+	x.iv = next
+	x.ts = [2]Selector{cr, ci}
+	x.ni = append([]byte(nil), q.nonce...)
+	group := suite.GroupNone
+	if q.ke != nil {
+		for _, g := range suite.Groups {
+			if len(q.ke) == g.PublicLen() {
+				group = g
+				break
+			}
+		}
+	}
+	var reply []wire.Proposal
+	idOK := false
+	for _, pol := range e.polsByPeer[sa.remote.Addr()] {
+		if !pol.RemoteTS.Contains(ci) || !pol.LocalTS.Contains(cr) {
+			continue
+		}
+		idOK = true
+		if pol.PFS != suite.GroupNone && q.ke == nil {
+			continue
+		}
+		for _, grp := range proposalGroups(q.sa.Proposals) {
+			g := suite.GroupNone
+			if q.ke != nil {
+				if a := readP2(&grp[0].Transforms[0]); a.group != 0 {
+					g = suite.Group(a.group)
+				}
+				if g == suite.GroupNone || (pol.PFS != suite.GroupNone && g != pol.PFS) || g.PublicLen() != len(q.ke) {
+					continue
+				}
+			}
+			for _, t := range pol.Proposals {
+				if r, ok := matchGroup(sa, t, grp, g); ok {
+					reply, x.pol, x.chosen, group = r, pol, t, g
+					break
+				}
+			}
+			if reply != nil {
+				break
+			}
+		}
+		if reply != nil {
+			break
+		}
+	}
+	if reply == nil {
+		x.done = true // not a failure of ours to report twice
+		e.endExchange(now, x, "refused")
+		e.ctr.NoProposal++
+		nt := uint16(wire.NotifyNoProposalChosen)
+		if !idOK {
+			nt = wire.NotifyInvalidID
+		}
+		e.cfg.Log.Info("ike: quick mode refused", "peer", sa.remote, "local_ts", cr, "remote_ts", ci, "notify", nt)
+		e.sendNotify(now, sa, wire.ProtoISAKMP, nil, nt)
+		e.event(Event{Kind: EventExchangeFailed, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), NotifyType: nt, Reason: "quick mode refused"})
+		return nil
+	}
+	for _, r := range reply {
+		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
+		a := readP2(&r.Transforms[0])
+		x.life, x.lifeKB = x.pol.Lifetime, x.pol.LifetimeKB
+		if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
+			x.life = time.Duration(a.lifeSecs) * time.Second
+		}
+		if a.lifeKB != 0 && (x.lifeKB == 0 || a.lifeKB < x.lifeKB) {
+			x.lifeKB = a.lifeKB
+		}
+	}
+	x.group = group
+	for i := range reply {
+		pr := protoFromWire(reply[i].Protocol)
+		x.inSPI[pr] = e.allocSPI(pr)
+		reply[i].SPI = binary.BigEndian.AppendUint32(nil, x.inSPI[pr])
+	}
+	x.nr = e.random(nonceLen)
+	if group != suite.GroupNone {
+		dh, err := group.GenerateKey(e.rand)
+		if err != nil {
+			return err
+		}
+		if x.gqm, err = dh.Shared(q.ke); err != nil {
+			x.done = true
+			e.endExchange(now, x, "bad KE")
+			return err
+		}
+		x.dh = dh
+	}
+	b := sa.hashed([][]byte{msgIDBytes(h.MessageID), x.ni}, func(b *wire.Builder) {
+		b.Add(wire.PayloadSA, wire.SA{DOI: wire.DOIIPsec, Situation: wire.SituationIdentOnly, Proposals: reply}.Encode())
+		b.Add(wire.PayloadNonce, x.nr)
+		if x.dh != nil {
+			b.Add(wire.PayloadKE, x.dh.Public())
+		}
+		if len(q.ids) == 2 {
+			b.Add(wire.PayloadID, q.ids[0])
+			b.Add(wire.PayloadID, q.ids[1])
+		}
+		e.addNATOA(b, sa, x.chosen.Mode)
+	})
+	msg, nextIV := sa.seal(sa.header(wire.ExchangeQuick, h.MessageID), b, x.iv)
+	x.iv = nextIV
+	x.lastIn = append([]byte(nil), data...)
+	x.lastOut = msg
+	x.rt = &retx{local: sa.local, remote: sa.remote, data: msg}
+	e.request(now, x.rt, func(now time.Time) { e.endExchange(now, x, "no QM3") })
+	return nil
+}
+
+func (e *Engine) initQM2(now time.Time, x *exchange, h wire.Header, data []byte) error {
+	sa := x.sa
+	chain, ps, end, next, err := sa.open(h, data, x.iv)
+	if err != nil {
+		return err
+	}
+	if !sa.checkHash(chain, ps, end, msgIDBytes(x.msgID), x.ni) {
+		return errBadHash
+	}
+	sa.heard(now)
+	q, err := readQM(ps)
+	if err != nil {
+		return err
+	}
+	grps := proposalGroups(q.sa.Proposals)
+	if len(grps) != 1 || int(grps[0][0].Number) < 1 || int(grps[0][0].Number) > len(x.offered) {
+		return ikeError("ike: QM2 must choose one of our proposals")
+	}
+	t := x.offered[grps[0][0].Number-1]
+	if _, ok := matchGroup(sa, t, grps[0], x.group); !ok {
+		return ikeError("ike: QM2 chose something we did not offer")
+	}
+	if (x.dh != nil) != (q.ke != nil) {
+		return ikeError("ike: QM2 PFS mismatch")
+	}
+	if x.dh != nil {
+		if x.gqm, err = x.dh.Shared(q.ke); err != nil {
+			return err
+		}
+	}
+	for _, r := range grps[0] {
+		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
+		a := readP2(&r.Transforms[0])
+		if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
+			x.life = time.Duration(a.lifeSecs) * time.Second
+		}
+		if a.lifeKB != 0 && (x.lifeKB == 0 || a.lifeKB < x.lifeKB) {
+			x.lifeKB = a.lifeKB
+		}
+	}
+	for _, n := range q.lifeNtf {
+		applyResponderLifetime(x, n)
+	}
+	for p := range x.inSPI {
+		if x.outSPI[p] == 0 {
+			delete(e.reserved, spiKey{p, x.inSPI[p]})
+			delete(x.inSPI, p)
+		}
+	}
+	x.chosen = t
+	x.nr = append([]byte(nil), q.nonce...)
+	var b wire.Builder
+	b.Add(wire.PayloadHash, sa.pol.Hash.PRF(sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr))
+	msg, _ := sa.seal(sa.header(wire.ExchangeQuick, x.msgID), &b, next)
+	x.rt.stop()
+	e.send(sa.local, sa.remote, msg)
+	x.lastIn, x.lastOut = append([]byte(nil), data...), msg
+	e.complete(now, x)
+	return nil
+}
+
+func applyResponderLifetime(x *exchange, n wire.Notify) {
+	attrs, err := wire.DecodeAttrs(n.Data)
+	if err != nil {
+		return
+	}
+	t := wire.Transform{Attrs: attrs}
+	a := readP2(&t)
+	if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
+		x.life = time.Duration(a.lifeSecs) * time.Second
+	}
+	if a.lifeKB != 0 && (x.lifeKB == 0 || a.lifeKB < x.lifeKB) {
+		x.lifeKB = a.lifeKB
+	}
+}
+
+func (e *Engine) respQM3(now time.Time, x *exchange, h wire.Header, data []byte) error {
+	sa := x.sa
+	_, ps, _, _, err := sa.open(h, data, x.iv)
+	if err != nil {
+		return err
+	}
+	if len(ps) == 0 || ps[0].Type != wire.PayloadHash ||
+		!hmacEqual(ps[0].Body, sa.pol.Hash.PRF(sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr)) {
+		return errBadHash
+	}
+	sa.heard(now)
+	x.rt.stop()
+	x.lastIn, x.lastOut = append([]byte(nil), data...), nil
+	e.complete(now, x)
+	return nil
+}
+
+// complete derives the keys, installs the child SA and keeps the exchange
+// a while to answer retransmissions.
+func (e *Engine) complete(now time.Time, x *exchange) {
+	x.done = true
+	x.timeout.stop()
+	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "done") })
+	e.addChild(now, x)
+}
