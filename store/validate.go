@@ -1,0 +1,373 @@
+package store
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/openconfig/goyang/pkg/yang"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ytypes"
+
+	"github.com/spiagent/spiagent/gen"
+)
+
+// entityKind names the list entries that semantic checks know about.
+type entityKind int
+
+const (
+	entNone entityKind = iota
+	entPolicy
+	entKey
+	entTransformSet
+	entACL
+	entACLEntry
+	entCryptoMap
+	entCMapEntry
+	entInterface
+)
+
+func entityOf(e *yang.Entry) entityKind {
+	if !e.IsList() {
+		return entNone
+	}
+	switch e.Name {
+	case "policy":
+		return entPolicy
+	case "key":
+		return entKey
+	case "transform-set":
+		return entTransformSet
+	case "access-list":
+		return entACL
+	case "crypto-map":
+		return entCryptoMap
+	case "interface":
+		return entInterface
+	case "entry":
+		if e.Parent != nil && e.Parent.Parent != nil {
+			switch e.Parent.Parent.Name {
+			case "access-list":
+				return entACLEntry
+			case "crypto-map":
+				return entCMapEntry
+			}
+		}
+	}
+	return entNone
+}
+
+type (
+	tsT      = gen.SpiagentCrypto_Crypto_TransformSets_TransformSet
+	aclT     = gen.SpiagentCrypto_Crypto_AccessLists_AccessList
+	aclEntT  = gen.SpiagentCrypto_Crypto_AccessLists_AccessList_Entries_Entry
+	keyT     = gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key
+	cmapEntT = gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry
+	ifaceT   = gen.SpiagentCrypto_Crypto_Interfaces_Interface
+)
+
+// Validate checks the whole tree: every leaf against its schema type (ranges,
+// patterns, lengths, enums), mandatory leaves, list keys equal to their config
+// key leaves, no state data, and the semantic rules (see the package doc).
+// Problems are sorted by path; secret values never appear in them.
+func Validate(root *gen.Device) []Problem {
+	if root == nil {
+		return nil
+	}
+	v := &validator{root: root}
+	v.tree(rootInfo, reflect.ValueOf(root), nil)
+	return sortProblems(v.problems)
+}
+
+type validator struct {
+	root     *gen.Device
+	problems []Problem
+}
+
+func (v *validator) add(path string, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+func sortProblems(ps []Problem) []Problem {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Path < ps[j].Path })
+	return ps
+}
+
+func (v *validator) tree(ti *typeInfo, n reflect.Value, path []*gpb.PathElem) {
+	if n.IsNil() {
+		return
+	}
+	for _, f := range ti.fields {
+		fv := n.Elem().Field(f.idx)
+		if !leafSet(fv) {
+			continue
+		}
+		if f.readOnly {
+			v.add(elemsString(append(path, &gpb.PathElem{Name: f.name})), "state (config false) data is not configuration")
+			continue
+		}
+		switch f.kind {
+		case kLeaf, kLeafList:
+			v.problems = append(v.problems, validateLeaf(f, fv, &gpb.Path{Elem: append(path[:len(path):len(path)], &gpb.PathElem{Name: f.name})})...)
+		case kContainer:
+			v.tree(f.elem, fv, append(path[:len(path):len(path)], &gpb.PathElem{Name: f.name}))
+		case kList:
+			it := fv.MapRange()
+			for it.Next() {
+				p := append(path[:len(path):len(path)], keyElem(f, it.Key()))
+				v.entity(f.elem, p, it.Key(), it.Value())
+				v.tree(f.elem, it.Value(), p)
+			}
+		}
+	}
+}
+
+// validateLeaf checks one set leaf against its schema type.
+func validateLeaf(f *fieldInfo, val reflect.Value, p *gpb.Path) []Problem {
+	errs := ytypes.Validate(f.entry, val.Interface())
+	if len(errs) == 0 {
+		return nil
+	}
+	path := PathString(p)
+	if f.secret {
+		return []Problem{{Path: path, Reason: fmt.Sprintf("value %s is not valid%s", redacted, restriction(f.entry))}}
+	}
+	var out []Problem
+	for _, err := range errs {
+		msg := err.Error()
+		if i := strings.LastIndex(msg, "\": "); i >= 0 && strings.Contains(msg[:i], "schema \"") {
+			msg = msg[i+3:]
+		}
+		out = append(out, Problem{Path: path, Reason: msg + restriction(f.entry)})
+	}
+	return out
+}
+
+// restriction describes a leaf type's range or length, e.g. " (allowed 60..86400)".
+func restriction(e *yang.Entry) string {
+	t := e.Type
+	if t == nil {
+		return ""
+	}
+	switch {
+	case len(t.Range) > 0:
+		return " (allowed " + t.Range.String() + ")"
+	case len(t.Length) > 0:
+		return " (length " + t.Length.String() + ")"
+	}
+	return ""
+}
+
+// entity checks one list entry: keys, mandatory leaves, and the semantic rules
+// of its kind that look from it to others (references it makes).
+func (v *validator) entity(ti *typeInfo, path []*gpb.PathElem, key, n reflect.Value) {
+	ps := elemsString(path)
+	v.keys(ti, ps, key, n)
+	switch ti.kind {
+	case entTransformSet:
+		v.transformSet(ps, n.Interface().(*tsT))
+	case entACLEntry:
+		v.aclEntry(ps, n.Interface().(*aclEntT))
+	case entCMapEntry:
+		v.cmapEntry(ps, n.Interface().(*cmapEntT))
+	case entInterface:
+		v.iface(ps, n.Interface().(*ifaceT))
+	}
+}
+
+// keys checks that the entry's key leaf and config key leaf equal the map key,
+// and that the config's mandatory leaves are set.
+func (v *validator) keys(ti *typeInfo, ps string, key, n reflect.Value) {
+	if ti.keyName == "" {
+		return
+	}
+	want := keyString(key)
+	kv := n.Elem().Field(ti.keyIdx)
+	if kv.IsNil() || keyString(kv.Elem()) != want {
+		v.add(ps+"/"+ti.keyName, "list key leaf must equal the entry's key %s", want)
+	}
+	cf := ti.configField()
+	if cf == nil {
+		return
+	}
+	cv := n.Elem().Field(cf.idx)
+	if cv.IsNil() {
+		v.add(ps+"/config", "missing config container (config/%s must equal the key)", ti.keyName)
+		return
+	}
+	if ck := cf.elem.byName[ti.keyName]; ck != nil {
+		kv := cv.Elem().Field(ck.idx)
+		if kv.IsNil() || keyString(kv.Elem()) != want {
+			v.add(ps+"/config/"+ti.keyName, "must equal the list key %s", want)
+		}
+	}
+	for _, f := range cf.elem.fields {
+		if f.entry.Mandatory == yang.TSTrue && !leafSet(cv.Elem().Field(f.idx)) {
+			v.add(ps+"/config/"+f.name, "mandatory leaf is missing")
+		}
+	}
+}
+
+func (v *validator) transformSet(ps string, ts *tsT) {
+	c := ts.GetConfig()
+	if c == nil {
+		return
+	}
+	ps += "/config"
+	enc := c.EspEncryption
+	if c.Ah == 0 && enc == 0 && c.EspIntegrity == 0 {
+		v.add(ps, "a transform set needs ah or esp (esp-encryption or esp-integrity)")
+	}
+	if c.EspKeyBits != nil {
+		bits := *c.EspKeyBits
+		switch enc {
+		case gen.SpiagentTypes_EspEncryption_esp_aes:
+			if bits != 128 && bits != 192 && bits != 256 {
+				v.add(ps+"/esp-key-bits", "esp-aes takes 128, 192 or 256 bits")
+			}
+		case gen.SpiagentTypes_EspEncryption_esp_gcm:
+			if bits != 128 && bits != 256 {
+				v.add(ps+"/esp-key-bits", "esp-gcm takes 128 or 256 bits")
+			}
+		default:
+			v.add(ps+"/esp-key-bits", "esp-key-bits is only for esp-aes and esp-gcm")
+		}
+	}
+	if enc == gen.SpiagentTypes_EspEncryption_esp_gcm && c.EspIntegrity != 0 {
+		v.add(ps+"/esp-integrity", "esp-gcm has its own integrity: no esp-integrity with it")
+	}
+}
+
+func (v *validator) aclEntry(ps string, e *aclEntT) {
+	c := e.GetConfig()
+	if c == nil {
+		return
+	}
+	ps += "/config"
+	portProto := false
+	switch p := c.Protocol.(type) {
+	case gen.E_SpiagentTypes_AclProtocol_Enum:
+		portProto = p == gen.SpiagentTypes_AclProtocol_Enum_tcp || p == gen.SpiagentTypes_AclProtocol_Enum_udp
+	case gen.UnionUint8:
+		portProto = p == 6 || p == 17
+	}
+	ports := func(side string, lo, hi *uint16) {
+		if lo == nil && hi == nil {
+			return
+		}
+		if !portProto {
+			v.add(ps+"/"+side+"-port-min", "ports are only for protocol tcp or udp")
+		}
+		if lo != nil && hi != nil && *lo > *hi {
+			v.add(ps+"/"+side+"-port-min", "%s-port-min %d is greater than %s-port-max %d", side, *lo, side, *hi)
+		}
+	}
+	ports("source", c.SourcePortMin, c.SourcePortMax)
+	ports("destination", c.DestinationPortMin, c.DestinationPortMax)
+}
+
+// cmapEntry checks a crypto map entry's references: transform sets, the access
+// list (which must have an entry) and a pre-shared key for every peer.
+func (v *validator) cmapEntry(ps string, e *cmapEntT) {
+	c := e.GetConfig()
+	if c == nil {
+		return
+	}
+	ps += "/config"
+	cr := v.root.GetCrypto()
+	if len(c.TransformSet) > 6 {
+		v.add(ps+"/transform-set", "at most 6 transform sets (has %d)", len(c.TransformSet))
+	}
+	for _, name := range c.TransformSet {
+		if cr.GetTransformSets().GetTransformSet(name) == nil {
+			v.add(ps+"/transform-set", "transform set %q does not exist", name)
+		}
+	}
+	if c.MatchAddress != nil {
+		acl := cr.GetAccessLists().GetAccessList(*c.MatchAddress)
+		switch {
+		case acl == nil:
+			v.add(ps+"/match-address", "access list %q does not exist", *c.MatchAddress)
+		case acl.GetEntries() == nil || len(acl.GetEntries().Entry) == 0:
+			v.add(ps+"/match-address", "access list %q has no entries", *c.MatchAddress)
+		}
+	}
+	for _, peer := range c.Peer {
+		if k := cr.GetIsakmp().GetKeys().GetKey(peer); k == nil || k.GetConfig().Key == nil {
+			v.add(ps+"/peer", "no pre-shared key for peer %s (crypto isakmp key ... address %s)", peer, peer)
+		}
+	}
+}
+
+func (v *validator) iface(ps string, i *ifaceT) {
+	c := i.GetConfig()
+	if c == nil || c.CryptoMap == nil {
+		return
+	}
+	if v.root.GetCrypto().GetCryptoMaps().GetCryptoMap(*c.CryptoMap) == nil {
+		v.add(ps+"/config/crypto-map", "crypto map %q does not exist", *c.CryptoMap)
+	}
+}
+
+// references re-checks every reference made by crypto map entries and
+// interfaces: needed when something they may point at was removed.
+func (v *validator) references() {
+	cr := v.root.GetCrypto()
+	if cms := cr.GetCryptoMaps(); cms != nil {
+		v.allEntries(cms.CryptoMap)
+	}
+	if ifs := cr.GetInterfaces(); ifs != nil {
+		for name, i := range ifs.Interface {
+			v.iface(fmt.Sprintf("/crypto/interfaces/interface[name=%s]", name), i)
+		}
+	}
+}
+
+func (v *validator) allEntries(cms map[string]*gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap) {
+	for name, cm := range cms {
+		if cm.GetEntries() == nil {
+			continue
+		}
+		for seq, e := range cm.GetEntries().Entry {
+			v.cmapEntry(fmt.Sprintf("/crypto/crypto-maps/crypto-map[name=%s]/entries/entry[sequence=%d]", name, seq), e)
+		}
+	}
+}
+
+// validateChanges validates new incrementally: the schema of the leaves the
+// diff added or modified (done by the differ), the changed list entries, and,
+// if an entry that can be referenced was removed (or a key lost its key
+// leaf), every reference in the tree.
+func validateChanges(root *gen.Device, d *differ) []Problem {
+	v := &validator{root: root, problems: d.problems}
+	global := false
+	for _, ec := range d.ents {
+		if isNil(ec.new) {
+			switch ec.ti.kind {
+			case entTransformSet, entACL, entACLEntry, entKey, entCryptoMap:
+				global = true
+			}
+			continue
+		}
+		if ec.ti.kind == entKey && ec.new.Interface().(*keyT).GetConfig().Key == nil {
+			global = true
+		}
+		v.entity(ec.ti, ec.path, ec.key, ec.new)
+	}
+	if global {
+		v.references()
+	}
+	return dedupProblems(sortProblems(v.problems))
+}
+
+func dedupProblems(ps []Problem) []Problem {
+	out := ps[:0]
+	for i, p := range ps {
+		if i > 0 && p == ps[i-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
