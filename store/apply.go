@@ -20,7 +20,7 @@ import (
 // and which keys of each owned list map it touched (so the diff visits only
 // those).
 type txState struct {
-	root  reflect.Value // *gen.Device, owned
+	root    reflect.Value // *gen.Device, owned
 	owned   map[uintptr]struct{}
 	dirty   map[uintptr][]reflect.Value // owned map -> keys touched
 	cloneOf map[uintptr]uintptr         // owned map -> the map it was cloned from

@@ -24,8 +24,12 @@ func mustPath(t testing.TB, s string) *gpb.Path {
 	return p
 }
 
-func uintV(n uint64) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: n}} }
-func strV(s string) *gpb.TypedValue  { return &gpb.TypedValue{Value: &gpb.TypedValue_StringVal{StringVal: s}} }
+func uintV(n uint64) *gpb.TypedValue {
+	return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: n}}
+}
+func strV(s string) *gpb.TypedValue {
+	return &gpb.TypedValue{Value: &gpb.TypedValue_StringVal{StringVal: s}}
+}
 func ietfV(s string) *gpb.TypedValue {
 	return &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: []byte(s)}}
 }

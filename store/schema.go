@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/openconfig/goyang/pkg/yang"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
 
 	"github.com/spiagent/spiagent/gen"
 )

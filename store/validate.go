@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/openconfig/goyang/pkg/yang"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ytypes"
 
 	"github.com/spiagent/spiagent/gen"
