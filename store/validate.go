@@ -219,13 +219,10 @@ func (v *validator) transformSet(ps string, ts *tsT) {
 	if c.Ah == 0 && enc == 0 && c.EspIntegrity == 0 {
 		v.add(ps, "a transform set needs ah or esp (esp-encryption or esp-integrity)")
 	}
-	if c.EspKeyBits != nil {
-		bits := *c.EspKeyBits
+	if c.EspKeyBits != nil && (*c.EspKeyBits == 128 || *c.EspKeyBits == 192 || *c.EspKeyBits == 256) {
+		bits := *c.EspKeyBits // other values are schema problems
 		switch enc {
 		case gen.SpiagentTypes_EspEncryption_esp_aes:
-			if bits != 128 && bits != 192 && bits != 256 {
-				v.add(ps+"/esp-key-bits", "esp-aes takes 128, 192 or 256 bits")
-			}
 		case gen.SpiagentTypes_EspEncryption_esp_gcm:
 			if bits != 128 && bits != 256 {
 				v.add(ps+"/esp-key-bits", "esp-gcm takes 128 or 256 bits")
