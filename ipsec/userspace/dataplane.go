@@ -1,0 +1,322 @@
+// Package userspace is spiagent's IPsec dataplane in Go: ESP (RFC 4303)
+// and AH (RFC 4302), tunnel and transport mode, AH+ESP bundles, anti-replay,
+// lifetimes, acquires and invalid-SPI detection, for kernels without ESP.
+//
+// Cleartext comes from a TUN device (Device): the dataplane routes the
+// destination prefixes of its outbound protect policies into the TUN
+// (Router), encrypts what it reads there and sends it as raw ESP/AH IPv4
+// packets (Link) or as ESP-in-UDP (UDPSender, RFC 3948). Ciphertext comes
+// in through HandleIP (raw ESP/AH IPv4 packets, e.g. from package rawnet)
+// and HandleESPInUDP (from the IKE engine's port-4500 socket, or from
+// ListenESPInUDP); decapsulated packets are written to the TUN, so the
+// kernel forwards them on.
+//
+// It implements ipsec.Dataplane and imports nothing of spiagent beyond
+// ipsec and its own subpackages (esp, ah, integ, replay, invalidspi). The
+// fakes in tuntest and wiretest let tests run two dataplanes in memory.
+//
+// Limits: IPv4 only (outer and inner); no ESN; no IP fragment reassembly of
+// its own (raw sockets get reassembled packets from the kernel); AH refuses
+// IPv4 options; traffic routed into the TUN that matches a bypass policy or
+// no policy is dropped and counted (bypass traffic should not be routed into
+// the TUN).
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace/invalidspi"
+)
+
+// Device is the cleartext side: a TUN device (package tun) or a fake
+// (package tuntest). Read returns one IPv4 packet.
+type Device interface {
+	Name() string
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+// Link sends ciphertext: whole IPv4 packets carrying ESP or AH, with the
+// outer header built by the dataplane (as a raw socket with IP_HDRINCL
+// sends them).
+type Link interface {
+	Send(pkt []byte) error
+}
+
+// UDPSender sends an ESP-in-UDP payload (starting at the SPI) from src to
+// dst. The IKE engine's UDP-4500 transport implements it, so ESP and IKE
+// share the port (RFC 3948).
+type UDPSender interface {
+	SendESPInUDP(b []byte, src, dst netip.AddrPort) error
+}
+
+// Router installs routes for the destination prefixes of outbound protect
+// policies into the TUN, so that the kernel hands that traffic to the
+// dataplane.
+type Router interface {
+	AddRoute(dst netip.Prefix) error
+	DelRoute(dst netip.Prefix) error
+}
+
+// Config configures a Dataplane. Zero fields take the defaults in brackets.
+type Config struct {
+	TUN    Device    // cleartext; nil for a receive-only dataplane
+	Link   Link      // raw ESP/AH out; nil drops them (counted)
+	UDP    UDPSender // ESP-in-UDP out; can be set later with SetUDPSender
+	Router Router    // routes into the TUN; nil installs none
+
+	Logger *slog.Logger     // [slog.Default()]
+	Now    func() time.Time // clock [time.Now]
+
+	EventQueue   int           // capacity of the Events channel [256]
+	AcquireRetry time.Duration // a new acquire per (policy, peer) after [10s]
+	AcquireQueue int           // packets kept per pending acquire [4]
+	MaxAcquires  int           // pending (policy, peer) acquires [1024]
+	SPIReserve   time.Duration // how long AllocSPI holds an SPI [5m]
+	// SweepInterval is how often time lifetimes, acquires and SPI
+	// reservations are checked [1s]; negative: never (tests call Sweep).
+	SweepInterval time.Duration
+	InvalidSPI    invalidspi.Config // its Now defaults to Now
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.EventQueue <= 0 {
+		c.EventQueue = 256
+	}
+	if c.AcquireRetry <= 0 {
+		c.AcquireRetry = 10 * time.Second
+	}
+	if c.AcquireQueue <= 0 {
+		c.AcquireQueue = 4
+	}
+	if c.MaxAcquires <= 0 {
+		c.MaxAcquires = 1024
+	}
+	if c.SPIReserve <= 0 {
+		c.SPIReserve = 5 * time.Minute
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Second
+	}
+	if c.InvalidSPI.Now == nil {
+		c.InvalidSPI.Now = c.Now
+	}
+}
+
+// Stats are dataplane-wide counters (per-SA ones are in Counters).
+type Stats struct {
+	OutPackets, InPackets uint64 // sent encrypted / delivered decrypted
+	NoPolicy              uint64 // read from the TUN, matched no policy
+	Bypass, Discard       uint64 // matched a bypass / discard policy
+	AcquireQueued         uint64 // held for an SA under negotiation
+	AcquireDropped        uint64 // no room in an acquire queue
+	Malformed             uint64 // not a whole IPv4 packet, fragments, bad headers
+	NotIPsec              uint64 // HandleIP got something other than ESP/AH
+	PolicyMismatch        uint64 // decapsulated, but inbound policy refused it
+	SendErrors            uint64 // Link/UDP/TUN writes that failed
+	EventsDropped         uint64 // events lost because the channel was full
+	InvalidSPI            invalidspi.Stats
+}
+
+type stats struct {
+	outPackets, inPackets, noPolicy, bypass, discard atomic.Uint64
+	acqQueued, acqDropped, malformed, notIPsec       atomic.Uint64
+	policyMismatch, sendErrors, eventsDropped        atomic.Uint64
+}
+
+// Dataplane is the userspace ipsec.Dataplane.
+type Dataplane struct {
+	cfg     Config
+	log     *slog.Logger
+	invalid *invalidspi.Detector
+	stats   stats
+
+	mu       sync.Mutex // serialises changes to sad, spd, routes, reserved
+	sad      atomic.Pointer[sadTable]
+	spd      atomic.Pointer[spdTable]
+	routes   map[netip.Prefix]int
+	reserved map[uint32]time.Time
+
+	udp atomic.Pointer[udpSenderBox]
+
+	acqMu sync.Mutex
+	acq   map[acqKey]*acqEntry
+
+	ipID atomic.Uint32
+
+	evMu   sync.RWMutex
+	events chan ipsec.Event
+	closed bool
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+type udpSenderBox struct{ UDPSender }
+
+var _ ipsec.Dataplane = (*Dataplane)(nil)
+
+// New builds a dataplane and starts its TUN reader and lifetime sweeper.
+func New(cfg Config) (*Dataplane, error) {
+	cfg.defaults()
+	d := &Dataplane{
+		cfg:      cfg,
+		log:      cfg.Logger.With("dataplane", "userspace"),
+		invalid:  invalidspi.New(cfg.InvalidSPI),
+		routes:   map[netip.Prefix]int{},
+		reserved: map[uint32]time.Time{},
+		acq:      map[acqKey]*acqEntry{},
+		events:   make(chan ipsec.Event, cfg.EventQueue),
+		done:     make(chan struct{}),
+	}
+	d.sad.Store(newSADTable())
+	d.spd.Store(&spdTable{byKey: map[ipsec.PolicyKey]*ipsec.Policy{}})
+	if cfg.UDP != nil {
+		d.SetUDPSender(cfg.UDP)
+	}
+	if cfg.TUN != nil {
+		d.wg.Add(1)
+		go d.readTUN()
+	}
+	if cfg.SweepInterval > 0 {
+		d.wg.Add(1)
+		go d.sweeper()
+	}
+	return d, nil
+}
+
+// Name is "userspace".
+func (d *Dataplane) Name() string { return "userspace" }
+
+// SetUDPSender sets where ESP-in-UDP goes: normally the IKE engine's
+// port-4500 transport.
+func (d *Dataplane) SetUDPSender(s UDPSender) { d.udp.Store(&udpSenderBox{s}) }
+
+// Events delivers acquires, expiries and invalid SPIs; closed by Close.
+func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }
+
+// emit queues an event without ever blocking the packet path.
+func (d *Dataplane) emit(ev ipsec.Event) {
+	d.evMu.RLock()
+	defer d.evMu.RUnlock()
+	if d.closed {
+		return
+	}
+	select {
+	case d.events <- ev:
+	default:
+		d.stats.eventsDropped.Add(1)
+	}
+}
+
+// Stats returns the dataplane-wide counters.
+func (d *Dataplane) Stats() Stats {
+	s := &d.stats
+	return Stats{
+		OutPackets: s.outPackets.Load(), InPackets: s.inPackets.Load(),
+		NoPolicy: s.noPolicy.Load(), Bypass: s.bypass.Load(), Discard: s.discard.Load(),
+		AcquireQueued: s.acqQueued.Load(), AcquireDropped: s.acqDropped.Load(),
+		Malformed: s.malformed.Load(), NotIPsec: s.notIPsec.Load(),
+		PolicyMismatch: s.policyMismatch.Load(), SendErrors: s.sendErrors.Load(),
+		EventsDropped: s.eventsDropped.Load(), InvalidSPI: d.invalid.Stats(),
+	}
+}
+
+func (d *Dataplane) sweeper() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-t.C:
+			d.Sweep()
+		}
+	}
+}
+
+// Sweep checks time lifetimes (raising soft and hard expiries, deleting
+// hard-expired SAs), forgets stale acquires and SPI reservations. It runs
+// every SweepInterval; tests with an injected clock call it directly.
+func (d *Dataplane) Sweep() {
+	now := d.cfg.Now()
+	for _, s := range d.sad.Load().all {
+		d.checkTime(s, now)
+	}
+	d.acqMu.Lock()
+	for k, e := range d.acq {
+		if now.Sub(e.sent) >= 3*d.cfg.AcquireRetry {
+			d.stats.acqDropped.Add(uint64(len(e.queue)))
+			delete(d.acq, k)
+		}
+	}
+	d.acqMu.Unlock()
+	d.mu.Lock()
+	for spi, until := range d.reserved {
+		if now.After(until) {
+			delete(d.reserved, spi)
+		}
+	}
+	d.mu.Unlock()
+}
+
+// Flush removes every SA and policy (and their routes) and pending acquires.
+func (d *Dataplane) Flush(ctx context.Context) error {
+	d.mu.Lock()
+	var errs []error
+	for p := range d.routes {
+		if d.cfg.Router != nil {
+			if err := d.cfg.Router.DelRoute(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	d.routes = map[netip.Prefix]int{}
+	d.sad.Store(newSADTable())
+	d.spd.Store(&spdTable{byKey: map[ipsec.PolicyKey]*ipsec.Policy{}})
+	d.reserved = map[uint32]time.Time{}
+	d.mu.Unlock()
+	d.acqMu.Lock()
+	d.acq = map[acqKey]*acqEntry{}
+	d.acqMu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("userspace: flush: %w", err)
+	}
+	return nil
+}
+
+// Close stops the dataplane: it closes the TUN, stops its goroutines and
+// closes the Events channel. Routes go with the TUN device.
+func (d *Dataplane) Close() error {
+	d.evMu.Lock()
+	if d.closed {
+		d.evMu.Unlock()
+		return nil
+	}
+	d.closed = true
+	close(d.events)
+	d.evMu.Unlock()
+	close(d.done)
+	var err error
+	if d.cfg.TUN != nil {
+		err = d.cfg.TUN.Close()
+	}
+	d.wg.Wait()
+	return err
+}

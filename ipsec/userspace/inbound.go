@@ -1,0 +1,267 @@
+package userspace
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace/ah"
+	"github.com/spiagent/spiagent/ipsec/userspace/esp"
+)
+
+// HandleIP processes one received IPv4 packet carrying ESP or AH (as a raw
+// socket delivers it, header included). It may modify pkt and does not
+// keep it. Safe for concurrent use; allocates nothing per packet.
+func (d *Dataplane) HandleIP(pkt []byte) {
+	pkt, ihl, f, ok := parseIPv4(pkt)
+	if !ok || isFragment(pkt) {
+		d.stats.malformed.Add(1)
+		return
+	}
+	if f.proto != protoESP && f.proto != protoAH {
+		d.stats.notIPsec.Add(1)
+		return
+	}
+	d.decap(pkt, ihl, f.src, 0)
+}
+
+// udpBufs holds buffers for ESP-in-UDP, which arrives without an IP header.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// HandleESPInUDP processes one ESP-in-UDP payload (RFC 3948) received on
+// dst from src: the IKE engine calls it for every port-4500 datagram that
+// is not IKE (no non-ESP marker) and not a NAT keepalive. It does not keep
+// pkt. Safe for concurrent use; allocates nothing per packet.
+func (d *Dataplane) HandleESPInUDP(pkt []byte, src, dst netip.AddrPort) {
+	switch {
+	case len(pkt) == 1 && pkt[0] == 0xff: // NAT-keepalive (RFC 3948 §2.3)
+		return
+	case len(pkt) >= 4 && binary.BigEndian.Uint32(pkt) == 0: // non-ESP marker: IKE
+		d.stats.notIPsec.Add(1)
+		return
+	case len(pkt) < esp.HeaderLen || len(pkt)+ipv4MinLen > bufSize || !src.Addr().Is4() || !dst.Addr().Is4():
+		d.stats.malformed.Add(1)
+		return
+	}
+	bp := udpBufs.Get().(*[]byte)
+	defer udpBufs.Put(bp)
+	b := *bp
+	total := ipv4MinLen + len(pkt)
+	writeIPv4(b, src.Addr(), dst.Addr(), protoESP, total, 0, 0)
+	copy(b[ipv4MinLen:], pkt)
+	d.decap(b[:total], ipv4MinLen, src.Addr(), src.Port())
+}
+
+// decap removes AH and ESP headers from pkt (an IPv4 packet whose IPsec
+// header starts at ihl), verifying each, then checks the result against
+// the inbound policy and writes it to the TUN. sport is the UDP source port
+// for ESP-in-UDP, 0 for raw.
+func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16) {
+	var applied [maxTemplates]*saState
+	n := 0
+	sad := d.sad.Load()
+	for {
+		proto := pkt[9]
+		if proto != protoESP && proto != protoAH {
+			break // transport mode: pkt is the original packet again
+		}
+		if n == maxTemplates {
+			d.stats.malformed.Add(1)
+			return
+		}
+		spi, seq, ok := ipsecHeader(pkt[ihl:], proto)
+		if !ok {
+			d.stats.malformed.Add(1)
+			return
+		}
+		s := sad.in[inKey{spi: spi, proto: ipsec.Protocol(proto)}]
+		if s == nil || s.dead.Load() {
+			dst := netip.AddrFrom4([4]byte(pkt[16:20]))
+			d.invalidSPI(src, dst, ipsec.Protocol(proto), spi, sport)
+			return
+		}
+		if (sport != 0) != (s.sa.Encap != nil) { // raw ESP for a UDP SA, or the reverse
+			s.otherErr.Add(1)
+			return
+		}
+		if !d.replayCheck(s, seq) {
+			return
+		}
+		var next []byte
+		var tunnel bool
+		if proto == protoAH {
+			next, tunnel, ok = d.openAH(s, pkt, ihl)
+		} else {
+			next, tunnel, ok = d.openESP(s, pkt, ihl)
+		}
+		if !ok {
+			return
+		}
+		if !d.replayAccept(s, seq) || !d.account(s, len(next)) {
+			return
+		}
+		applied[n] = s
+		n++
+		pkt = next
+		var good bool
+		if pkt, ihl, _, good = parseIPv4(pkt); !good {
+			s.otherErr.Add(1)
+			return
+		}
+		if tunnel {
+			break
+		}
+	}
+	d.deliver(pkt, applied[:n])
+}
+
+func ipsecHeader(b []byte, proto uint8) (spi, seq uint32, ok bool) {
+	if proto == protoAH {
+		return ah.ParseHeader(b)
+	}
+	return esp.ParseHeader(b)
+}
+
+// openAH verifies AH and returns the packet without it: the inner packet
+// (tunnel) or the header followed by what AH protected (transport).
+func (d *Dataplane) openAH(s *saState, pkt []byte, ihl int) ([]byte, bool, bool) {
+	if ihl != ipv4MinLen {
+		s.otherErr.Add(1)
+		return nil, false, false
+	}
+	nh, off, err := s.ah.Open(pkt)
+	if err != nil {
+		d.countErr(s, err == ah.ErrAuth)
+		return nil, false, false
+	}
+	if nh == protoIPIP {
+		return pkt[off:], true, true
+	}
+	ns := off - ipv4MinLen
+	copy(pkt[ns:off], pkt[:ipv4MinLen])
+	setLenProto(pkt[ns:], ipv4MinLen, len(pkt)-ns, nh)
+	return pkt[ns:], false, true
+}
+
+// openESP verifies and decrypts ESP in place and returns the inner packet
+// (tunnel) or the packet rebuilt with its payload (transport).
+func (d *Dataplane) openESP(s *saState, pkt []byte, ihl int) ([]byte, bool, bool) {
+	payload, nh, err := s.esp.Open(pkt[ihl:])
+	if err != nil {
+		d.countErr(s, err == esp.ErrAuth)
+		return nil, false, false
+	}
+	if nh == protoIPIP {
+		return payload, true, true
+	}
+	ps := ihl + s.esp.HeaderLen()
+	ns := ps - ihl
+	copy(pkt[ns:ps], pkt[:ihl])
+	setLenProto(pkt[ns:], ihl, ihl+len(payload), nh)
+	return pkt[ns : ps+len(payload)], false, true
+}
+
+func (d *Dataplane) countErr(s *saState, auth bool) {
+	if auth {
+		s.authFail.Add(1)
+	} else {
+		s.otherErr.Add(1)
+	}
+}
+
+// replayCheck is the cheap test before the ICV (RFC 4303 §3.4.3).
+func (d *Dataplane) replayCheck(s *saState, seq uint32) bool {
+	if s.replay == nil {
+		return true
+	}
+	s.replayMu.Lock()
+	ok := s.replay.Check(seq)
+	s.replayMu.Unlock()
+	if !ok {
+		s.replayErr.Add(1)
+	}
+	return ok
+}
+
+// replayAccept moves the window after the ICV verified.
+func (d *Dataplane) replayAccept(s *saState, seq uint32) bool {
+	if s.replay == nil {
+		return true
+	}
+	s.replayMu.Lock()
+	ok := s.replay.Accept(seq)
+	s.replayMu.Unlock()
+	if !ok {
+		s.replayErr.Add(1)
+	}
+	return ok
+}
+
+// deliver checks a decapsulated packet against policy and writes it to the
+// TUN.
+func (d *Dataplane) deliver(pkt []byte, applied []*saState) {
+	_, _, f, ok := parseIPv4(pkt)
+	if !ok || len(applied) == 0 {
+		d.stats.malformed.Add(1)
+		return
+	}
+	if !d.policyAllows(&f, applied) {
+		applied[0].otherErr.Add(1)
+		d.stats.policyMismatch.Add(1)
+		return
+	}
+	if d.cfg.TUN == nil {
+		d.stats.sendErrors.Add(1)
+		return
+	}
+	if _, err := d.cfg.TUN.Write(pkt); err != nil {
+		d.stats.sendErrors.Add(1)
+		return
+	}
+	d.stats.inPackets.Add(1)
+}
+
+// policyAllows: the innermost SA's selector, when it has one, must match
+// the packet; and when inbound policies exist, the first that matches must
+// protect with exactly the protocols (and ReqID) the packet came through
+// (RFC 4301 §5.2: an AH+ESP policy refuses ESP alone).
+func (d *Dataplane) policyAllows(f *flow, applied []*saState) bool {
+	inner := applied[len(applied)-1]
+	sel := &inner.sa.Selector
+	if sel.Src.IsValid() && sel.Dst.IsValid() && !sel.Matches(f.src, f.dst, f.proto, f.sport, f.dport) {
+		return false
+	}
+	spd := d.spd.Load()
+	if len(spd.in) == 0 {
+		return true
+	}
+	pol := spd.lookup(spd.in, f)
+	if pol == nil || pol.Action != ipsec.ActionProtect || len(pol.Templates) != len(applied) {
+		return false
+	}
+	// Templates are innermost first; applied is outermost first.
+	for i, tm := range pol.Templates {
+		s := applied[len(applied)-1-i]
+		if tm.Proto != s.sa.Proto || (tm.ReqID != 0 && tm.ReqID != s.sa.ReqID) {
+			return false
+		}
+	}
+	return true
+}
+
+// invalidSPI reports an unknown SPI through the rate-limited detector.
+func (d *Dataplane) invalidSPI(src, dst netip.Addr, proto ipsec.Protocol, spi uint32, sport uint16) {
+	if !d.invalid.Observe(src, uint8(proto), spi) {
+		return
+	}
+	now := d.cfg.Now()
+	d.log.Warn(fmt.Sprintf("%%CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet has invalid spi for destaddr=%s, prot=%d, spi=0x%x(%d), srcaddr=%s",
+		dst, uint8(proto), spi, spi, src), "peer", src.String(), "proto", proto.String(), "spi", fmt.Sprintf("0x%08x", spi))
+	d.emit(ipsec.Event{
+		Kind: ipsec.EventInvalidSPI, Time: now,
+		SA:  ipsec.SAKey{Dst: dst, Proto: proto, SPI: spi},
+		Src: src, SrcPort: sport,
+	})
+}

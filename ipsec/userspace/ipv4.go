@@ -1,0 +1,108 @@
+package userspace
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// IPv4 header offsets and protocol numbers (RFC 791, IANA).
+const (
+	ipv4MinLen = 20
+	protoICMP  = 1
+	protoIPIP  = 4 // next header of a tunnel-mode payload
+	protoTCP   = 6
+	protoUDP   = 17
+	protoESP   = 50
+	protoAH    = 51
+)
+
+// flow is the 5-tuple of an IPv4 packet.
+type flow struct {
+	src, dst     netip.Addr
+	proto        uint8
+	sport, dport uint16
+}
+
+// parseIPv4 checks that pkt is one whole IPv4 packet (trimming link
+// padding) and returns its header length and 5-tuple. Fragments other than
+// the first report no ports.
+func parseIPv4(pkt []byte) (p []byte, ihl int, f flow, ok bool) {
+	if len(pkt) < ipv4MinLen || pkt[0]>>4 != 4 {
+		return nil, 0, f, false
+	}
+	ihl = int(pkt[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(pkt[2:]))
+	if ihl < ipv4MinLen || total < ihl || total > len(pkt) {
+		return nil, 0, f, false
+	}
+	pkt = pkt[:total]
+	f.src = netip.AddrFrom4([4]byte(pkt[12:16]))
+	f.dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	f.proto = pkt[9]
+	fragOff := binary.BigEndian.Uint16(pkt[6:]) & 0x1fff
+	if fragOff == 0 && (f.proto == protoTCP || f.proto == protoUDP) && total >= ihl+4 {
+		f.sport = binary.BigEndian.Uint16(pkt[ihl:])
+		f.dport = binary.BigEndian.Uint16(pkt[ihl+2:])
+	}
+	return pkt, ihl, f, true
+}
+
+// isFragment reports whether the IPv4 packet is a fragment.
+func isFragment(pkt []byte) bool {
+	return binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0
+}
+
+// writeIPv4 writes a 20-byte header for a packet of total bytes.
+func writeIPv4(h []byte, src, dst netip.Addr, proto uint8, total int, id uint16, tos uint8) {
+	h[0] = 0x45
+	h[1] = tos
+	binary.BigEndian.PutUint16(h[2:], uint16(total))
+	binary.BigEndian.PutUint16(h[4:], id)
+	h[6], h[7] = 0, 0
+	h[8] = 64
+	h[9] = proto
+	s, d := src.As4(), dst.As4()
+	copy(h[12:16], s[:])
+	copy(h[16:20], d[:])
+	setChecksum(h[:20])
+}
+
+// setLenProto rewrites the total length and protocol of the header at h
+// (ihl bytes) and its checksum.
+func setLenProto(h []byte, ihl, total int, proto uint8) {
+	binary.BigEndian.PutUint16(h[2:], uint16(total))
+	h[9] = proto
+	setChecksum(h[:ihl])
+}
+
+func setChecksum(h []byte) {
+	h[10], h[11] = 0, 0
+	binary.BigEndian.PutUint16(h[10:], ^foldSum(h))
+}
+
+func foldSum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
+
+// selector is the host-to-host selector of one packet's 5-tuple, as an
+// acquire's trigger.
+func (f flow) selector() ipsec.Selector {
+	s := ipsec.Selector{Src: netip.PrefixFrom(f.src, 32), Dst: netip.PrefixFrom(f.dst, 32), Proto: f.proto}
+	if f.proto == protoTCP || f.proto == protoUDP {
+		s.SrcPort = ipsec.PortRange{Lo: f.sport, Hi: f.sport}
+		s.DstPort = ipsec.PortRange{Lo: f.dport, Hi: f.dport}
+	}
+	return s
+}

@@ -1,0 +1,308 @@
+package userspace
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace/esp"
+)
+
+// Buffer layout: a packet read from the TUN sits at headroom, leaving room
+// in front for outer headers (IPv4, AH, ESP header and IV, per template)
+// and behind for ESP padding, trailer and ICV.
+const (
+	headroom  = 160
+	tailroom  = 128
+	maxPacket = 16 * 1024
+	bufSize   = headroom + maxPacket + tailroom
+)
+
+// pktBuf is a packet at b[start:end] with head- and tailroom around it.
+type pktBuf struct {
+	b          []byte
+	start, end int
+}
+
+// readTUN is the outbound loop: one goroutine, one buffer, no allocation
+// per packet.
+func (d *Dataplane) readTUN() {
+	defer d.wg.Done()
+	buf := make([]byte, bufSize)
+	for {
+		n, err := d.cfg.TUN.Read(buf[headroom : headroom+maxPacket])
+		if err != nil {
+			select {
+			case <-d.done:
+				return
+			default:
+			}
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			d.log.Warn("TUN read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		d.outbound(buf, headroom, headroom+n)
+	}
+}
+
+// outbound applies the SPD to one cleartext packet at buf[start:end].
+func (d *Dataplane) outbound(buf []byte, start, end int) {
+	pkt, _, f, ok := parseIPv4(buf[start:end])
+	if !ok {
+		d.stats.malformed.Add(1)
+		return
+	}
+	end = start + len(pkt)
+	spd := d.spd.Load()
+	pol := spd.lookup(spd.out, &f)
+	switch {
+	case pol == nil:
+		d.stats.noPolicy.Add(1)
+		return
+	case pol.Action == ipsec.ActionBypass:
+		d.stats.bypass.Add(1)
+		return
+	case pol.Action == ipsec.ActionDiscard:
+		d.stats.discard.Add(1)
+		return
+	}
+	var chain [maxTemplates]*saState
+	sad := d.sad.Load()
+	for i, tm := range pol.Templates {
+		s := sad.out[outKey{reqID: tm.ReqID, proto: tm.Proto, dst: tm.Dst}]
+		if s == nil {
+			d.acquire(pol, &tm, &f, buf[start:end])
+			return
+		}
+		chain[i] = s
+	}
+	d.send(&pktBuf{b: buf, start: start, end: end}, chain[:len(pol.Templates)])
+}
+
+// send encapsulates p with the SAs of a bundle, innermost first, and
+// transmits it.
+func (d *Dataplane) send(p *pktBuf, chain []*saState) {
+	outer := false
+	for _, s := range chain {
+		seq := s.seq.Add(1)
+		if seq > math.MaxUint32 { // no ESN: the SA is used up (RFC 4303 §3.3.3)
+			d.hardExpire(s)
+			return
+		}
+		if !d.account(s, p.end-p.start) {
+			return
+		}
+		var err error
+		tunnel := s.sa.Mode == ipsec.ModeTunnel && !outer
+		switch {
+		case s.esp != nil && tunnel:
+			err = d.espTunnel(p, s, uint32(seq))
+		case s.esp != nil:
+			err = d.espTransport(p, s, uint32(seq))
+		case tunnel:
+			err = d.ahTunnel(p, s, uint32(seq))
+		default:
+			err = d.ahTransport(p, s, uint32(seq))
+		}
+		if err != nil {
+			s.otherErr.Add(1)
+			return
+		}
+		outer = outer || tunnel
+	}
+	last := chain[len(chain)-1]
+	var err error
+	if last.esp != nil && last.sa.Encap != nil {
+		ihl := int(p.b[p.start]&0x0f) * 4
+		src := netip.AddrPortFrom(last.sa.Src, last.sa.Encap.SrcPort)
+		dst := netip.AddrPortFrom(last.sa.Dst, last.sa.Encap.DstPort)
+		if u := d.udp.Load(); u != nil {
+			err = u.SendESPInUDP(p.b[p.start+ihl:p.end], src, dst)
+		} else {
+			err = errNoSender
+		}
+	} else if d.cfg.Link != nil {
+		err = d.cfg.Link.Send(p.b[p.start:p.end])
+	} else {
+		err = errNoSender
+	}
+	if err != nil {
+		d.stats.sendErrors.Add(1)
+		return
+	}
+	d.stats.outPackets.Add(1)
+}
+
+var (
+	errNoSender = errors.New("userspace: no link or UDP sender")
+	errNoRoom   = errors.New("userspace: no head- or tailroom")
+	errOptions  = errors.New("userspace: AH over IPv4 options")
+)
+
+func (d *Dataplane) room(p *pktBuf, front, back int) error {
+	if p.start-front < 0 || p.end+back > len(p.b) {
+		return errNoRoom
+	}
+	return nil
+}
+
+// espTunnel: new outer IPv4 | ESP | the whole packet (next header 4).
+func (d *Dataplane) espTunnel(p *pktBuf, s *saState, seq uint32) error {
+	hl := s.esp.HeaderLen()
+	n := p.end - p.start
+	if err := d.room(p, hl+ipv4MinLen, esp.MaxOverhead); err != nil {
+		return err
+	}
+	tos := p.b[p.start+1]
+	es := p.start - hl
+	out, err := s.esp.Seal(p.b[es:], n, seq, protoIPIP)
+	if err != nil {
+		return err
+	}
+	ip := es - ipv4MinLen
+	writeIPv4(p.b[ip:], s.sa.Src, s.sa.Dst, protoESP, ipv4MinLen+len(out), uint16(d.ipID.Add(1)), tos)
+	p.start, p.end = ip, es+len(out)
+	return nil
+}
+
+// espTransport: the packet's own header | ESP | its transport payload.
+func (d *Dataplane) espTransport(p *pktBuf, s *saState, seq uint32) error {
+	hl := s.esp.HeaderLen()
+	ihl := int(p.b[p.start]&0x0f) * 4
+	if err := d.room(p, hl, esp.MaxOverhead); err != nil {
+		return err
+	}
+	proto := p.b[p.start+9]
+	n := p.end - p.start - ihl
+	ns := p.start - hl
+	copy(p.b[ns:ns+ihl], p.b[p.start:p.start+ihl])
+	out, err := s.esp.Seal(p.b[ns+ihl:], n, seq, proto)
+	if err != nil {
+		return err
+	}
+	setLenProto(p.b[ns:], ihl, ihl+len(out), protoESP)
+	p.start, p.end = ns, ns+ihl+len(out)
+	return nil
+}
+
+// ahTunnel: new outer IPv4 | AH | the whole packet.
+func (d *Dataplane) ahTunnel(p *pktBuf, s *saState, seq uint32) error {
+	hl := s.ah.HeaderLen()
+	if err := d.room(p, hl+ipv4MinLen, 0); err != nil {
+		return err
+	}
+	ip := p.start - hl - ipv4MinLen
+	writeIPv4(p.b[ip:], s.sa.Src, s.sa.Dst, protoAH, p.end-ip, uint16(d.ipID.Add(1)), p.b[p.start+1])
+	if err := s.ah.Seal(p.b[ip:p.end], seq, protoIPIP); err != nil {
+		return err
+	}
+	p.start = ip
+	return nil
+}
+
+// ahTransport: the packet's header | AH | the rest (ESP, for a bundle).
+func (d *Dataplane) ahTransport(p *pktBuf, s *saState, seq uint32) error {
+	if p.b[p.start]&0x0f != 5 {
+		return errOptions
+	}
+	hl := s.ah.HeaderLen()
+	if err := d.room(p, hl, 0); err != nil {
+		return err
+	}
+	proto := p.b[p.start+9]
+	ns := p.start - hl
+	copy(p.b[ns:ns+ipv4MinLen], p.b[p.start:p.start+ipv4MinLen])
+	setLenProto(p.b[ns:], ipv4MinLen, p.end-ns, protoAH)
+	if err := s.ah.Seal(p.b[ns:p.end], seq, proto); err != nil {
+		return err
+	}
+	p.start = ns
+	return nil
+}
+
+// acqKey: one acquire per policy and peer.
+type acqKey struct {
+	policy ipsec.PolicyKey
+	peer   netip.Addr
+}
+
+type acqEntry struct {
+	sent  time.Time
+	queue [][]byte
+}
+
+// acquire raises EventAcquire for (policy, peer) once per AcquireRetry and
+// keeps a few packets to send when the SAs arrive.
+func (d *Dataplane) acquire(pol *ipsec.Policy, tm *ipsec.Template, f *flow, pkt []byte) {
+	k := acqKey{policy: pol.Key(), peer: tm.Dst}
+	now := d.cfg.Now()
+	raise := false
+	d.acqMu.Lock()
+	e := d.acq[k]
+	switch {
+	case e == nil && len(d.acq) >= d.cfg.MaxAcquires:
+		d.acqMu.Unlock()
+		d.stats.acqDropped.Add(1)
+		return
+	case e == nil:
+		e = &acqEntry{sent: now}
+		d.acq[k] = e
+		raise = true
+	case now.Sub(e.sent) >= d.cfg.AcquireRetry:
+		e.sent = now
+		raise = true
+	}
+	if len(e.queue) < d.cfg.AcquireQueue {
+		e.queue = append(e.queue, append([]byte(nil), pkt...))
+		d.stats.acqQueued.Add(1)
+	} else {
+		d.stats.acqDropped.Add(1)
+	}
+	d.acqMu.Unlock()
+	if raise {
+		d.log.Info("acquire", "policy", pol.ID, "peer", tm.Dst.String(), "proto", tm.Proto.String(),
+			"trigger", fmt.Sprintf("%s -> %s proto %d", f.src, f.dst, f.proto))
+		d.emit(ipsec.Event{
+			Kind: ipsec.EventAcquire, Time: now, Policy: pol.Key(), Trigger: f.selector(),
+			SA: ipsec.SAKey{Dst: tm.Dst, Proto: tm.Proto}, Src: tm.Src,
+		})
+	}
+}
+
+// flushAcquires sends the packets of every pending acquire whose policy
+// now has all its SAs.
+func (d *Dataplane) flushAcquires() {
+	sad, spd := d.sad.Load(), d.spd.Load()
+	var ready [][]byte
+	d.acqMu.Lock()
+	for k, e := range d.acq {
+		pol := spd.byKey[k.policy]
+		if pol == nil {
+			delete(d.acq, k)
+			continue
+		}
+		complete := true
+		for _, tm := range pol.Templates {
+			if sad.out[outKey{reqID: tm.ReqID, proto: tm.Proto, dst: tm.Dst}] == nil {
+				complete = false
+			}
+		}
+		if complete {
+			ready = append(ready, e.queue...)
+			delete(d.acq, k)
+		}
+	}
+	d.acqMu.Unlock()
+	for _, pkt := range ready {
+		buf := make([]byte, bufSize)
+		n := copy(buf[headroom:headroom+maxPacket], pkt)
+		d.outbound(buf, headroom, headroom+n)
+	}
+}
