@@ -152,11 +152,22 @@ func encodeSnapshot(s *Snapshot, history []CommitInfo) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(cfg)
+	sum := configSum(cfg)
 	return json.MarshalIndent(&snapFile{
 		Format: snapFormat, ID: s.ID, Time: s.Time, History: history,
-		SHA256: hex.EncodeToString(sum[:]), Config: cfg,
+		SHA256: sum, Config: cfg,
 	}, "", " ")
+}
+
+// configSum is the SHA-256 of the config's compact form (the envelope is
+// indented, and indenting the embedded config does not change its compact form).
+func configSum(cfg []byte) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, cfg); err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b.Bytes())
+	return hex.EncodeToString(sum[:])
 }
 
 // readSnapshot reads and checks the snapshot file.
@@ -172,8 +183,7 @@ func readSnapshot(path string) (*snapFile, *gen.Device, error) {
 	if sf.Format != snapFormat {
 		return nil, nil, fmt.Errorf("unknown format %q (want %q)", sf.Format, snapFormat)
 	}
-	sum := sha256.Sum256(sf.Config)
-	if hex.EncodeToString(sum[:]) != sf.SHA256 {
+	if configSum(sf.Config) != sf.SHA256 {
 		return nil, nil, errors.New("checksum mismatch: the config in the file is corrupt")
 	}
 	root, err := LoadJSON(sf.Config)
