@@ -1,0 +1,14 @@
+#!/bin/sh
+# Prove ipsec/xfrm in a real ESP-capable kernel: download a Debian kernel
+# (never installed), build an initramfs with the ipsec/xfrm tests, boot it
+# under qemu and report the guest's results. Needs root, qemu-system-x86,
+# busybox-static, cpio and kmod (scripts/deps.sh). About a minute with the
+# kernel cached (/var/cache/spiagent/qemu).
+#
+# Env: SPIAGENT_QEMU_RUN=REGEX   run only these guest tests
+#      SPIAGENT_QEMU_LOG=FILE    keep the serial console log there
+#      SPIAGENT_QEMU_CACHE=DIR   kernel cache (default /var/cache/spiagent/qemu)
+#      SPIAGENT_QEMU_KERNEL_META=linux-image-amd64   another Debian kernel
+set -eu
+cd "$(dirname "$0")/../.."
+exec go test -count=1 -v -timeout 15m -run '^(TestXFRMInQEMU|TestParseGuestLog.*)$' ./lab/qemu/ "$@"
