@@ -1,0 +1,352 @@
+package userspace
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace/rawnet"
+	"github.com/spiagent/spiagent/ipsec/userspace/tun"
+)
+
+// Root tests: two dataplanes in two network namespaces joined by a veth,
+// each with a real TUN and raw sockets (or its own UDP-4500 socket):
+//
+//	[upT..a: 198.51.100.1 on lo, TUN]  192.0.2.1 --veth-- 192.0.2.2  [upT..b: 203.0.113.1 on lo, TUN]
+//
+// The namespaces have no route between the two LAN addresses except the
+// ones the dataplanes put into their TUNs, so a ping that gets through went
+// through ESP.
+
+var nsSeq atomic.Int32
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, TUN, raw sockets); run as root to exercise the real kernel path")
+	}
+}
+
+func run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// inNS runs fn on a thread in ns. The thread stays locked and is thrown
+// away afterwards, so no other goroutine ever runs in ns by accident.
+func inNS(t testing.TB, ns netns.NsHandle, fn func()) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			done <- err
+			return
+		}
+		fn()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("setns: %v", err)
+	}
+}
+
+type nsSide struct {
+	name string
+	ns   netns.NsHandle
+	dp   *Dataplane
+	tun  *tun.Device
+	addr netip.Addr // on the veth
+	lan  netip.Addr // on lo
+}
+
+// topology builds the two namespaces and returns them with dataplanes
+// running. udp selects the dataplanes' own UDP-4500 sockets for
+// ciphertext instead of raw sockets.
+func topology(t testing.TB, udp bool) (a, b *nsSide) {
+	t.Helper()
+	p := fmt.Sprintf("upT%d%d", os.Getpid()%10000, nsSeq.Add(1))
+	a = &nsSide{name: p + "a", addr: addrA, lan: netip.MustParseAddr("198.51.100.1")}
+	b = &nsSide{name: p + "b", addr: addrB, lan: netip.MustParseAddr("203.0.113.1")}
+	for _, s := range []*nsSide{a, b} {
+		run(t, "ip", "netns", "add", s.name)
+		name := s.name
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+		ns, err := netns.GetFromName(s.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ns = ns
+		t.Cleanup(func() { ns.Close() })
+	}
+	run(t, "ip", "link", "add", p+"va", "netns", a.name, "type", "veth", "peer", "name", p+"vb", "netns", b.name)
+	for _, s := range []*nsSide{a, b} {
+		dev := p + "v" + s.name[len(s.name)-1:]
+		for _, c := range [][]string{
+			{"link", "set", "lo", "up"},
+			{"link", "set", dev, "up"},
+			{"addr", "add", s.addr.String() + "/24", "dev", dev},
+			{"addr", "add", s.lan.String() + "/32", "dev", "lo"},
+		} {
+			run(t, append([]string{"ip", "-n", s.name}, c...)...)
+		}
+		for _, k := range []string{"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"} {
+			run(t, "ip", "netns", "exec", s.name, "sysctl", "-qw", k)
+		}
+		startDataplane(t, s, udp)
+	}
+	return a, b
+}
+
+func startDataplane(t testing.TB, s *nsSide, udp bool) {
+	t.Helper()
+	var dpp atomic.Pointer[Dataplane]
+	var err error
+	inNS(t, s.ns, func() {
+		var dev *tun.Device
+		if dev, err = tun.Open("upTtun", 1400); err != nil {
+			return
+		}
+		s.tun = dev
+		cfg := Config{TUN: dev, Router: dev, Logger: quietLogger(), EventQueue: 1024}
+		var raw *rawnet.Conn
+		if !udp {
+			raw, err = rawnet.Open(func(p []byte) {
+				if d := dpp.Load(); d != nil {
+					d.HandleIP(p)
+				}
+			})
+			if err != nil {
+				return
+			}
+			cfg.Link = raw
+			t.Cleanup(func() { raw.Close() })
+		}
+		if s.dp, err = New(cfg); err != nil {
+			return
+		}
+		dpp.Store(s.dp)
+		if udp {
+			var l *UDPListener
+			if l, err = s.dp.ListenESPInUDP(netip.AddrPortFrom(s.addr, 4500)); err != nil {
+				return
+			}
+			t.Cleanup(func() { l.Close() })
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.dp.Close() })
+}
+
+// installNS installs fixed-key SAs and policies between the two LAN
+// addresses: A->B SPIs 0x11xx, B->A 0x21xx.
+func installNS(t testing.TB, a, b *nsSide, layers []layer, skipOutA bool) {
+	t.Helper()
+	ctx := context.Background()
+	for dir, pair := range [][2]*nsSide{{a, b}, {b, a}} {
+		from, to := pair[0], pair[1]
+		var tm []ipsec.Template
+		for i, l := range layers {
+			sa := ipsec.SA{Src: from.addr, Dst: to.addr, Proto: l.proto, SPI: spiFor(byte(dir+1), i), Mode: ipsec.ModeTunnel,
+				Cipher: l.cipher, CipherKey: testKey(l.ckey, byte(dir*10+i)), Integ: l.integ,
+				IntegKey: testKey(ipsec.IntegKeyLen(l.integ), byte(dir*10+i+5)), ReqID: 1}
+			if l.encap {
+				sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
+			}
+			in := sa
+			in.Dir, in.ReplayWindow = ipsec.DirIn, 1024
+			if err := to.dp.AddSA(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if !(skipOutA && dir == 0) {
+				out := sa
+				out.Dir = ipsec.DirOut
+				if err := from.dp.AddSA(ctx, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tm = append(tm, ipsec.Template{Proto: l.proto, Mode: ipsec.ModeTunnel, Src: from.addr, Dst: to.addr, ReqID: 1})
+		}
+		sel := ipsec.Selector{Src: netip.PrefixFrom(from.lan, 24).Masked(), Dst: netip.PrefixFrom(to.lan, 24).Masked()}
+		if err := from.dp.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Selector: sel, Action: ipsec.ActionProtect, Templates: tm}); err != nil {
+			t.Fatal(err)
+		}
+		if err := to.dp.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirIn, Selector: sel, Action: ipsec.ActionProtect, Templates: tm}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func ping(a, b *nsSide, count int) ([]byte, error) {
+	return exec.Command("ip", "netns", "exec", a.name, "ping", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2",
+		"-I", a.lan.String(), b.lan.String()).CombinedOutput()
+}
+
+func TestNetnsTunnel(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name   string
+		udp    bool
+		layers []layer
+	}{
+		{"esp-aes-gcm", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
+		{"ah-sha+esp-des-sha", false, []layer{
+			{proto: ipsec.ProtoESP, cipher: ipsec.CipherDESCBC, ckey: 8, integ: ipsec.IntegHMACSHA196},
+			{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA196}}},
+		{"esp-in-udp-aes-cbc-sha1", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := topology(t, tc.udp)
+			if out, err := ping(a, b, 1); err == nil {
+				t.Fatalf("ping got through before any policy: %s", out)
+			}
+			installNS(t, a, b, tc.layers, false)
+			if out, err := ping(a, b, 5); err != nil {
+				t.Fatalf("ping through the tunnel: %v\n%s\nA %+v\nB %+v", err, out, a.dp.Stats(), b.dp.Stats())
+			}
+			for i, l := range tc.layers {
+				out := counters(t, a.dp, addrB, l.proto, spiFor(1, i))
+				in := counters(t, b.dp, addrB, l.proto, spiFor(1, i))
+				back := counters(t, a.dp, addrA, l.proto, spiFor(2, i))
+				if out.Packets < 5 || in.Packets < 5 || back.Packets < 5 || in.AuthFailures+in.ReplayErrors != 0 {
+					t.Fatalf("layer %d: out %+v in %+v back %+v", i, out, in, back)
+				}
+			}
+			udpFlow(t, a, b, 200)
+		})
+	}
+}
+
+// udpFlow sends n datagrams from A's LAN address to B's and counts them.
+func udpFlow(t *testing.T, a, b *nsSide, n int) {
+	t.Helper()
+	var srv, cli *net.UDPConn
+	var err error
+	inNS(t, b.ns, func() {
+		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.lan, 9999)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	inNS(t, a.ns, func() {
+		cli, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.lan, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.lan, 9999)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	got := make(chan int)
+	go func() {
+		buf := make([]byte, 2000)
+		k := 0
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for k < n {
+			if _, err := srv.Read(buf); err != nil {
+				break
+			}
+			k++
+		}
+		got <- k
+	}()
+	msg := make([]byte, 1000)
+	for i := range n {
+		msg[0] = byte(i)
+		cli.Write(msg)
+		if i%50 == 49 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if k := <-got; k < n*9/10 {
+		t.Fatalf("%d of %d UDP datagrams arrived", k, n)
+	}
+}
+
+// TestNetnsAcquireAndInvalidSPI: traffic without an SA raises one acquire
+// and is sent once the SA is installed; ESP with an unknown SPI from a
+// real raw socket raises an invalid-SPI event.
+func TestNetnsAcquireAndInvalidSPI(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t, false)
+	gcm := []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}
+	installNS(t, a, b, gcm, true) // everything but A's outbound SA
+	res := make(chan error)
+	go func() { _, err := ping(a, b, 3); res <- err }()
+	ev := waitEvent(t, a.dp, ipsec.EventAcquire)
+	if ev.SA.Dst != addrB || ev.Trigger.Dst.Addr() != b.lan {
+		t.Fatalf("acquire %+v", ev)
+	}
+	l := gcm[0]
+	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0), Dir: ipsec.DirOut, Cipher: l.cipher, CipherKey: testKey(l.ckey, 0), ReqID: 1}
+	if err := a.dp.AddSA(context.Background(), sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("ping after acquire: %v", err)
+	}
+	if st := a.dp.Stats(); st.AcquireQueued == 0 {
+		t.Fatalf("nothing was queued: %+v", st)
+	}
+
+	// An ESP packet for SPI 0xdeadbeef from A's namespace, through the
+	// kernel (which builds the IP header) to B's raw socket.
+	var err error
+	inNS(t, a.ns, func() {
+		var fd int
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 50); err != nil {
+			return
+		}
+		defer unix.Close(fd)
+		payload := []byte{0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+		for range 3 {
+			if err = unix.Sendto(fd, payload, 0, &unix.SockaddrInet4{Addr: addrB.As4()}); err != nil {
+				return
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev = waitEvent(t, b.dp, ipsec.EventInvalidSPI)
+	want := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0xdeadbeef}
+	if ev.SA != want || ev.Src != addrA {
+		t.Fatalf("invalid SPI event %+v", ev)
+	}
+	waitFor(t, "3 invalid SPIs seen", func() bool { return b.dp.Stats().InvalidSPI.Seen == 3 })
+	if st := b.dp.Stats().InvalidSPI; st.Reported != 1 || st.Duplicates != 2 {
+		t.Fatalf("invalid SPI stats %+v", st)
+	}
+}
+
+func waitEvent(t *testing.T, dp *Dataplane, kind ipsec.EventKind) ipsec.Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-dp.Events():
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+// Package rawnet carries the userspace dataplane's ciphertext over raw
+// IPv4 sockets: one per IPsec protocol to receive (ESP 50, AH 51: the
+// kernel hands every such packet to them, reassembled, header included,
+// and sends no ICMP protocol-unreachable when a raw socket took it), and
+// one IPPROTO_RAW socket to send packets whose outer header the dataplane
+// built (IP_HDRINCL). It implements the dataplane's Link. Sockets belong
+// to the network namespace of the thread that calls Open.
+package rawnet
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is the raw-socket link.
+type Conn struct {
+	send int
+
+	mu sync.Mutex // guards sa
+	sa unix.SockaddrInet4
+
+	recv []*os.File
+	wg   sync.WaitGroup
+}
+
+// Open opens the sockets and starts one reader per protocol; handler gets
+// each received IPv4 packet (it may modify it, and must not keep it).
+func Open(handler func(pkt []byte)) (*Conn, error) {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("rawnet: send socket: %w", err)
+	}
+	c := &Conn{send: s}
+	for _, proto := range []int{50, 51} {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("rawnet: protocol %d socket: %w", proto, err)
+		}
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		f := os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-%d", proto))
+		c.recv = append(c.recv, f)
+		c.wg.Add(1)
+		go c.read(f, handler)
+	}
+	return c, nil
+}
+
+func (c *Conn) read(f *os.File, handler func([]byte)) {
+	defer c.wg.Done()
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
+		}
+		handler(buf[:n])
+	}
+}
+
+// Send transmits one IPv4 packet with its header (the kernel fills in the
+// checksum and, when zero, the identification).
+func (c *Conn) Send(pkt []byte) error {
+	if len(pkt) < 20 {
+		return errors.New("rawnet: short packet")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	copy(c.sa.Addr[:], pkt[16:20])
+	if err := unix.Sendto(c.send, pkt, 0, &c.sa); err != nil {
+		return fmt.Errorf("rawnet: send: %w", err)
+	}
+	return nil
+}
+
+// Close closes the sockets and waits for the readers.
+func (c *Conn) Close() error {
+	for _, f := range c.recv {
+		f.Close()
+	}
+	c.wg.Wait()
+	if c.send >= 0 {
+		unix.Close(c.send)
+		c.send = -1
+	}
+	return nil
+}
