@@ -44,9 +44,9 @@ add_elf "$(command -v ip)" /sbin/ip
 # Modules: kmod resolves dependencies and prints them in load order; names are
 # module names or aliases (crypto-NAME), "builtin" lines need nothing.
 MODS="xfrm_user esp4 ah4 xfrm4_tunnel veth
-crypto-authenc crypto-echainiv crypto-seqiv crypto-sha512 crypto-sha3-256 crypto-jitterentropy_rng crypto-drbg_nopr_hmac_sha512 crypto-stdrng
-crypto-cbc(aes) crypto-ecb(cipher_null) crypto-cbc(des) crypto-cbc(des3_ede) crypto-rfc4106(gcm(aes)) crypto-gcm(aes) crypto-ghash crypto-ctr(aes)
-crypto-hmac(md5) crypto-hmac(sha1) crypto-hmac(sha256) crypto-hmac(sha384) crypto-hmac(sha512) crypto-md5 crypto-sha1 crypto-sha256 crypto-cipher_null crypto-des crypto-des3_ede
+crypto-authenc crypto-echainiv crypto-seqiv crypto-sha512 crypto-sha3-256 crypto-jitterentropy_rng drbg crypto-stdrng
+crypto-cbc crypto-ecb crypto-aes crypto-des crypto-des3_ede crypto-cipher_null crypto-rfc4106 crypto-gcm crypto-ghash crypto-ctr
+crypto-hmac crypto-md5 crypto-sha1 crypto-sha256 crypto-sha384
 nf_tables nft_limit nft_log nfnetlink_log"
 : > "$R/etc/modules.load"
 missing=""

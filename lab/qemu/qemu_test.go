@@ -155,16 +155,16 @@ func TestXFRMInQEMU(t *testing.T) {
 	mk.Env = append(os.Environ(), "KVER="+env["KVER"], "MODROOT="+env["MODROOT"], "WORK="+filepath.Join(work, "build"))
 	step(t, "build initramfs", mk)
 
-	// 4. Boot. TCG unless /dev/kvm is usable; no NIC: the guest's traffic
-	// stays on its own veths.
+	// 4. Boot under TCG (SPIAGENT_QEMU_ACCEL=kvm to try KVM: a /dev/kvm that
+	// opens is not proof that KVM works, as on this host); no NIC: the
+	// guest's traffic stays on its own veths.
 	appendLine := "console=ttyS0 quiet panic=-1"
 	if run := os.Getenv("SPIAGENT_QEMU_RUN"); run != "" {
 		appendLine += " spiagent.run=" + run
 	}
 	args := []string{"-kernel", env["KERNEL"], "-initrd", initrd, "-append", appendLine,
 		"-nographic", "-no-reboot", "-m", "512", "-nic", "none"}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
+	if os.Getenv("SPIAGENT_QEMU_ACCEL") == "kvm" {
 		args = append(args, "-enable-kvm", "-cpu", "host")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

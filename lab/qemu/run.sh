@@ -9,6 +9,7 @@
 #      SPIAGENT_QEMU_LOG=FILE    keep the serial console log there
 #      SPIAGENT_QEMU_CACHE=DIR   kernel cache (default /var/cache/spiagent/qemu)
 #      SPIAGENT_QEMU_KERNEL_META=linux-image-amd64   another Debian kernel
+#      SPIAGENT_QEMU_ACCEL=kvm   use KVM instead of TCG
 set -eu
 cd "$(dirname "$0")/../.."
 exec go test -count=1 -v -timeout 15m -run '^(TestXFRMInQEMU|TestParseGuestLog.*)$' ./lab/qemu/ "$@"

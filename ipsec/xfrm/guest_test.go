@@ -1,0 +1,433 @@
+package xfrm
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// Tests that need a kernel with ESP. They run in the qemu guest that
+// lab/qemu boots (SPIAGENT_XFRM_GUEST=1) and skip elsewhere.
+
+type tunnelSpec struct {
+	cipher  ipsec.Cipher
+	keyLen  int
+	integ   ipsec.Integrity
+	mode    ipsec.Mode
+	encap   bool
+	ahOuter bool // an AH+ESP bundle: ESP inside, AH (transport) outside
+}
+
+// tunnel is a pair of namespaces with SAs and policies both ways.
+type tunnel struct {
+	a, b       *testNS
+	da, db     *Dataplane
+	spec       tunnelSpec
+	esp, ah    [2]ipsec.SA // [0] A->B, [1] B->A
+	srcA, dstB netip.AddrPort
+}
+
+// sa builds the SA from x to y with fresh keys.
+func (s tunnelSpec) sa(t *testing.T, proto ipsec.Protocol, x, y netip.Addr, spi uint32) ipsec.SA {
+	sa := ipsec.SA{Src: x, Dst: y, Proto: proto, SPI: spi, Mode: s.mode, ReqID: 1, ReplayWindow: 64}
+	if proto == ipsec.ProtoESP {
+		sa.Cipher, sa.CipherKey = s.cipher, randKey(t, s.keyLen)
+		if s.encap {
+			sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
+		}
+		if s.cipher != ipsec.CipherAESGCM16 {
+			sa.Integ, sa.IntegKey = s.integ, randKey(t, ipsec.IntegKeyLen(s.integ))
+		}
+	} else {
+		sa.Integ, sa.IntegKey = ipsec.IntegHMACSHA196, randKey(t, 20)
+		sa.Mode = ipsec.ModeTransport
+	}
+	if sa.Mode == ipsec.ModeTransport {
+		sa.Selector = ipsec.Selector{Src: netip.PrefixFrom(x, 32), Dst: netip.PrefixFrom(y, 32)}
+	}
+	return sa
+}
+
+func (s tunnelSpec) templates(x, y netip.Addr) []ipsec.Template {
+	ts := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: s.mode, Src: x, Dst: y, ReqID: 1}}
+	if s.ahOuter {
+		ts = append(ts, ipsec.Template{Proto: ipsec.ProtoAH, Mode: ipsec.ModeTransport, Src: x, Dst: y, ReqID: 1})
+	}
+	return ts
+}
+
+// install puts the SA on both ends: outbound at its source, inbound at its
+// destination.
+func install(t *testing.T, out, in *Dataplane, sa ipsec.SA) {
+	t.Helper()
+	o, i := sa, sa
+	o.Dir, i.Dir = ipsec.DirOut, ipsec.DirIn
+	o.ReplayWindow = 0
+	must(t, out.AddSA(bg, o))
+	must(t, in.AddSA(bg, i))
+}
+
+func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool) *tunnel {
+	t.Helper()
+	tu := &tunnel{spec: spec}
+	tu.a, tu.b = topology(t)
+	tu.da, tu.db = tu.a.dataplane(), tu.b.dataplane()
+	selAB, selBA := ipsec.Selector{Src: netA, Dst: netB}, ipsec.Selector{Src: netB, Dst: netA}
+	tu.srcA, tu.dstB = netip.AddrPortFrom(innerA, 4000), netip.AddrPortFrom(innerB, 5000)
+	if spec.mode == ipsec.ModeTransport {
+		selAB = ipsec.Selector{Src: netip.PrefixFrom(outerA, 32), Dst: netip.PrefixFrom(outerB, 32), Proto: unix.IPPROTO_UDP}
+		selBA = selAB.Mirror()
+		tu.srcA, tu.dstB = netip.AddrPortFrom(outerA, 4000), netip.AddrPortFrom(outerB, 5000)
+	}
+	if spec.encap {
+		tu.a.encapSocket(t, outerA)
+		tu.b.encapSocket(t, outerB)
+	}
+	// policies: out on the sender, in (and fwd, for tunnels) on the receiver
+	for _, p := range []struct {
+		d   *Dataplane
+		dir ipsec.Direction
+		sel ipsec.Selector
+		x   netip.Addr
+		y   netip.Addr
+	}{
+		{tu.da, ipsec.DirOut, selAB, outerA, outerB}, {tu.db, ipsec.DirIn, selAB, outerA, outerB},
+		{tu.db, ipsec.DirOut, selBA, outerB, outerA}, {tu.da, ipsec.DirIn, selBA, outerB, outerA},
+		{tu.db, ipsec.DirFwd, selAB, outerA, outerB}, {tu.da, ipsec.DirFwd, selBA, outerB, outerA},
+	} {
+		if p.dir == ipsec.DirFwd && spec.mode == ipsec.ModeTransport {
+			continue
+		}
+		must(t, p.d.AddPolicy(bg, ipsec.Policy{ID: 1, Dir: p.dir, Priority: 1000, Selector: p.sel, Templates: spec.templates(p.x, p.y)}))
+	}
+	if withSAs {
+		tu.addSAs(t)
+	}
+	return tu
+}
+
+// addSAs installs both directions; inbound SPIs come from AllocSPI.
+func (tu *tunnel) addSAs(t *testing.T) {
+	t.Helper()
+	spiAB, err := tu.db.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
+	must(t, err)
+	spiBA, err := tu.da.AllocSPI(bg, ipsec.ProtoESP, outerB, outerA)
+	must(t, err)
+	tu.esp = [2]ipsec.SA{tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, spiAB), tu.spec.sa(t, ipsec.ProtoESP, outerB, outerA, spiBA)}
+	install(t, tu.da, tu.db, tu.esp[0])
+	install(t, tu.db, tu.da, tu.esp[1])
+	if tu.spec.ahOuter {
+		tu.ah = [2]ipsec.SA{tu.spec.sa(t, ipsec.ProtoAH, outerA, outerB, 0xa4000001), tu.spec.sa(t, ipsec.ProtoAH, outerB, outerA, 0xa4000002)}
+		install(t, tu.da, tu.db, tu.ah[0])
+		install(t, tu.db, tu.da, tu.ah[1])
+	}
+}
+
+// encapSocket opens a UDP socket on addr:4500 with UDP_ENCAP_ESPINUDP, as the
+// IKE daemon's NAT-T socket would be. It stays open until the test ends.
+func (n *testNS) encapSocket(t *testing.T, addr netip.Addr) {
+	c := n.udp(netip.AddrPortFrom(addr, 4500))
+	must(t, EnableUDPEncap(c))
+}
+
+// checkCounters reads the SA at both ends: the same packet count, n or more,
+// bytes at least the UDP datagrams' size, no failures.
+func checkCounters(t *testing.T, out, in *Dataplane, key ipsec.SAKey, n int, minBytes uint64) {
+	t.Helper()
+	co, err := out.Counters(bg, key)
+	must(t, err)
+	ci, err := in.Counters(bg, key)
+	must(t, err)
+	t.Logf("SA %s: out %d pkts %d bytes, in %d pkts %d bytes, auth fail %d, replay %d", key, co.Packets, co.Bytes, ci.Packets, ci.Bytes, ci.AuthFailures, ci.ReplayErrors)
+	if co.Packets != uint64(n) || ci.Packets != uint64(n) {
+		t.Errorf("SA %s: %d packets out, %d in; want %d", key, co.Packets, ci.Packets, n)
+	}
+	if co.Bytes < minBytes || ci.Bytes < minBytes {
+		t.Errorf("SA %s: %d bytes out, %d in; want at least %d", key, co.Bytes, ci.Bytes, minBytes)
+	}
+	if ci.AuthFailures != 0 || ci.ReplayErrors != 0 {
+		t.Errorf("SA %s: %d auth failures, %d replay errors", key, ci.AuthFailures, ci.ReplayErrors)
+	}
+	if co.AddTime.IsZero() || ci.LastUse.IsZero() {
+		t.Errorf("SA %s: add time %v, last use %v", key, co.AddTime, ci.LastUse)
+	}
+}
+
+// traffic runs n datagrams A->B and 2 B->A and checks the ESP (and AH)
+// counters on both ends.
+func (tu *tunnel) traffic(t *testing.T, n int) {
+	t.Helper()
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, n, 3*time.Second); got != n {
+		t.Fatalf("A->B: %d of %d datagrams arrived", got, n)
+	}
+	back := flow(t, tu.b, tu.a, netip.AddrPortFrom(tu.dstB.Addr(), 5001), netip.AddrPortFrom(tu.srcA.Addr(), 4001), 2, 3*time.Second)
+	if back != 2 {
+		t.Fatalf("B->A: %d of 2 datagrams arrived", back)
+	}
+	minBytes := uint64(n) * (20 + 8 + 28) // IPv4 + UDP + our payload
+	checkCounters(t, tu.da, tu.db, tu.esp[0].Key(), n, minBytes)
+	checkCounters(t, tu.db, tu.da, tu.esp[1].Key(), 2, 2*(20+8+28))
+	if tu.spec.ahOuter {
+		checkCounters(t, tu.da, tu.db, tu.ah[0].Key(), n, minBytes)
+	}
+	for _, d := range []*Dataplane{tu.da, tu.db} {
+		if s := d.Stats(); s.InvalidSPI.Seen != 0 || s.NFLOGPackets != 0 {
+			t.Errorf("valid traffic reached the invalid-SPI watch: %+v", s)
+		}
+	}
+}
+
+func TestGuestSupported(t *testing.T) {
+	requireGuest(t)
+	n := newTestNS(t)
+	var ok bool
+	var why string
+	n.do(func() error { ok, why = Supported(); return nil })
+	if !ok {
+		t.Fatalf("Supported() = false: %s", why)
+	}
+	t.Log(why)
+}
+
+func TestGuestESPTunnel(t *testing.T) {
+	requireGuest(t)
+	for _, tc := range []struct {
+		name string
+		spec tunnelSpec
+	}{
+		{"aes128-cbc/hmac-sha1-96", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}},
+		{"aes256-cbc/hmac-sha2-256-128", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 32, integ: ipsec.IntegHMACSHA256128}},
+		{"aes192-cbc/hmac-sha2-384-192", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 24, integ: ipsec.IntegHMACSHA384192}},
+		{"aes128-cbc/hmac-sha2-512-256", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA512256}},
+		{"aes128-gcm-16", tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}},
+		{"aes256-gcm-16", tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 36}},
+		{"des-cbc/hmac-md5-96", tunnelSpec{cipher: ipsec.CipherDESCBC, keyLen: 8, integ: ipsec.IntegHMACMD596}},
+		{"3des-cbc/hmac-sha1-96", tunnelSpec{cipher: ipsec.Cipher3DESCBC, keyLen: 24, integ: ipsec.IntegHMACSHA196}},
+		{"null/hmac-sha2-256-128", tunnelSpec{cipher: ipsec.CipherNull, keyLen: 0, integ: ipsec.IntegHMACSHA256128}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tu := setupTunnel(t, tc.spec, true)
+			tu.traffic(t, 5)
+		})
+	}
+}
+
+func TestGuestTransportMode(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20, mode: ipsec.ModeTransport}, true)
+	tu.traffic(t, 4)
+}
+
+func TestGuestAHESPBundle(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128, ahOuter: true}, true)
+	tu.traffic(t, 4)
+	// Without the AH SA the bundle is incomplete: nothing gets through.
+	must(t, tu.db.DeleteSA(bg, tu.ah[0].Key()))
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, time.Second); got != 0 {
+		t.Errorf("%d datagrams arrived without the inbound AH SA", got)
+	}
+}
+
+// rawSocket opens a raw IPv4 socket for proto in n; every inbound packet of
+// that protocol is copied to it.
+func (n *testNS) rawSocket(t *testing.T, proto int) int {
+	var fd int
+	n.do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, proto)
+		return err
+	})
+	t.Cleanup(func() { unix.Close(fd) })
+	tv := unix.Timeval{Usec: 100000}
+	must(t, unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv))
+	return fd
+}
+
+// drainRaw returns the packets queued on a raw socket.
+func drainRaw(fd int) [][]byte {
+	var pkts [][]byte
+	for {
+		buf := make([]byte, 2048)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return pkts
+		}
+		pkts = append(pkts, buf[:n])
+	}
+}
+
+func TestGuestESPInUDP(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196, encap: true}, true)
+	rawUDP := tu.b.rawSocket(t, unix.IPPROTO_UDP)
+	rawESP := tu.b.rawSocket(t, unix.IPPROTO_ESP)
+	tu.traffic(t, 3)
+	encapsulated := 0
+	for _, p := range drainRaw(rawUDP) {
+		pk, err := parseSPIPacket(p)
+		if err == nil && pk.sport == 4500 && binary.BigEndian.Uint16(p[22:]) == 4500 && pk.spi == tu.esp[0].SPI {
+			encapsulated++
+		}
+	}
+	if encapsulated != 3 {
+		t.Errorf("B saw %d UDP/4500 datagrams carrying SPI 0x%x, want 3", encapsulated, tu.esp[0].SPI)
+	}
+	if n := len(drainRaw(rawESP)); n != 0 {
+		t.Errorf("B saw %d bare ESP packets", n)
+	}
+	// An unknown SPI inside UDP is dropped by the kernel and seen by the watch.
+	must(t, tu.db.DeleteSA(bg, tu.esp[0].Key()))
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, time.Second); got != 0 {
+		t.Errorf("%d datagrams arrived without the inbound SA", got)
+	}
+	e, ok := waitEvent(t, tu.db, ipsec.EventInvalidSPI, 3*time.Second, nil)
+	if !ok || e.SA != tu.esp[0].Key() || e.Src != outerA || e.SrcPort != 4500 {
+		t.Errorf("invalid-SPI event %+v %v, want %s from %s:4500", e, ok, tu.esp[0].Key(), outerA)
+	}
+}
+
+func TestGuestAcquire(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, false)
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 1, 500*time.Millisecond); got != 0 {
+		t.Fatalf("a datagram got through without SAs")
+	}
+	e, ok := waitEvent(t, tu.da, ipsec.EventAcquire, 3*time.Second, nil)
+	if !ok {
+		t.Fatal("no acquire")
+	}
+	want := ipsec.Selector{Src: netip.PrefixFrom(innerA, 32), Dst: netip.PrefixFrom(innerB, 32), Proto: unix.IPPROTO_UDP,
+		SrcPort: ipsec.PortRange{Lo: 4000, Hi: 4000}, DstPort: ipsec.PortRange{Lo: 5000, Hi: 5000}}
+	if e.Policy != (ipsec.PolicyKey{Dir: ipsec.DirOut, ID: 1}) || e.Trigger != want || e.SA.Dst != outerB || e.Src != outerA {
+		t.Errorf("acquire %+v", e)
+	}
+	// What the agent does next: negotiate, install, and traffic flows.
+	tu.addSAs(t)
+	tu.traffic(t, 3)
+}
+
+func TestGuestInvalidSPI(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}, true)
+	tu.traffic(t, 3)
+	before := tu.b.xfrmStat("XfrmInNoStates")
+	must(t, tu.db.DeleteSA(bg, tu.esp[0].Key()))
+	if err := tu.db.DeleteSA(bg, tu.esp[0].Key()); !errors.Is(err, ipsec.ErrNotFound) {
+		t.Errorf("second DeleteSA: %v, want ErrNotFound", err)
+	}
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 3, time.Second); got != 0 {
+		t.Fatalf("%d datagrams arrived without the inbound SA", got)
+	}
+	e, ok := waitEvent(t, tu.db, ipsec.EventInvalidSPI, 3*time.Second, nil)
+	if !ok {
+		t.Fatal("no invalid-SPI event")
+	}
+	if e.SA != tu.esp[0].Key() || e.Src != outerA || e.SrcPort != 0 {
+		t.Errorf("event %+v, want %s from %s", e, tu.esp[0].Key(), outerA)
+	}
+	after := tu.b.xfrmStat("XfrmInNoStates")
+	t.Logf("XfrmInNoStates %d -> %d, stats %+v", before, after, tu.db.Stats())
+	if after-before != 3 {
+		t.Errorf("XfrmInNoStates grew by %d, want 3 (the kernel dropped them)", after-before)
+	}
+	s := tu.db.Stats().InvalidSPI
+	if s.Reported != 1 || s.SuppressedDup != 2 {
+		t.Errorf("3 packets for one SPI: %+v, want 1 reported and 2 deduplicated", s)
+	}
+}
+
+func TestGuestIntegrityFailure(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, false)
+	spi, err := tu.db.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
+	must(t, err)
+	sa := tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, spi)
+	out := sa
+	out.Dir = ipsec.DirOut
+	must(t, tu.da.AddSA(bg, out))
+	in := sa
+	in.Dir, in.IntegKey = ipsec.DirIn, randKey(t, 32) // the wrong key
+	must(t, tu.db.AddSA(bg, in))
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 3, time.Second); got != 0 {
+		t.Fatalf("%d datagrams passed a wrong integrity key", got)
+	}
+	c, err := tu.db.Counters(bg, sa.Key())
+	must(t, err)
+	if c.AuthFailures != 3 || c.Packets != 0 {
+		t.Errorf("inbound counters %+v, want 3 auth failures and no packets", c)
+	}
+}
+
+func TestGuestExpire(t *testing.T) {
+	requireGuest(t)
+	t.Run("time", func(t *testing.T) {
+		tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, false)
+		sa := tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, 0x7e000001)
+		sa.Dir, sa.ReplayWindow = ipsec.DirOut, 0
+		sa.Lifetime = ipsec.Lifetime{SoftTime: time.Second, HardTime: 2 * time.Second}
+		must(t, tu.da.AddSA(bg, sa))
+		start := time.Now()
+		if _, ok := waitEvent(t, tu.da, ipsec.EventSoftExpire, 5*time.Second, func(e ipsec.Event) bool { return e.SA == sa.Key() }); !ok {
+			t.Fatal("no soft expire")
+		}
+		if _, ok := waitEvent(t, tu.da, ipsec.EventHardExpire, 5*time.Second, func(e ipsec.Event) bool { return e.SA == sa.Key() }); !ok {
+			t.Fatal("no hard expire")
+		}
+		t.Logf("soft and hard expiry after %v", time.Since(start))
+		if _, err := tu.da.Counters(bg, sa.Key()); !errors.Is(err, ipsec.ErrNotFound) {
+			t.Errorf("Counters after hard expiry: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}, true)
+		// Replace A's outbound SA by one that dies after about 4 datagrams.
+		must(t, tu.da.DeleteSA(bg, tu.esp[0].Key()))
+		sa := tu.esp[0]
+		sa.Dir, sa.ReplayWindow = ipsec.DirOut, 0
+		sa.Lifetime = ipsec.Lifetime{SoftBytes: 150, HardBytes: 300}
+		must(t, tu.da.AddSA(bg, sa))
+		got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 8, time.Second)
+		if _, ok := waitEvent(t, tu.da, ipsec.EventSoftExpire, 3*time.Second, func(e ipsec.Event) bool { return e.SA == sa.Key() }); !ok {
+			t.Error("no soft expire")
+		}
+		if _, ok := waitEvent(t, tu.da, ipsec.EventHardExpire, 3*time.Second, func(e ipsec.Event) bool { return e.SA == sa.Key() }); !ok {
+			t.Error("no hard expire")
+		}
+		if got == 0 || got == 8 {
+			t.Errorf("%d of 8 datagrams arrived; the byte limit should cut the flow", got)
+		}
+	})
+}
+
+func TestGuestFlushOwnedOnly(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 32, integ: ipsec.IntegHMACSHA256128}, true)
+	// another daemon's SA in A, reqid 1 (not in our range)
+	foreign := &netlink.XfrmState{Src: netIP(outerA), Dst: netIP(outerB), Proto: netlink.XFRM_PROTO_ESP, Mode: netlink.XFRM_MODE_TUNNEL,
+		Spi: 0x777, Reqid: 1, Auth: &netlink.XfrmStateAlgo{Name: "hmac(sha1)", Key: randKey(t, 20), TruncateLen: 96},
+		Crypt: &netlink.XfrmStateAlgo{Name: "cbc(aes)", Key: randKey(t, 16)}}
+	must(t, tu.a.h.XfrmStateAdd(foreign))
+	d2 := tu.a.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true})) // a restarted agent
+	must(t, d2.Flush(bg))
+	must(t, tu.db.Flush(bg))
+	states, err := tu.a.h.XfrmStateList(netlink.FAMILY_ALL)
+	must(t, err)
+	if len(states) != 1 || states[0].Spi != 0x777 {
+		t.Errorf("after Flush %d states, want the foreign one only", len(states))
+	}
+	pols, err := tu.a.h.XfrmPolicyList(netlink.FAMILY_ALL)
+	must(t, err)
+	if len(pols) != 0 {
+		t.Errorf("after Flush %d policies, want 0", len(pols))
+	}
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, time.Second); got != 2 {
+		t.Errorf("after Flush, %d of 2 datagrams in the clear arrived", got)
+	}
+}
