@@ -54,6 +54,8 @@ type outKey struct {
 type peer struct {
 	ikes     map[*ikeSA]struct{}
 	children map[uint64]*child
+	nEst     int    // established ISAKMP SAs in ikes
+	newest   *ikeSA // newest established one (nil: recompute)
 }
 
 // Engine is one IKEv1 endpoint; see the package documentation.
@@ -221,6 +223,24 @@ func (e *Engine) Initiate(now time.Time, tag string, trigger *[2]Selector) error
 	})
 }
 
+// InitiateNew is Initiate with a fresh Main Mode even when an ISAKMP SA
+// with the peer exists (load tests, re-authentication).
+func (e *Engine) InitiateNew(now time.Time, tag string) error {
+	e.runTimers(now)
+	pol := e.policies[tag]
+	if pol == nil {
+		return fmt.Errorf("%w: %q", ErrNoPolicy, tag)
+	}
+	sa, err := e.startMain(now, pol.Local.Unmap(), pol.Peer.Unmap())
+	if err != nil {
+		return err
+	}
+	sa.onUp = append(sa.onUp, func(now time.Time, sa *ikeSA) {
+		e.startQuick(now, sa, pol, [2]Selector{pol.LocalTS, pol.RemoteTS})
+	})
+	return nil
+}
+
 // SendInvalidSPI sends an INVALID-SPI notification for (proto, spi) to
 // peer in an Informational exchange protected by HASH(1), establishing an
 // ISAKMP SA first when there is none. local is our address the offending
@@ -301,8 +321,11 @@ func (e *Engine) DPD(now time.Time, peerAddr netip.Addr) error {
 // established returns the newest established ISAKMP SA with peer.
 func (e *Engine) established(a netip.Addr) *ikeSA {
 	p := e.peers[a]
-	if p == nil {
+	if p == nil || p.nEst == 0 {
 		return nil
+	}
+	if p.newest != nil && !p.newest.deleted {
+		return p.newest
 	}
 	var best *ikeSA
 	for sa := range p.ikes {
@@ -311,6 +334,7 @@ func (e *Engine) established(a netip.Addr) *ikeSA {
 			best = sa
 		}
 	}
+	p.newest = best
 	return best
 }
 

@@ -233,6 +233,12 @@ func (e *Engine) removeIKE(now time.Time, sa *ikeSA, why string) {
 		delete(e.respHalf, rk)
 	}
 	if p := e.peers[sa.remote.Addr()]; p != nil {
+		if _, ok := p.ikes[sa]; ok && sa.state == stateEstablished {
+			p.nEst--
+		}
+		if p.newest == sa {
+			p.newest = nil
+		}
 		delete(p.ikes, sa)
 		e.gcPeer(sa.remote.Addr())
 	}

@@ -483,21 +483,20 @@ func (e *Engine) authChain(sa *ikeSA) *wire.Builder {
 	return &b
 }
 
-// noOtherSA: we hold no other established ISAKMP SA and no child SA with the peer.
+// noOtherSA: we hold no other ISAKMP SA (in any state) and no child SA with
+// the peer. Counting half-open ones keeps parallel Main Modes from each
+// sending INITIAL-CONTACT and deleting one another at the peer.
 func (e *Engine) noOtherSA(sa *ikeSA) bool {
 	p := e.peers[sa.remote.Addr()]
 	if p == nil {
 		return true
 	}
-	if len(p.children) > 0 {
-		return false
+	_, self := p.ikes[sa]
+	others := len(p.ikes)
+	if self {
+		others--
 	}
-	for o := range p.ikes {
-		if o != sa && o.state == stateEstablished {
-			return false
-		}
-	}
-	return true
+	return len(p.children) == 0 && others == 0
 }
 
 // readAuth decrypts MM5/MM6, checks the peer's HASH and notes INITIAL-CONTACT.
@@ -563,6 +562,10 @@ func (e *Engine) establish(now time.Time, sa *ikeSA, ic bool) {
 	sa.timeout.stop()
 	e.halfOpen--
 	delete(e.respHalf, respKey{sa.ck.i, sa.remote0})
+	if p := e.peers[sa.remote.Addr()]; p != nil {
+		p.nEst++
+		p.newest = sa
+	}
 	e.ctr.IKEEstablished++
 	e.event(Event{Kind: EventIKEUp, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), IKE: sa.info(now)})
 	e.cfg.Log.Info("ike: ISAKMP SA established", "peer", sa.remote, "policy", sa.pol.String(), "initiator", sa.initiator, "natt", sa.natt())
@@ -588,7 +591,7 @@ func (e *Engine) initialContact(now time.Time, sa *ikeSA) {
 		e.removeChild(c, ReasonInitialContact)
 	}
 	for o := range p.ikes {
-		if o != sa {
+		if o != sa && o.state == stateEstablished {
 			e.removeIKE(now, o, "initial-contact")
 		}
 	}
