@@ -1,0 +1,247 @@
+package gnmi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/store"
+)
+
+// view is one consistent read of both trees: the running config (redacted)
+// and the operational state.
+type view struct {
+	cfg   *gen.Device
+	state *gen.Device
+}
+
+// view returns the current config (pre-shared keys redacted, cached per
+// commit) and state.
+func (s *Server) view() view {
+	snap := s.cfg.Store.Running()
+	rc := s.redacted.Load()
+	if rc == nil || rc.id != snap.ID {
+		rc = &redactedConfig{id: snap.ID, root: store.Redact(snap.Root)}
+		s.redacted.Store(rc)
+	}
+	return view{cfg: rc.root, state: s.cfg.State.Snapshot().Root}
+}
+
+// trees returns the roots a data type reads from.
+func (v view) trees(t gpb.GetRequest_DataType) []*gen.Device {
+	switch t {
+	case gpb.GetRequest_CONFIG:
+		return []*gen.Device{v.cfg}
+	case gpb.GetRequest_STATE, gpb.GetRequest_OPERATIONAL:
+		return []*gen.Device{v.state}
+	}
+	return []*gen.Device{v.cfg, v.state}
+}
+
+// keepLeaf filters leaves by data type: OPERATIONAL drops state leaves that
+// merely mirror config (OpenConfig's applied-config copies and list keys).
+func keepLeaf(t gpb.GetRequest_DataType, e *yang.Entry) bool {
+	if t != gpb.GetRequest_OPERATIONAL {
+		return true
+	}
+	return ytree.IsState(e) && !ytree.MirrorsConfig(e)
+}
+
+// leaves returns every leaf matching pattern in the trees of data type t,
+// secrets redacted, config first.
+func (v view) leaves(pattern []*gpb.PathElem, t gpb.GetRequest_DataType) ([]ytree.Leaf, error) {
+	var out []ytree.Leaf
+	seen := map[string]bool{}
+	for _, root := range v.trees(t) {
+		nodes, err := ytree.Match(root, pattern)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nodes {
+			err := ytree.Leaves(n, func(l ytree.Leaf) error {
+				if !keepLeaf(t, l.Schema) {
+					return nil
+				}
+				// List keys exist in both trees; report them once.
+				k := ytree.PathString(l.Path)
+				if seen[k] {
+					return nil
+				}
+				seen[k] = true
+				out = append(out, l)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// node is one node of a Get answer: a struct, or a leaf value.
+type node struct {
+	path   []*gpb.PathElem
+	schema *yang.Entry
+	gs     ygot.GoStruct
+	leaf   *gpb.TypedValue
+}
+
+// nodes returns the nodes matching pattern in the trees of data type t,
+// merging the config and state parts of a node present in both.
+func (v view) nodes(pattern []*gpb.PathElem, t gpb.GetRequest_DataType) ([]node, error) {
+	var out []node
+	index := map[string]int{}
+	for _, root := range v.trees(t) {
+		ns, err := ytree.Match(root, pattern)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range ns {
+			nd := node{path: n.Path, schema: n.Schema}
+			if n.IsLeaf() {
+				tv, err := ygot.EncodeTypedValue(n.Value.Interface(), gpb.Encoding_JSON)
+				if err != nil {
+					return nil, err
+				}
+				nd.leaf = tv
+			} else {
+				nd.gs = n.Struct()
+			}
+			k := ytree.PathString(n.Path)
+			i, dup := index[k]
+			if !dup {
+				index[k] = len(out)
+				out = append(out, nd)
+				continue
+			}
+			if out[i].gs != nil && nd.gs != nil {
+				m, err := ygot.MergeStructs(out[i].gs, nd.gs)
+				if err != nil {
+					return nil, fmt.Errorf("merge config and state at %s: %w", k, err)
+				}
+				out[i].gs = m
+			}
+		}
+	}
+	return out, nil
+}
+
+// nodeJSON renders a node as JSON (RFC 7951 if ietf).
+func nodeJSON(n node, ietf bool) ([]byte, error) {
+	if n.gs == nil {
+		return leafJSON(n.leaf, n.schema, ietf)
+	}
+	var m map[string]any
+	var err error
+	if ietf {
+		m, err = ygot.ConstructIETFJSON(n.gs, &ygot.RFC7951JSONConfig{AppendModuleName: true, PrependModuleNameIdentityref: true})
+	} else {
+		m, err = ygot.ConstructInternalJSON(n.gs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return marshalJSON(m)
+}
+
+// marshalJSON is json.Marshal without HTML escaping ("<redacted>" stays
+// readable).
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// leafJSON renders a scalar or leaf-list value as JSON. RFC 7951 (ietf)
+// writes 64-bit integers as strings and qualifies identities with their
+// module.
+func leafJSON(tv *gpb.TypedValue, e *yang.Entry, ietf bool) ([]byte, error) {
+	v, err := leafValue(tv, e, ietf)
+	if err != nil {
+		return nil, err
+	}
+	return marshalJSON(v)
+}
+
+func leafValue(tv *gpb.TypedValue, e *yang.Entry, ietf bool) (any, error) {
+	kind := yang.Ynone
+	if e != nil && e.Type != nil {
+		kind = e.Type.Kind
+	}
+	switch x := tv.GetValue().(type) {
+	case *gpb.TypedValue_StringVal:
+		if ietf && kind == yang.Yidentityref && e.Type.IdentityBase != nil {
+			if m := yang.RootNode(e.Type.IdentityBase); m != nil {
+				return m.Name + ":" + x.StringVal, nil
+			}
+		}
+		return x.StringVal, nil
+	case *gpb.TypedValue_UintVal:
+		if ietf && kind == yang.Yuint64 {
+			return strconv.FormatUint(x.UintVal, 10), nil
+		}
+		return x.UintVal, nil
+	case *gpb.TypedValue_IntVal:
+		if ietf && kind == yang.Yint64 {
+			return strconv.FormatInt(x.IntVal, 10), nil
+		}
+		return x.IntVal, nil
+	case *gpb.TypedValue_BoolVal:
+		return x.BoolVal, nil
+	case *gpb.TypedValue_DoubleVal:
+		return x.DoubleVal, nil
+	case *gpb.TypedValue_FloatVal: //nolint:staticcheck
+		return x.FloatVal, nil
+	case *gpb.TypedValue_BytesVal:
+		return base64.StdEncoding.EncodeToString(x.BytesVal), nil
+	case *gpb.TypedValue_LeaflistVal:
+		out := make([]any, 0, len(x.LeaflistVal.GetElement()))
+		for _, el := range x.LeaflistVal.GetElement() {
+			v, err := leafValue(el, e, ietf)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("cannot render %T as JSON", tv.GetValue())
+}
+
+// encodeLeaf turns a leaf's scalar value into the TypedValue of the
+// requested encoding: scalar for PROTO, json_val or json_ietf_val for JSON.
+func encodeLeaf(tv *gpb.TypedValue, e *yang.Entry, enc gpb.Encoding) (*gpb.TypedValue, error) {
+	switch enc {
+	case gpb.Encoding_PROTO:
+		return tv, nil
+	case gpb.Encoding_JSON:
+		b, err := leafJSON(tv, e, false)
+		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonVal{JsonVal: b}}, err
+	case gpb.Encoding_JSON_IETF:
+		b, err := leafJSON(tv, e, true)
+		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: b}}, err
+	}
+	return nil, fmt.Errorf("unsupported encoding %v", enc)
+}
+
+// checkEncoding accepts the encodings the server supports.
+func checkEncoding(enc gpb.Encoding) error {
+	switch enc {
+	case gpb.Encoding_JSON, gpb.Encoding_JSON_IETF, gpb.Encoding_PROTO:
+		return nil
+	}
+	return fmt.Errorf("encoding %v is not supported: use JSON, JSON_IETF or PROTO", enc)
+}
