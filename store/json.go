@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -29,9 +30,9 @@ func LoadJSON(b []byte) (*gen.Device, error) {
 	return d, nil
 }
 
-// EmitJSON renders the config (state data left out) as RFC 7951 JSON when
-// ietf is true (module-qualified names, as gNMI json_ietf_val), or as ygot's
-// internal JSON (unqualified names, as json_val) otherwise; secrets redacted.
+// EmitJSON renders the config (state data left out) as RFC 7951 JSON: with
+// module-qualified top-level names when ietf is true (gNMI json_ietf_val), or
+// with no module names (json_val) otherwise. Secrets are redacted.
 func EmitJSON(root *gen.Device, ietf bool) ([]byte, error) {
 	return emitJSON(Redact(root), ietf, "  ")
 }
@@ -51,18 +52,18 @@ func emitJSON(root *gen.Device, ietf bool, indent string) ([]byte, error) {
 		m   map[string]any
 		err error
 	)
-	if ietf {
-		m, err = ygot.ConstructIETFJSON(root, &ygot.RFC7951JSONConfig{AppendModuleName: true})
-	} else {
-		m, err = ygot.ConstructInternalJSON(root)
-	}
+	m, err = ygot.ConstructIETFJSON(root, &ygot.RFC7951JSONConfig{AppendModuleName: ietf})
 	if err != nil {
 		return nil, fmt.Errorf("store: emit JSON: %v", err)
 	}
-	if indent == "" {
-		return json.Marshal(m)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("store: emit JSON: %v", err)
 	}
-	return json.MarshalIndent(m, "", indent)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Redact returns root with every secret leaf (spt:secret: the pre-shared key
