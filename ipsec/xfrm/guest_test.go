@@ -34,9 +34,15 @@ type tunnel struct {
 	srcA, dstB netip.AddrPort
 }
 
-// sa builds the SA from x to y with fresh keys.
+// sa builds the SA from x to y with fresh keys. Its selector is the traffic
+// it carries (the kernel checks it for transport-mode SAs, including the AH
+// of an AH+ESP tunnel bundle, against the decapsulated packet).
 func (s tunnelSpec) sa(t *testing.T, proto ipsec.Protocol, x, y netip.Addr, spi uint32) ipsec.SA {
 	sa := ipsec.SA{Src: x, Dst: y, Proto: proto, SPI: spi, Mode: s.mode, ReqID: 1, ReplayWindow: 64}
+	sa.Selector = ipsec.Selector{Src: netA, Dst: netB}
+	if x == outerB {
+		sa.Selector = sa.Selector.Mirror()
+	}
 	if proto == ipsec.ProtoESP {
 		sa.Cipher, sa.CipherKey = s.cipher, randKey(t, s.keyLen)
 		if s.encap {
@@ -49,7 +55,7 @@ func (s tunnelSpec) sa(t *testing.T, proto ipsec.Protocol, x, y netip.Addr, spi 
 		sa.Integ, sa.IntegKey = ipsec.IntegHMACSHA196, randKey(t, 20)
 		sa.Mode = ipsec.ModeTransport
 	}
-	if sa.Mode == ipsec.ModeTransport {
+	if s.mode == ipsec.ModeTransport {
 		sa.Selector = ipsec.Selector{Src: netip.PrefixFrom(x, 32), Dst: netip.PrefixFrom(y, 32)}
 	}
 	return sa
@@ -171,9 +177,15 @@ func (tu *tunnel) traffic(t *testing.T, n int) {
 	if back != 2 {
 		t.Fatalf("B->A: %d of 2 datagrams arrived", back)
 	}
-	minBytes := uint64(n) * (20 + 8 + 28) // IPv4 + UDP + our payload
+	// XFRM counts what it protects: the inner IP packet in tunnel mode, the
+	// transport payload (UDP header and data) in transport mode.
+	per := uint64(8 + 28)
+	if tu.spec.mode == ipsec.ModeTunnel {
+		per += 20
+	}
+	minBytes := uint64(n) * per
 	checkCounters(t, tu.da, tu.db, tu.esp[0].Key(), n, minBytes)
-	checkCounters(t, tu.db, tu.da, tu.esp[1].Key(), 2, 2*(20+8+28))
+	checkCounters(t, tu.db, tu.da, tu.esp[1].Key(), 2, 2*per)
 	if tu.spec.ahOuter {
 		checkCounters(t, tu.da, tu.db, tu.ah[0].Key(), n, minBytes)
 	}

@@ -34,7 +34,7 @@ var (
 
 const guestEnv = "SPIAGENT_XFRM_GUEST"
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
@@ -43,7 +43,7 @@ func requireRoot(t *testing.T) {
 
 // requireGuest skips tests that need a kernel with ESP unless they run in
 // the lab/qemu guest.
-func requireGuest(t *testing.T) {
+func requireGuest(t testing.TB) {
 	t.Helper()
 	if os.Getenv(guestEnv) != "1" {
 		t.Skipf("needs a kernel with ESP: runs in the qemu guest (lab/qemu/run.sh sets %s=1)", guestEnv)
@@ -53,12 +53,12 @@ func requireGuest(t *testing.T) {
 
 // testNS is a network namespace that lives as long as the test.
 type testNS struct {
-	t  *testing.T
+	t  testing.TB
 	ns netns.NsHandle
 	h  *netlink.Handle
 }
 
-func newTestNS(t *testing.T) *testNS {
+func newTestNS(t testing.TB) *testNS {
 	t.Helper()
 	type res struct {
 		ns  netns.NsHandle
@@ -164,7 +164,7 @@ func (n *testNS) xfrmStat(name string) uint64 {
 
 // topology builds A and B joined by a veth pair, with inner addresses on lo
 // and routes to each other's inner net via the veth.
-func topology(t *testing.T) (a, b *testNS) {
+func topology(t testing.TB) (a, b *testNS) {
 	t.Helper()
 	a, b = newTestNS(t), newTestNS(t)
 	veth := &netlink.Veth{
@@ -195,24 +195,33 @@ func (n *testNS) dataplane(opts ...Option) *Dataplane {
 	return d
 }
 
-// udp opens a UDP socket bound to addr inside the namespace.
+// udp opens a UDP socket bound to addr inside the namespace; it is closed
+// at the end of the test.
 func (n *testNS) udp(addr netip.AddrPort) *net.UDPConn {
+	n.t.Helper()
+	c := n.udpConn(addr)
+	n.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (n *testNS) udpConn(addr netip.AddrPort) *net.UDPConn {
 	n.t.Helper()
 	var c *net.UDPConn
 	n.do(func() (err error) {
 		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		return err
 	})
-	n.t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // flow sends count datagrams from src (in a) to dst (in b) and returns how
 // many arrived within the timeout.
-func flow(t *testing.T, a, b *testNS, src, dst netip.AddrPort, count int, timeout time.Duration) int {
+func flow(t testing.TB, a, b *testNS, src, dst netip.AddrPort, count int, timeout time.Duration) int {
 	t.Helper()
-	rx := b.udp(dst)
-	tx := a.udp(src)
+	rx := b.udpConn(dst)
+	defer rx.Close()
+	tx := a.udpConn(src)
+	defer tx.Close()
 	for i := 0; i < count; i++ {
 		if _, err := tx.WriteToUDPAddrPort([]byte("spiagent xfrm test payload "+strconv.Itoa(i)), dst); err != nil {
 			t.Logf("send %d: %v", i, err)
@@ -232,7 +241,7 @@ func flow(t *testing.T, a, b *testNS, src, dst netip.AddrPort, count int, timeou
 }
 
 // waitEvent waits for an event of kind that matches, skipping others.
-func waitEvent(t *testing.T, d *Dataplane, kind ipsec.EventKind, timeout time.Duration, match func(ipsec.Event) bool) (ipsec.Event, bool) {
+func waitEvent(t testing.TB, d *Dataplane, kind ipsec.EventKind, timeout time.Duration, match func(ipsec.Event) bool) (ipsec.Event, bool) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -251,7 +260,7 @@ func waitEvent(t *testing.T, d *Dataplane, kind ipsec.EventKind, timeout time.Du
 	}
 }
 
-func randKey(t *testing.T, n int) ipsec.Key {
+func randKey(t testing.TB, n int) ipsec.Key {
 	t.Helper()
 	k := make(ipsec.Key, n)
 	if _, err := rand.Read(k); err != nil {
@@ -260,7 +269,7 @@ func randKey(t *testing.T, n int) ipsec.Key {
 	return k
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
