@@ -83,6 +83,12 @@ type Config struct {
 
 	// Log receives one line per event; nil discards.
 	Log *slog.Logger
+
+	// Trace, if set, receives every ISAKMP message sent and received as
+	// plaintext (decrypted bodies, the E flag cleared). For debugging and
+	// for capturing fuzz corpora: it exposes nonces and KE values, never
+	// the pre-shared key or derived keys.
+	Trace func(sent bool, msg []byte)
 }
 
 // Protocol is an IPsec protocol, numbered as in the IP header.

@@ -167,6 +167,9 @@ func (e *Engine) gcPeer(a netip.Addr) {
 
 func (e *Engine) send(local, remote netip.AddrPort, data []byte) {
 	e.ctr.PacketsOut++
+	if e.cfg.Trace != nil && len(data) >= wire.HeaderLen && data[19]&wire.FlagEncryption == 0 {
+		e.cfg.Trace(true, data)
+	}
 	e.out.Send = append(e.out.Send, Packet{Local: local, Remote: remote, Data: data})
 }
 
@@ -186,6 +189,9 @@ func (e *Engine) HandlePacket(now time.Time, p Packet) {
 		return
 	}
 	data := p.Data[:h.Length]
+	if e.cfg.Trace != nil && h.Flags&wire.FlagEncryption == 0 {
+		e.cfg.Trace(false, data)
+	}
 	switch h.Exchange {
 	case wire.ExchangeMain:
 		e.handleMain(now, p, h, data)

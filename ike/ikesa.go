@@ -71,6 +71,7 @@ type ikeSA struct {
 
 	timeout, soft, hard, dpdT, kaT *timer
 
+	trace     func(bool, []byte)
 	exchanges map[uint32]*exchange // Quick Mode by message ID
 	onUp      []func(time.Time, *ikeSA)
 	sentIC    bool
@@ -96,8 +97,9 @@ func (sa *ikeSA) header(x wire.ExchangeType, msgID uint32) wire.Header {
 
 // seal encrypts the chain in b under iv and returns the message and the next IV.
 func (sa *ikeSA) seal(h wire.Header, b *wire.Builder, iv []byte) ([]byte, []byte) {
-	h.Flags |= wire.FlagEncryption
 	h.Next, h.Version = b.First, wire.Version
+	traceMsg(sa.trace, true, h, b.Buf)
+	h.Flags |= wire.FlagEncryption
 	ct, next, err := sa.pol.Cipher.Encrypt(sa.keys.EncKey, iv, b.Buf)
 	if err != nil {
 		panic("ike: encrypt with validated cipher failed: " + err.Error())
@@ -116,7 +118,19 @@ func (sa *ikeSA) open(h wire.Header, data, iv []byte) (chain []byte, ps []wire.R
 		return nil, nil, 0, nil, err
 	}
 	ps, end, err = wire.ParsePayloads(h.Next, chain)
+	if err == nil {
+		traceMsg(sa.trace, false, h, chain[:end])
+	}
 	return chain, ps, end, next, err
+}
+
+func traceMsg(f func(bool, []byte), sent bool, h wire.Header, chain []byte) {
+	if f == nil {
+		return
+	}
+	h.Flags &^= wire.FlagEncryption
+	h.Length = uint32(wire.HeaderLen + len(chain))
+	f(sent, append(h.AppendTo(nil), chain...))
 }
 
 type ikeError string

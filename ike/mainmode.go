@@ -19,7 +19,7 @@ import (
 func (e *Engine) newSA(now time.Time, local, remote netip.AddrPort, initiator bool) *ikeSA {
 	e.nextID++
 	sa := &ikeSA{id: e.nextID, initiator: initiator, local: local, remote: remote, remote0: remote,
-		created: now, lastHeard: now, exchanges: map[uint32]*exchange{}}
+		created: now, lastHeard: now, exchanges: map[uint32]*exchange{}, trace: e.cfg.Trace}
 	e.halfOpen++
 	e.peer(remote.Addr()).ikes[sa] = struct{}{}
 	sa.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) {
