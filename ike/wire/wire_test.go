@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -179,5 +183,61 @@ func TestAttrForms(t *testing.T) {
 	}
 	if _, err := DecodeAttrs([]byte{0, 1, 0, 9, 1}); err == nil {
 		t.Fatal("overlong TLV accepted")
+	}
+}
+
+// Every message captured from strongSwan 5.9.8 (decrypted, see
+// lab/interop IKE_CORPUS_DIR) decodes completely, payload by payload.
+func TestCharonCaptures(t *testing.T) {
+	files, _ := filepath.Glob("testdata/fuzz/FuzzDecode/charon-*")
+	if len(files) < 10 {
+		t.Fatalf("only %d captured messages", len(files))
+	}
+	seen := map[PayloadType]int{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitN(string(raw), "\n", 3)
+		lit := strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")")
+		s, err := strconv.Unquote(lit)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		msg := []byte(s)
+		h, err := ParseHeader(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		ps, _, err := ParsePayloads(h.Next, msg[HeaderLen:h.Length])
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range ps {
+			seen[p.Type]++
+			var err error
+			switch p.Type {
+			case PayloadSA:
+				_, err = DecodeSA(p.Body)
+			case PayloadID:
+				var id ID
+				if id, err = DecodeID(p.Body); err == nil {
+					_, err = id.Prefix()
+				}
+			case PayloadNotify:
+				_, err = DecodeNotify(p.Body)
+			case PayloadDelete:
+				_, err = DecodeDelete(p.Body)
+			}
+			if err != nil {
+				t.Errorf("%s: %v: %v", f, p.Type, err)
+			}
+		}
+	}
+	for _, want := range []PayloadType{PayloadSA, PayloadKE, PayloadNonce, PayloadID, PayloadHash, PayloadVendor, PayloadNATD, PayloadNotify, PayloadDelete} {
+		if seen[want] == 0 {
+			t.Errorf("no %v payload in the captures", want)
+		}
 	}
 }
