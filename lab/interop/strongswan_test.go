@@ -87,8 +87,8 @@ func (l *lab) startOurs(p ike.Policy, child ike.ChildPolicy) *ours {
 func childPolicy(t ike.Transform, pfs suite.Group) ike.ChildPolicy {
 	return ike.ChildPolicy{Tag: "net", ReqID: 1,
 		Local: netip.MustParseAddr(addrOurs), Peer: netip.MustParseAddr(addrCharon),
-		LocalTS:  ike.Selector{Prefix: netip.MustParsePrefix(lanOurs)},
-		RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix(lanCharon)},
+		LocalTS:   ike.Selector{Prefix: netip.MustParsePrefix(lanOurs)},
+		RemoteTS:  ike.Selector{Prefix: netip.MustParsePrefix(lanCharon)},
 		Proposals: []ike.Transform{t}, PFS: pfs, Lifetime: time.Hour}
 }
 
@@ -165,9 +165,10 @@ func TestOursInitiates(t *testing.T) {
 			if err := o.tr.SendInvalidSPI(netip.MustParseAddr(addrOurs), netip.MustParseAddr(addrCharon), ike.ProtoESP, 0x0badc0de); err != nil {
 				t.Fatal(err)
 			}
-			if !waitFor(5*time.Second, func() bool { return strings.Contains(l.log(), "INVALID_SPI") }) {
+			if !waitFor(5*time.Second, func() bool { return strings.Contains(l.log(), "received INVALID_SPI error notify") }) {
 				t.Fatalf("charon did not log our INVALID_SPI notify:\n%s", l.log())
 			}
+			logLines(t, l, "INVALID_SPI")
 			// DPD on demand: charon answers R-U-THERE-ACK.
 			if err := o.tr.DPD(netip.MustParseAddr(addrCharon)); err != nil {
 				t.Fatal(err)
@@ -246,5 +247,15 @@ func TestInitialContactFromRestartedEngine(t *testing.T) {
 	checkSameSPIs(t, l, c) // exactly one CHILD_SA: the new one
 	if !strings.Contains(l.log(), "INITIAL_CONTACT") {
 		t.Fatalf("charon log does not mention INITIAL_CONTACT:\n%s", l.log())
+	}
+	logLines(t, l, "INITIAL_CONTACT")
+}
+
+// logLines logs charon's log lines that contain s.
+func logLines(t *testing.T, l *lab, s string) {
+	for _, line := range strings.Split(l.log(), "\n") {
+		if strings.Contains(line, s) {
+			t.Log("charon: " + line)
+		}
 	}
 }
