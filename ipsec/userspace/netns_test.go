@@ -76,18 +76,39 @@ type nsSide struct {
 	lan  netip.Addr // on lo
 }
 
-// topology builds the two namespaces and returns them with dataplanes
-// running. udp selects the dataplanes' own UDP-4500 sockets for
+// topology builds the two router namespaces and returns them with
+// dataplanes running. udp selects the dataplanes' own UDP-4500 sockets for
 // ciphertext instead of raw sockets.
 func topology(t testing.TB, udp bool) (a, b *nsSide) {
+	a, b, _ = buildTopology(t, udp, false)
+	return a, b
+}
+
+// buildTopology is topology, optionally with a host namespace behind each
+// router (the 4-namespace lab of ../shared/interop/strongswan):
+//
+//	h1 198.51.100.10 -- 198.51.100.1 a 192.0.2.1 -- 192.0.2.2 b 203.0.113.1 -- 203.0.113.10 h2
+//
+// Without hosts the LAN addresses sit on the routers' loopbacks.
+func buildTopology(t testing.TB, udp, hosts bool) (a, b *nsSide, hostNS [2]string) {
 	t.Helper()
 	p := fmt.Sprintf("upT%d%d", os.Getpid()%10000, nsSeq.Add(1))
 	a = &nsSide{name: p + "a", addr: addrA, lan: netip.MustParseAddr("198.51.100.1")}
 	b = &nsSide{name: p + "b", addr: addrB, lan: netip.MustParseAddr("203.0.113.1")}
+	names := []string{a.name, b.name}
+	if hosts {
+		hostNS = [2]string{p + "h1", p + "h2"}
+		names = append(names, hostNS[:]...)
+	}
+	for _, n := range names {
+		run(t, "ip", "netns", "add", n)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+		run(t, "ip", "-n", n, "link", "set", "lo", "up")
+		for _, k := range []string{"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv4.ip_forward=1"} {
+			run(t, "ip", "netns", "exec", n, "sysctl", "-qw", k)
+		}
+	}
 	for _, s := range []*nsSide{a, b} {
-		run(t, "ip", "netns", "add", s.name)
-		name := s.name
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
 		ns, err := netns.GetFromName(s.name)
 		if err != nil {
 			t.Fatal(err)
@@ -96,22 +117,31 @@ func topology(t testing.TB, udp bool) (a, b *nsSide) {
 		t.Cleanup(func() { ns.Close() })
 	}
 	run(t, "ip", "link", "add", p+"va", "netns", a.name, "type", "veth", "peer", "name", p+"vb", "netns", b.name)
-	for _, s := range []*nsSide{a, b} {
+	for i, s := range []*nsSide{a, b} {
 		dev := p + "v" + s.name[len(s.name)-1:]
+		run(t, "ip", "-n", s.name, "link", "set", dev, "up")
+		run(t, "ip", "-n", s.name, "addr", "add", s.addr.String()+"/24", "dev", dev)
+		if !hosts {
+			run(t, "ip", "-n", s.name, "addr", "add", s.lan.String()+"/32", "dev", "lo")
+			continue
+		}
+		hdev, rdev := fmt.Sprintf("%sh%d", p, i+1), fmt.Sprintf("%sr%d", p, i+1)
+		run(t, "ip", "link", "add", rdev, "netns", s.name, "type", "veth", "peer", "name", hdev, "netns", hostNS[i])
+		host := s.lan.Next().Next().Next().Next().Next().Next().Next().Next().Next() // .10
 		for _, c := range [][]string{
-			{"link", "set", "lo", "up"},
-			{"link", "set", dev, "up"},
-			{"addr", "add", s.addr.String() + "/24", "dev", dev},
-			{"addr", "add", s.lan.String() + "/32", "dev", "lo"},
+			{"-n", s.name, "link", "set", rdev, "up"},
+			{"-n", s.name, "addr", "add", s.lan.String() + "/24", "dev", rdev},
+			{"-n", hostNS[i], "link", "set", hdev, "up"},
+			{"-n", hostNS[i], "addr", "add", host.String() + "/24", "dev", hdev},
+			{"-n", hostNS[i], "route", "add", "default", "via", s.lan.String()},
 		} {
-			run(t, append([]string{"ip", "-n", s.name}, c...)...)
+			run(t, append([]string{"ip"}, c...)...)
 		}
-		for _, k := range []string{"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"} {
-			run(t, "ip", "netns", "exec", s.name, "sysctl", "-qw", k)
-		}
+	}
+	for _, s := range []*nsSide{a, b} {
 		startDataplane(t, s, udp)
 	}
-	return a, b
+	return a, b, hostNS
 }
 
 func startDataplane(t testing.TB, s *nsSide, udp bool) {

@@ -1,0 +1,257 @@
+package userspace
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// tcpPair opens a TCP connection from A's LAN address to B's, through the
+// tunnel, and a goroutine on B that discards what it reads.
+func tcpPair(tb testing.TB, a, b *nsSide) (net.Conn, chan int64) {
+	tb.Helper()
+	var ln net.Listener
+	var c net.Conn
+	var err error
+	inNS(tb, b.ns, func() { ln, err = net.Listen("tcp4", netip.AddrPortFrom(b.lan, 5001).String()) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	got := make(chan int64, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		n, _ := io.Copy(io.Discard, s)
+		s.Close()
+		got <- n
+	}()
+	inNS(tb, a.ns, func() {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.lan, 0)), Timeout: 5 * time.Second}
+		c, err = d.Dial("tcp4", netip.AddrPortFrom(b.lan, 5001).String())
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, got
+}
+
+var netnsSuites = []struct {
+	name   string
+	udp    bool
+	layers []layer
+}{
+	{"aes-gcm-128", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
+	{"aes-cbc-128-hmac-sha1", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}}},
+	{"aes-gcm-128-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}},
+	{"aes-cbc-128-hmac-sha1-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
+}
+
+// BenchmarkNetnsTCP is one TCP stream between two namespaces through two
+// userspace dataplanes (real TUNs, raw sockets or UDP 4500, veth), both in
+// this process. 1 MiB per iteration.
+func BenchmarkNetnsTCP(b *testing.B) {
+	requireRoot(b)
+	for _, s := range netnsSuites {
+		b.Run(s.name, func(b *testing.B) {
+			a, bb := topology(b, s.udp)
+			installNS(b, a, bb, s.layers, false)
+			c, got := tcpPair(b, a, bb)
+			chunk := make([]byte, 1<<20)
+			b.SetBytes(int64(len(chunk)))
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.Close()
+			if n := <-got; n != int64(b.N)*int64(len(chunk)) {
+				b.Fatalf("received %d bytes, sent %d", n, int64(b.N)*int64(len(chunk)))
+			}
+		})
+	}
+}
+
+// TestNetnsUDPOverload blasts UDP through the tunnel faster than it can
+// carry for a few seconds and checks that memory stays bounded: the
+// dataplane has no queue of its own that could grow (the kernel's socket
+// and TUN queues are bounded and drop).
+func TestNetnsUDPOverload(t *testing.T) {
+	requireRoot(t)
+	if testing.Short() {
+		t.Skip("overload test skipped in -short mode")
+	}
+	a, b := topology(t, false)
+	installNS(t, a, b, netnsSuites[1].layers, false)
+	var srv, cli *net.UDPConn
+	var err error
+	inNS(t, b.ns, func() { srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.lan, 9998))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	inNS(t, a.ns, func() {
+		cli, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.lan, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.lan, 9998)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	recvd := make(chan int)
+	go func() {
+		buf := make([]byte, 2000)
+		n := 0
+		for {
+			srv.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := srv.Read(buf); err != nil {
+				recvd <- n
+				return
+			}
+			n++
+		}
+	}()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	msg := make([]byte, 1300)
+	sent := 0
+	end := time.Now().Add(3 * time.Second)
+	var peak uint64
+	for time.Now().Before(end) {
+		for range 1000 {
+			if _, err := cli.Write(msg); err == nil {
+				sent++
+			}
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peak = max(peak, m.HeapInuse)
+	}
+	got := <-recvd
+	runtime.ReadMemStats(&after)
+	t.Logf("UDP overload: sent %d, received %d (%.1f%% lost), heap in use %d -> peak %d KiB",
+		sent, got, 100*float64(sent-got)/float64(max(sent, 1)), before.HeapInuse>>10, peak>>10)
+	if got == 0 {
+		t.Fatal("nothing got through under overload")
+	}
+	if peak > before.HeapInuse+64<<20 {
+		t.Fatalf("heap grew from %d to %d bytes under overload", before.HeapInuse, peak)
+	}
+}
+
+// TestNetnsIperf measures iperf3 H1 -> H2 through two userspace
+// dataplanes on the 4-namespace topology of the strongSwan lab, with the
+// same method as ../shared/interop/strongswan/perf/bench_tput.sh (TCP one
+// stream, UDP -b 0 -l 1350; receiver rate from the server's JSON). It is a
+// measurement: it runs only with SPIAGENT_IPERF=1 (see
+// bench/userspace_tput.sh), and fails only if nothing gets through.
+func TestNetnsIperf(t *testing.T) {
+	requireRoot(t)
+	if os.Getenv("SPIAGENT_IPERF") != "1" {
+		t.Skip("measurement; set SPIAGENT_IPERF=1 (bench/userspace_tput.sh does)")
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skip("iperf3 not installed")
+	}
+	dur := "10"
+	if d := os.Getenv("DUR"); d != "" {
+		dur = d
+	}
+	for _, s := range netnsSuites {
+		t.Run(s.name, func(t *testing.T) {
+			a, b, hosts := buildTopology(t, s.udp, true)
+			installNS(t, a, b, s.layers, false)
+			if out, err := exec.Command("ip", "netns", "exec", hosts[0], "ping", "-c", "3", "-i", "0.2", "-W", "2", "203.0.113.10").CombinedOutput(); err != nil {
+				t.Fatalf("H1 -> H2 ping: %v\n%s", err, out)
+			}
+			for _, proto := range []string{"tcp", "udp"} {
+				rss0 := procStatus("VmRSS")
+				res := iperf(t, hosts, proto, dur)
+				t.Logf("TPUT impl=userspace suite=%s proto=%s %s rss_kib=%d->%d hwm_kib=%d stats_a=%+v",
+					s.name, proto, res, rss0, procStatus("VmRSS"), procStatus("VmHWM"), a.dp.Stats())
+				time.Sleep(500 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func iperf(t *testing.T, hosts [2]string, proto, dur string) string {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", hosts[1], "iperf3", "-s", "-1", "-J", "-B", "203.0.113.10")
+	var srvOut strings.Builder
+	srv.Stdout = &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	args := []string{"netns", "exec", hosts[0], "iperf3", "-c", "203.0.113.10", "-t", dur, "-J"}
+	if proto == "udp" {
+		args = append(args, "-u", "-b", "0", "-l", "1350")
+	}
+	cli, err := exec.Command("ip", args...).Output()
+	if err != nil {
+		t.Fatalf("iperf3 client: %v\n%s", err, cli)
+	}
+	srv.Wait()
+	var c, sv struct {
+		End struct {
+			SumSent struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+				Retransmits   int     `json:"retransmits"`
+			} `json:"sum_sent"`
+			SumReceived *struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+			Sum struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+				LostPercent   float64 `json:"lost_percent"`
+			} `json:"sum"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(cli, &c); err != nil {
+		t.Fatalf("client JSON: %v", err)
+	}
+	if err := json.Unmarshal([]byte(srvOut.String()), &sv); err != nil {
+		t.Fatalf("server JSON: %v", err)
+	}
+	recv := sv.End.Sum.BitsPerSecond
+	if sv.End.SumReceived != nil {
+		recv = sv.End.SumReceived.BitsPerSecond
+	}
+	if recv == 0 {
+		t.Fatalf("%s: nothing received", proto)
+	}
+	extra := fmt.Sprintf("retrans=%d", c.End.SumSent.Retransmits)
+	if proto == "udp" {
+		extra = fmt.Sprintf("lost_pct=%.1f", c.End.Sum.LostPercent)
+	}
+	return fmt.Sprintf("recv_mbps=%.1f sent_mbps=%.1f %s", recv/1e6, c.End.SumSent.BitsPerSecond/1e6, extra)
+}
+
+// procStatus reads a kB field of /proc/self/status.
+func procStatus(field string) int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
