@@ -427,6 +427,10 @@ func TestGuestFlushOwnedOnly(t *testing.T) {
 		Crypt: &netlink.XfrmStateAlgo{Name: "cbc(aes)", Key: randKey(t, 16)}}
 	must(t, tu.a.h.XfrmStateAdd(foreign))
 	d2 := tu.a.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true})) // a restarted agent
+	if err := d2.DeleteSA(bg, ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: 0x777}); !errors.Is(err, ipsec.ErrNotFound) {
+		t.Errorf("DeleteSA of another daemon's SA: %v, want ErrNotFound", err)
+	}
+	must(t, d2.DeleteSA(bg, tu.esp[0].Key())) // ours, from the earlier "process"
 	must(t, d2.Flush(bg))
 	must(t, tu.db.Flush(bg))
 	states, err := tu.a.h.XfrmStateList(netlink.FAMILY_ALL)

@@ -249,6 +249,10 @@ func TestRootFlushOwnedOnly(t *testing.T) {
 	// A restarted agent: a new Dataplane with no memory of the first.
 	d1.Close()
 	d2 := n.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true}))
+	foreignKey := ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: uint32(foreignSPI)}
+	if err := d2.DeleteSA(bg, foreignKey); !errors.Is(err, ipsec.ErrNotFound) {
+		t.Errorf("DeleteSA of another daemon's SA: %v, want ErrNotFound", err)
+	}
 	must(t, d2.Flush(bg))
 	pols, err := n.h.XfrmPolicyList(netlink.FAMILY_ALL)
 	must(t, err)
@@ -267,4 +271,14 @@ func TestRootFlushOwnedOnly(t *testing.T) {
 	}
 	// After the flush the IDs can be used again.
 	must(t, d2.AddPolicy(bg, owned))
+}
+
+func TestSupportedUnprivileged(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("runs as a user without CAP_NET_ADMIN; as root see TestRootSupportedAgreesWithAddSA")
+	}
+	ok, why := Supported()
+	if ok || !strings.Contains(why, "CAP_NET_ADMIN") {
+		t.Errorf("Supported() = %v, %q; want false and a word about CAP_NET_ADMIN", ok, why)
+	}
 }

@@ -234,9 +234,24 @@ func (d *Dataplane) DeleteSA(ctx context.Context, key ipsec.SAKey) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
+	if !key.Dst.IsValid() {
+		return fmt.Errorf("xfrm: delete SA %s: %w", key, ipsec.ErrNotFound)
+	}
+	id := &netlink.XfrmState{Dst: netIP(key.Dst), Proto: netlink.Proto(key.Proto), Spi: int(key.SPI)}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.h.XfrmStateDel(&netlink.XfrmState{Dst: netIP(key.Dst), Proto: netlink.Proto(key.Proto), Spi: int(key.SPI)})
+	if _, ok := d.sas[key]; !ok && !d.larval[key] {
+		// Not installed by this process: delete it only if it is ours
+		// (left by an earlier run), never another daemon's.
+		s, err := d.h.XfrmStateGet(id)
+		if err != nil {
+			return mapErr("delete SA "+key.String(), err, unix.ESRCH)
+		}
+		if !d.ownsReqID(uint32(s.Reqid)) {
+			return fmt.Errorf("xfrm: delete SA %s: %w (reqid %d is not in this agent's range)", key, ipsec.ErrNotFound, s.Reqid)
+		}
+	}
+	err := d.h.XfrmStateDel(id)
 	if err == nil || errors.Is(err, unix.ESRCH) {
 		d.forget(key)
 	}
