@@ -285,33 +285,23 @@ func matchField(f field, at []*gpb.PathElem, pe *gpb.PathElem, rest []*gpb.PathE
 }
 
 // directEntry looks a list entry up by its key without scanning the list,
-// when the list has one key of string or unsigned type and the pattern names
-// it exactly. ok is false when a scan is needed.
+// when the pattern gives every key exactly. ok is false when a scan is
+// needed.
 func directEntry(f field, want map[string]string) (v reflect.Value, keys map[string]string, ok bool) {
 	names := strings.Fields(f.schema.Key)
-	if len(names) != 1 {
+	if len(want) != len(names) {
 		return reflect.Value{}, nil, false
 	}
-	s, found := want[names[0]]
-	if !found || s == "*" {
-		return reflect.Value{}, nil, false
-	}
-	kt := f.value.Type().Key()
-	var k reflect.Value
-	switch kt.Kind() {
-	case reflect.String:
-		k = reflect.ValueOf(s).Convert(kt)
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		var n uint64
-		if _, err := fmt.Sscan(s, &n); err != nil || fmt.Sprint(n) != s {
-			return reflect.Value{}, nil, true // not a number: no entry
+	for _, n := range names {
+		if s, found := want[n]; !found || s == "*" {
+			return reflect.Value{}, nil, false
 		}
-		k = reflect.New(kt).Elem()
-		k.SetUint(n)
-	default:
-		return reflect.Value{}, nil, false
 	}
-	return f.value.MapIndex(k), map[string]string{names[0]: s}, true
+	k, err := mapKey(f, want)
+	if err != nil {
+		return reflect.Value{}, nil, true // unparsable key: no such entry
+	}
+	return f.value.MapIndex(k), want, true
 }
 
 // matchAnyDepth handles a "..." element: the rest of the pattern is tried
