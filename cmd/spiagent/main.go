@@ -1,0 +1,136 @@
+// Command spiagent is the spiagent daemon: a model-driven IKEv1/IPsec agent.
+//
+//	spiagent run --data-dir DIR        run the agent with the config persisted in DIR
+//	spiagent validate FILE.json        check a JSON_IETF config file against the model
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/store"
+)
+
+// exitUsage is the exit status for a bad command line.
+const exitUsage = 2
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "user":
+		return cmdUser(args[1:], stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "spiagent: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  spiagent run --data-dir DIR [flags]   run the agent (spiagent run -h lists the flags)
+  spiagent validate FILE.json           validate a JSON_IETF configuration file
+  spiagent user add NAME --role R       add a gNMI user (read-only|read-write; password on stdin)
+  spiagent user del NAME                delete a gNMI user
+`)
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "/var/lib/spiagent", "directory holding the running config and the agent's keys")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	gf := addGNMIFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "spiagent: --log-level: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runAgent(ctx, log, *dataDir, gf); err != nil {
+		log.Error("spiagent stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runAgent(ctx context.Context, log *slog.Logger, dataDir string, gf *gnmiFlags) error {
+	st, err := store.Open(dataDir)
+	if err != nil {
+		return fmt.Errorf("open datastore: %w", err)
+	}
+	defer st.Close()
+	snap := st.Running()
+	tel := telemetry.New()
+	waitGNMI, err := startGNMI(ctx, log, st, tel, dataDir, gf)
+	if err != nil {
+		return fmt.Errorf("gNMI: %w", err)
+	}
+	log.Info("spiagent running", "data_dir", dataDir, "commit", snap.ID)
+	<-ctx.Done()
+	log.Info("spiagent shutting down", "reason", context.Cause(ctx))
+	return waitGNMI()
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: spiagent validate FILE.json")
+		return exitUsage
+	}
+	problems, err := validateFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: %v\n", args[0], err)
+		return 1
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "%s: %s\n", p.Path, p.Reason)
+	}
+	if len(problems) > 0 {
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid\n", args[0])
+	return 0
+}
+
+func validateFile(name string) ([]store.Problem, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	root, err := store.LoadJSON(b)
+	if err != nil {
+		var perr *store.ValidationError
+		if errors.As(err, &perr) {
+			return perr.Problems, nil
+		}
+		return nil, err
+	}
+	return store.Validate(root), nil
+}
