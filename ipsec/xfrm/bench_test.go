@@ -1,6 +1,8 @@
 package xfrm
 
 import (
+	"time"
+
 	"encoding/binary"
 	"testing"
 
@@ -48,7 +50,7 @@ func BenchmarkRootKernelFlood(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			a, rb := topology(b)
 			if watch {
-				rb.dataplane()
+				rb.dataplane(WithLogger(discardLogger()))
 			}
 			var fd int
 			a.do(func() (err error) {
@@ -70,5 +72,57 @@ func BenchmarkRootKernelFlood(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRootFloodBounded sprays ESP with random SPIs from random sources in
+// 192.0.2.0/24 as fast as one thread can for two seconds and checks that
+// what reaches userspace is bounded by the kernel limit and the detector's
+// tables stay within their bounds. It logs the rates for bench/xfrm_RESULTS.md.
+func TestRootFloodBounded(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t)
+	cfg := InvalidSPIConfig{KernelRate: 50, KernelBurst: 50, Detector: DetectorConfig{MaxSources: 64, MaxKeys: 64}}
+	d := b.dataplane(WithInvalidSPI(cfg), WithLogger(discardLogger()))
+	var fd int
+	a.do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW) // IP_HDRINCL
+		return err
+	})
+	defer unix.Close(fd)
+	dst := &unix.SockaddrInet4{Addr: outerB.As4()}
+	pkt := ipv4(unix.IPPROTO_ESP, "192.0.2.1", "192.0.2.2", be32(0, 1, 0, 0, 0, 0))
+	x := uint32(2463534242)
+	sent := 0
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		for i := 0; i < 100; i++ {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			pkt[15] = byte(x>>24) | 1 // source 192.0.2.x
+			if pkt[15] == 2 {
+				pkt[15] = 3
+			}
+			binary.BigEndian.PutUint32(pkt[20:], x|0x100)
+			if err := unix.Sendto(fd, pkt, 0, dst); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+	}
+	elapsed := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	s := d.Stats()
+	t.Logf("flood: %d packets in %v (%.0f/s); kernel passed up %d; detector %+v; events dropped %d",
+		sent, elapsed, float64(sent)/elapsed.Seconds(), s.NFLOGPackets, s.InvalidSPI, s.EventsDropped)
+	if max := uint64(cfg.KernelBurst) + uint64(float64(cfg.KernelRate)*(elapsed.Seconds()+0.3)) + 1; s.NFLOGPackets > max || s.NFLOGPackets == 0 {
+		t.Errorf("kernel passed %d packets up, want 1..%d", s.NFLOGPackets, max)
+	}
+	if s.InvalidSPI.Sources > 64 || s.InvalidSPI.Keys > 64 {
+		t.Errorf("detector tables beyond their bounds: %+v", s.InvalidSPI)
+	}
+	if s.InvalidSPI.Reported == 0 {
+		t.Error("nothing reported")
 	}
 }

@@ -82,6 +82,21 @@
 // Event.Trigger the packet as a host-to-host selector, and Event.SA.Dst /
 // Event.Src the template's tunnel endpoints (peer and local address).
 //
+// # Use
+//
+//	if ok, why := xfrm.Supported(); !ok { /* fall back to ipsec/userspace; log why */ }
+//	dp, err := xfrm.New(xfrm.WithLogger(log))   // options: WithNetns, WithInvalidSPI, ...
+//	dp.Flush(ctx)                                // remove what an earlier run left
+//	spi, _ := dp.AllocSPI(ctx, ipsec.ProtoESP, peer, local)
+//	dp.AddSA(ctx, inbound); dp.AddSA(ctx, outbound); dp.AddPolicy(ctx, p)
+//	for ev := range dp.Events() { ... }          // acquire, soft/hard expire, invalid SPI
+//
+// ESP-in-UDP needs the IKE socket on port 4500 to be an encapsulation socket:
+// call EnableUDPEncap on it. Run one Dataplane with detection per network
+// namespace: it owns the nftables table and binds the NFLOG group.
+// A hard expire is also raised for an SPI from AllocSPI that was never
+// completed by AddSA (the negotiation took too long).
+//
 // # Limits
 //
 //   - SA selectors are set in transport mode only (addresses and protocol), as
