@@ -447,3 +447,48 @@ func TestGuestFlushOwnedOnly(t *testing.T) {
 		t.Errorf("after Flush, %d of 2 datagrams in the clear arrived", got)
 	}
 }
+
+// A captured ESP packet sent again is a replay: the kernel drops it and the
+// SA's replay counter (window 64, set through XFRMA_REPLAY_ESN_VAL) says so.
+func TestGuestReplay(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, true)
+	raw := tu.b.rawSocket(t, unix.IPPROTO_ESP)
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, 3*time.Second); got != 2 {
+		t.Fatalf("%d of 2 datagrams arrived", got)
+	}
+	pkts := drainRaw(raw)
+	if len(pkts) != 2 {
+		t.Fatalf("B's raw ESP socket saw %d packets, want 2", len(pkts))
+	}
+	ihl := int(pkts[0][0]&0x0f) * 4
+	sendRaw(t, tu.a, unix.IPPROTO_ESP, outerB, pkts[0][ihl:])
+	time.Sleep(300 * time.Millisecond)
+	c, err := tu.db.Counters(bg, tu.esp[0].Key())
+	must(t, err)
+	if c.ReplayErrors != 1 || c.Packets != 2 || c.AuthFailures != 0 {
+		t.Errorf("after one replayed packet: %+v, want 1 replay error and 2 packets", c)
+	}
+	// The SA is fine afterwards.
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 1, 3*time.Second); got != 1 {
+		t.Errorf("after the replay, %d of 1 datagrams arrived", got)
+	}
+}
+
+func TestGuestAddSAErrors(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, true)
+	out := tu.esp[0]
+	out.Dir = ipsec.DirOut
+	if err := tu.da.AddSA(bg, out); !errors.Is(err, ipsec.ErrExists) {
+		t.Errorf("same SA twice: %v, want ErrExists", err)
+	}
+	bad := out
+	bad.SPI, bad.CipherKey = 0x1234, make(ipsec.Key, 15)
+	if err := tu.da.AddSA(bg, bad); err == nil {
+		t.Error("a 15-byte AES key was accepted")
+	}
+	if _, err := tu.da.Counters(bg, ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: 0x1234}); !errors.Is(err, ipsec.ErrNotFound) {
+		t.Errorf("Counters of a missing SA: %v, want ErrNotFound", err)
+	}
+}

@@ -282,3 +282,41 @@ func TestSupportedUnprivileged(t *testing.T) {
 		t.Errorf("Supported() = %v, %q; want false and a word about CAP_NET_ADMIN", ok, why)
 	}
 }
+
+// Bypass and discard policies, priorities and port selectors decide what
+// leaves A; no SA is needed to see it (the kernel needs no ESP for this).
+func TestRootBypassAndDiscard(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t)
+	d := a.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true}))
+	udp := func(lo, hi uint16) ipsec.Selector {
+		return ipsec.Selector{Src: netA, Dst: netip.PrefixFrom(innerB, 32), Proto: unix.IPPROTO_UDP, DstPort: ipsec.PortRange{Lo: lo, Hi: hi}}
+	}
+	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Priority: 1000, Selector: ipsec.Selector{Src: netA, Dst: netB},
+		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: outerA, Dst: outerB, ReqID: 1}}}))
+	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 2, Dir: ipsec.DirOut, Priority: 10, Action: ipsec.ActionBypass, Selector: udp(5000, 5000)}))
+	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 3, Dir: ipsec.DirOut, Priority: 10, Action: ipsec.ActionDiscard, Selector: udp(6000, 6015)}))
+	if err := d.AddPolicy(bg, ipsec.Policy{ID: 4, Dir: ipsec.DirOut, Action: ipsec.ActionBypass, Selector: udp(1000, 2000)}); !errors.Is(err, ErrPortRange) {
+		t.Errorf("unaligned port range: %v, want ErrPortRange", err)
+	}
+	src := netip.AddrPortFrom(innerA, 4000)
+	if got := flow(t, a, b, src, netip.AddrPortFrom(innerB, 5000), 3, time.Second); got != 3 {
+		t.Errorf("bypass: %d of 3 datagrams arrived in the clear", got)
+	}
+	if _, ok := waitEvent(t, d, ipsec.EventAcquire, 200*time.Millisecond, nil); ok {
+		t.Error("bypassed traffic raised an acquire")
+	}
+	if got := flow(t, a, b, src, netip.AddrPortFrom(innerB, 6007), 2, 500*time.Millisecond); got != 0 {
+		t.Errorf("discard: %d datagrams arrived", got)
+	}
+	if _, ok := waitEvent(t, d, ipsec.EventAcquire, 200*time.Millisecond, nil); ok {
+		t.Error("discarded traffic raised an acquire")
+	}
+	// 6016 is outside the discard block: the protect policy applies.
+	if got := flow(t, a, b, src, netip.AddrPortFrom(innerB, 6016), 1, 500*time.Millisecond); got != 0 {
+		t.Errorf("protected traffic without SA: %d datagrams arrived", got)
+	}
+	if e, ok := waitEvent(t, d, ipsec.EventAcquire, 2*time.Second, nil); !ok || e.Policy.ID != 1 || e.Trigger.DstPort.Lo != 6016 {
+		t.Errorf("acquire for 6016: %+v %v", e, ok)
+	}
+}

@@ -32,6 +32,8 @@ var requiredGuestTests = []string{
 	"TestGuestIntegrityFailure",
 	"TestGuestExpire",
 	"TestGuestFlushOwnedOnly",
+	"TestGuestReplay",
+	"TestGuestAddSAErrors",
 }
 
 const marker = "SPIAGENT-QEMU-RESULT:"
