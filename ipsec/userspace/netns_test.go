@@ -48,18 +48,31 @@ func run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-// inNS runs fn on a thread in ns. The thread stays locked and is thrown
-// away afterwards, so no other goroutine ever runs in ns by accident.
+// inNS runs fn on a locked thread switched into ns, then switches the
+// thread back before releasing it, so no other goroutine (and never the
+// process's main thread) is left in ns: lab scripts kill the processes
+// they find in their namespaces.
 func inNS(t testing.TB, ns netns.NsHandle, fn func()) {
 	t.Helper()
 	done := make(chan error)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer orig.Close()
 		if err := netns.Set(ns); err != nil {
 			done <- err
 			return
 		}
 		fn()
+		// Back to where the thread was, then release it. If that fails
+		// the thread stays locked and dies with the goroutine.
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
 		done <- nil
 	}()
 	if err := <-done; err != nil {
