@@ -396,10 +396,12 @@ type Event struct {
 	Trigger Selector // the triggering packet as a host-to-host selector
 
 	// Expiry: the SA concerned. Invalid SPI: destination, protocol and SPI
-	// of the packet.
+	// of the packet. Acquire: Dst and Proto of the missing SA's template
+	// (the peer), SPI zero.
 	SA SAKey
 
 	// Invalid SPI: the outer source address (and port, for ESP-in-UDP).
+	// Acquire: the template's local tunnel endpoint.
 	Src     netip.Addr
 	SrcPort uint16
 }

@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -163,8 +164,9 @@ type Dataplane struct {
 	events chan ipsec.Event
 	closed bool
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closers []io.Closer // what Open opened besides the TUN
 }
 
 type udpSenderBox struct{ UDPSender }
@@ -301,8 +303,9 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the dataplane: it closes the TUN, stops its goroutines and
-// closes the Events channel. Routes go with the TUN device.
+// Close stops the dataplane: it closes the TUN it was given (its routes go
+// with it), stops its goroutines and closes the Events channel. The Link
+// and UDPSender stay open, except those Open created.
 func (d *Dataplane) Close() error {
 	d.evMu.Lock()
 	if d.closed {
@@ -318,5 +321,8 @@ func (d *Dataplane) Close() error {
 		err = d.cfg.TUN.Close()
 	}
 	d.wg.Wait()
+	for _, c := range d.closers {
+		err = errors.Join(err, c.Close())
+	}
 	return err
 }

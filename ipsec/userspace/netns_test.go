@@ -393,3 +393,27 @@ func waitEvent(t *testing.T, dp *Dataplane, kind ipsec.EventKind) ipsec.Event {
 		}
 	}
 }
+
+// TestNetnsOpen checks the production wiring (Open: TUN, routes, raw
+// sockets) between two namespaces.
+func TestNetnsOpen(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t, false) // for the namespaces and addresses
+	a.dp.Close()
+	b.dp.Close()
+	for _, s := range []*nsSide{a, b} {
+		var err error
+		inNS(t, s.ns, func() { s.dp, err = Open("upTopen", 0, Config{Logger: quietLogger()}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.dp.Close() })
+	}
+	installNS(t, a, b, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 32, integ: ipsec.IntegHMACSHA512256}}, false)
+	if out, err := ping(a, b, 3); err != nil {
+		t.Fatalf("ping through Open's dataplanes: %v\n%s", err, out)
+	}
+	if c := counters(t, b.dp, addrB, ipsec.ProtoESP, spiFor(1, 0)); c.Packets < 3 {
+		t.Fatalf("B counters %+v", c)
+	}
+}
