@@ -145,7 +145,7 @@ func BenchmarkMemoryPerSA(b *testing.B) {
 			b.Fatalf("%d ike sas", len(respB.e.sas))
 		}
 		runtime.KeepAlive(respB)
-		b.ReportMetric(float64(withChild)/n/1024, "KiB/(IKE+IPsec pair)")
+		b.ReportMetric(float64(withChild)/n/1024, "KiB/IKE+child")
 		b.ReportMetric(float64(ikeOnly)/n/1024, "KiB/IKE")
 	}
 }

@@ -573,6 +573,10 @@ func (e *Engine) establish(now time.Time, sa *ikeSA, ic bool) {
 		e.initialContact(now, sa)
 	}
 	e.armIKETimers(now, sa)
+	// Main Mode material is needed only to answer a retransmitted MM5.
+	e.after(now.Add(e.cfg.ExchangeTimeout), func(time.Time) {
+		sa.lastIn, sa.lastOut, sa.saiB, sa.gxi, sa.gxr, sa.ni, sa.nr, sa.offered = nil, nil, nil, nil, nil, nil, nil, nil
+	})
 	up := sa.onUp
 	sa.onUp = nil
 	for _, f := range up {
