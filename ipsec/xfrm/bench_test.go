@@ -15,7 +15,7 @@ import (
 // the kernel passed up: NFLOG attribute walk, IPv4/ESP parse, known-SPI
 // check, detector (here mostly suppressing: one source, random SPIs).
 func BenchmarkHandleNFLOG(b *testing.B) {
-	d := &Dataplane{events: make(chan ipsec.Event, 1), sas: map[ipsec.SAKey]saRecord{}, det: NewDetector(DetectorConfig{})}
+	d := &Dataplane{events: make(chan ipsec.Event, 1), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
 	d.cfg.log = discardLogger()
 	msg := nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 7)))
 	spiAt := len(msg) - 8 // the ESP SPI inside the payload attribute
@@ -42,15 +42,18 @@ func BenchmarkHandleNFLOG(b *testing.B) {
 // packet (meta + payload + set lookup + limit; log only within the limit).
 func BenchmarkRootKernelFlood(b *testing.B) {
 	requireRoot(b)
-	for _, watch := range []bool{false, true} {
-		name := "no-watch"
-		if watch {
-			name = "nft-watch"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"no-watch", nil},
+		{"nft-watch", []Option{}},
+		{"raw-watch", []Option{WithInvalidSPI(InvalidSPIConfig{Method: MethodRawSocket})}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			a, rb := topology(b)
-			if watch {
-				rb.dataplane(WithLogger(discardLogger()))
+			if tc.opts != nil {
+				rb.dataplane(append(tc.opts, WithLogger(discardLogger()))...)
 			}
 			var fd int
 			a.do(func() (err error) {
@@ -115,9 +118,9 @@ func TestRootFloodBounded(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	s := d.Stats()
 	t.Logf("flood: %d packets in %v (%.0f/s); kernel passed up %d; detector %+v; events dropped %d",
-		sent, elapsed, float64(sent)/elapsed.Seconds(), s.NFLOGPackets, s.InvalidSPI, s.EventsDropped)
-	if max := uint64(cfg.KernelBurst) + uint64(float64(cfg.KernelRate)*(elapsed.Seconds()+0.3)) + 1; s.NFLOGPackets > max || s.NFLOGPackets == 0 {
-		t.Errorf("kernel passed %d packets up, want 1..%d", s.NFLOGPackets, max)
+		sent, elapsed, float64(sent)/elapsed.Seconds(), s.WatchPackets, s.InvalidSPI, s.EventsDropped)
+	if max := uint64(cfg.KernelBurst) + uint64(float64(cfg.KernelRate)*(elapsed.Seconds()+0.3)) + 1; s.WatchPackets > max || s.WatchPackets == 0 {
+		t.Errorf("kernel passed %d packets up, want 1..%d", s.WatchPackets, max)
 	}
 	if s.InvalidSPI.Sources > 64 || s.InvalidSPI.Keys > 64 {
 		t.Errorf("detector tables beyond their bounds: %+v", s.InvalidSPI)

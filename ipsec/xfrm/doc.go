@@ -23,7 +23,7 @@
 //     indices count up from 8 in steps of 8 and never reach the owned bit in
 //     practice.
 //
-// # Invalid-SPI detection: nftables + NFLOG, not a raw ESP socket
+// # Invalid-SPI detection: nftables + NFLOG by default, raw sockets as a fallback
 //
 // The kernel drops ESP/AH for an unknown SPI in xfrm_input and only bumps the
 // per-netns XfrmInNoStates counter, which carries no address or SPI. Two ways
@@ -66,7 +66,15 @@
 //     and the kernel's nf_tables, nft_limit, nft_log and nfnetlink_log (built
 //     in or modules on Debian). The NFLOG receiver is a 100-line netlink client
 //     in this package. If nf_tables is missing, New fails with a clear error;
-//     WithInvalidSPI(InvalidSPIConfig{Disabled: true}) runs without detection.
+//     WithInvalidSPI(InvalidSPIConfig{Method: MethodRawSocket}) falls back to
+//     raw sockets and InvalidSPIConfig{Disabled: true} runs without detection.
+//
+// MethodRawSocket is also implemented (it was cheap: the parser and detector
+// are shared): raw IPPROTO_ESP and IPPROTO_AH sockets, a receive buffer of
+// 256 KiB as the only bound on kernel-side work, and an in-memory known-SPI
+// check per packet (an RWMutex'd map lookup, no allocation). It needs nothing
+// but raw sockets, but it wakes the agent for every ESP/AH packet, valid or
+// not, and it cannot see ESP-in-UDP.
 //
 // The known-SPI sets are kept in step with AddSA/DeleteSA/AllocSPI and hard
 // expiry; an SPI is added before its SA is (so no false alarm during install)

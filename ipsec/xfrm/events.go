@@ -76,47 +76,62 @@ func (d *Dataplane) handleKernelMsg(typ uint16, b []byte) {
 	}
 }
 
-// nflogLoop reads unknown-SPI packets logged by the nftables rules.
-func (d *Dataplane) nflogLoop() {
+// watchLoop reads one watch socket: NFLOG messages or raw ESP/AH packets.
+func (d *Dataplane) watchLoop(c *pktConn) {
 	defer d.wg.Done()
+	handle := d.handleRaw
+	if d.nft != nil {
+		handle = func(b []byte) { _ = splitNetlink(b, d.handleNFLOG) }
+	}
 	buf := make([]byte, 1<<16)
 	for {
-		n, err := d.nflog.read(buf)
+		n, err := c.read(buf)
 		if err != nil {
 			if d.closed.Load() {
 				return
 			}
 			if errors.Is(err, unix.ENOBUFS) {
-				d.nflogOverrun.Add(1)
+				d.watchOverrun.Add(1)
 				continue
 			}
-			d.cfg.log.Error("xfrm: NFLOG socket failed; no more invalid-SPI events", "err", err)
+			d.cfg.log.Error("xfrm: invalid-SPI watch socket failed; no more invalid-SPI events", "err", err)
 			return
 		}
-		_ = splitNetlink(buf[:n], d.handleNFLOG)
+		handle(buf[:n])
 	}
 }
 
+// handleNFLOG handles one nfnetlink_log message.
 func (d *Dataplane) handleNFLOG(typ uint16, b []byte) {
 	if typ != nfnlSubsysULOG<<8|nfulnlMsgPacket {
 		return
 	}
-	d.nflogPkts.Add(1)
+	d.watchPkts.Add(1)
 	payload, ok := nflogPayload(b)
 	if !ok {
-		d.nflogBad.Add(1)
+		d.watchBad.Add(1)
 		return
 	}
-	p, err := parseSPIPacket(payload)
+	d.handleSPIPacket(payload)
+}
+
+// handleRaw handles one packet from a raw ESP or AH socket.
+func (d *Dataplane) handleRaw(b []byte) {
+	d.watchPkts.Add(1)
+	d.handleSPIPacket(b)
+}
+
+func (d *Dataplane) handleSPIPacket(b []byte) {
+	p, err := parseSPIPacket(b)
 	if err != nil {
-		d.nflogBad.Add(1)
+		d.watchBad.Add(1)
 		return
 	}
-	d.mu.Lock()
-	_, known := d.sas[ipsec.SAKey{Dst: p.dst, Proto: p.proto, SPI: p.spi}]
-	d.mu.Unlock()
+	d.kmu.RLock()
+	known := d.known[ipsec.SAKey{Dst: p.dst, Proto: p.proto, SPI: p.spi}]
+	d.kmu.RUnlock()
 	if known {
-		d.nflogKnown.Add(1) // logged in the window between set update and SA add
+		d.watchKnown.Add(1)
 		return
 	}
 	ev, ok := d.det.Observe(p.src, p.sport, p.dst, p.proto, p.spi)

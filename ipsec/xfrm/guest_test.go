@@ -80,11 +80,11 @@ func install(t *testing.T, out, in *Dataplane, sa ipsec.SA) {
 	must(t, in.AddSA(bg, i))
 }
 
-func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool) *tunnel {
+func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool, opts ...Option) *tunnel {
 	t.Helper()
 	tu := &tunnel{spec: spec}
 	tu.a, tu.b = topology(t)
-	tu.da, tu.db = tu.a.dataplane(), tu.b.dataplane()
+	tu.da, tu.db = tu.a.dataplane(opts...), tu.b.dataplane(opts...)
 	selAB, selBA := ipsec.Selector{Src: netA, Dst: netB}, ipsec.Selector{Src: netB, Dst: netA}
 	tu.srcA, tu.dstB = netip.AddrPortFrom(innerA, 4000), netip.AddrPortFrom(innerB, 5000)
 	if spec.mode == ipsec.ModeTransport {
@@ -190,8 +190,12 @@ func (tu *tunnel) traffic(t *testing.T, n int) {
 		checkCounters(t, tu.da, tu.db, tu.ah[0].Key(), n, minBytes)
 	}
 	for _, d := range []*Dataplane{tu.da, tu.db} {
-		if s := d.Stats(); s.InvalidSPI.Seen != 0 || s.NFLOGPackets != 0 {
-			t.Errorf("valid traffic reached the invalid-SPI watch: %+v", s)
+		s := d.Stats()
+		if s.InvalidSPI.Seen != 0 || (d.nft != nil && s.WatchPackets != 0) {
+			t.Errorf("valid traffic reached the invalid-SPI detector: %+v", s)
+		}
+		if d.nft == nil && s.WatchKnown == 0 {
+			t.Errorf("raw sockets saw no known-SPI packets: %+v", s)
 		}
 	}
 }
@@ -353,6 +357,24 @@ func TestGuestInvalidSPI(t *testing.T) {
 	if s.Reported != 1 || s.SuppressedDup != 2 {
 		t.Errorf("3 packets for one SPI: %+v, want 1 reported and 2 deduplicated", s)
 	}
+}
+
+// The raw-socket method with real XFRM: every ESP packet is copied up,
+// known SPIs are filtered, an unknown one is reported.
+func TestGuestInvalidSPIRawSocket(t *testing.T) {
+	requireGuest(t)
+	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, true,
+		WithInvalidSPI(InvalidSPIConfig{Method: MethodRawSocket}))
+	tu.traffic(t, 3)
+	must(t, tu.db.DeleteSA(bg, tu.esp[0].Key()))
+	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, time.Second); got != 0 {
+		t.Fatalf("%d datagrams arrived without the inbound SA", got)
+	}
+	e, ok := waitEvent(t, tu.db, ipsec.EventInvalidSPI, 3*time.Second, nil)
+	if !ok || e.SA != tu.esp[0].Key() || e.Src != outerA {
+		t.Errorf("event %+v %v, want %s from %s", e, ok, tu.esp[0].Key(), outerA)
+	}
+	t.Logf("stats %+v", tu.db.Stats())
 }
 
 func TestGuestIntegrityFailure(t *testing.T) {

@@ -107,11 +107,26 @@ func nflogPayload(b []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// nflogConn is an NFLOG socket bound to one group.
-type nflogConn struct {
-	f     *os.File
-	raw   syscall.RawConn
-	group uint16
+// pktConn is a non-blocking datagram socket read by one goroutine: the
+// NFLOG socket, or a raw IP socket (MethodRawSocket).
+type pktConn struct {
+	f   *os.File
+	raw syscall.RawConn
+}
+
+// newPktConn wraps a socket fd; it closes fd on error.
+func newPktConn(fd int, name string) (*pktConn, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	c := &pktConn{f: os.NewFile(uintptr(fd), name)}
+	var err error
+	if c.raw, err = c.f.SyscallConn(); err != nil {
+		c.f.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func nflogAttr(typ uint16, data []byte) []byte {
@@ -124,7 +139,7 @@ func nflogAttr(typ uint16, data []byte) []byte {
 }
 
 // openNFLOG opens the socket in the calling thread's netns and binds group.
-func openNFLOG(group uint16) (*nflogConn, error) {
+func openNFLOG(group uint16) (*pktConn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("xfrm: nflog socket: %w", err)
@@ -134,8 +149,6 @@ func openNFLOG(group uint16) (*nflogConn, error) {
 		return nil, fmt.Errorf("xfrm: nflog bind: %w", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
-	// Overruns are counted from ENOBUFS rather than reported as errors forever.
-	c := &nflogConn{group: group}
 	cfgs := [][]byte{
 		nflogAttr(nfulaCfgCmd, []byte{nfulnlCfgCmdBind}),
 		nflogAttr(nfulaCfgMode, []byte{0, 0, 0, nflogSnaplen, nfulnlCopyPacket, 0}), // be32 range, mode, pad
@@ -147,16 +160,7 @@ func openNFLOG(group uint16) (*nflogConn, error) {
 			return nil, fmt.Errorf("xfrm: nflog configure group %d: %w", group, err)
 		}
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	c.f = os.NewFile(uintptr(fd), "nflog")
-	if c.raw, err = c.f.SyscallConn(); err != nil {
-		c.f.Close()
-		return nil, err
-	}
-	return c, nil
+	return newPktConn(fd, "nflog")
 }
 
 // nflogConfig sends one NFULNL_MSG_CONFIG and waits for its ack (blocking fd).
@@ -195,7 +199,7 @@ func nflogConfig(fd int, seq uint32, group uint16, attr []byte) error {
 }
 
 // read receives one datagram into buf; it blocks until data or Close.
-func (c *nflogConn) read(buf []byte) (int, error) {
+func (c *pktConn) read(buf []byte) (int, error) {
 	var n int
 	var rerr error
 	err := c.raw.Read(func(fd uintptr) bool {
@@ -208,4 +212,4 @@ func (c *nflogConn) read(buf []byte) (int, error) {
 	return n, rerr
 }
 
-func (c *nflogConn) Close() error { return c.f.Close() }
+func (c *pktConn) Close() error { return c.f.Close() }

@@ -86,10 +86,10 @@ func TestNFLOGPayload(t *testing.T) {
 }
 
 func TestHandleNFLOG(t *testing.T) {
-	d := &Dataplane{events: make(chan ipsec.Event, 8), sas: map[ipsec.SAKey]saRecord{}, det: NewDetector(DetectorConfig{})}
+	d := &Dataplane{events: make(chan ipsec.Event, 8), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
 	d.cfg.log = discardLogger()
 	known := ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: ipsec.ProtoESP, SPI: 0x1001}
-	d.sas[known] = saRecord{dir: ipsec.DirIn}
+	d.known[known] = true
 	typ := uint16(nfnlSubsysULOG<<8 | nfulnlMsgPacket)
 	d.handleNFLOG(typ, nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 1)))) // known: raced with AddSA
 	d.handleNFLOG(typ, nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x2002, 1))))
@@ -102,7 +102,7 @@ func TestHandleNFLOG(t *testing.T) {
 		t.Errorf("event %+v", e)
 	}
 	s := d.Stats()
-	if s.NFLOGPackets != 3 || s.NFLOGKnown != 1 || s.NFLOGUnparsed != 1 || s.InvalidSPI.Reported != 1 {
+	if s.WatchPackets != 3 || s.WatchKnown != 1 || s.WatchUnparsed != 1 || s.InvalidSPI.Reported != 1 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -118,12 +118,18 @@ func espPayload(spi uint32) []byte {
 	return b
 }
 
-// The nftables watch reports unknown ESP, AH and ESP-in-UDP SPIs and stays
-// quiet for known ones and for IKE. Raw packets, so no ESP is needed.
+// The watch reports unknown ESP, AH and (nftables only) ESP-in-UDP SPIs and
+// stays quiet for known ones and for IKE. Raw packets, so no ESP is needed.
 func TestRootInvalidSPIDetection(t *testing.T) {
 	requireRoot(t)
+	t.Run("nftables", func(t *testing.T) { testInvalidSPIDetection(t, MethodNFTables) })
+	t.Run("raw-socket", func(t *testing.T) { testInvalidSPIDetection(t, MethodRawSocket) })
+}
+
+func testInvalidSPIDetection(t *testing.T, method Method) {
+	nft := method == MethodNFTables
 	a, b := topology(t)
-	d := b.dataplane(WithInvalidSPI(InvalidSPIConfig{KernelRate: 5, KernelBurst: 5}))
+	d := b.dataplane(WithInvalidSPI(InvalidSPIConfig{Method: method, KernelRate: 5, KernelBurst: 5}))
 	known, err := d.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
 	must(t, err)
 
@@ -148,32 +154,49 @@ func TestRootInvalidSPIDetection(t *testing.T) {
 		t.Errorf("AH: %+v %v", e, ok)
 	}
 
-	// ESP-in-UDP: IKE (non-ESP marker) is ignored, an unknown SPI is not.
+	// ESP-in-UDP: IKE (non-ESP marker) is ignored, an unknown SPI is not
+	// (nftables); raw ESP/AH sockets cannot see UDP at all.
 	tx := a.udp(netip.AddrPortFrom(outerA, 4500))
 	ike := append([]byte{0, 0, 0, 0}, make([]byte, 28)...)
 	tx.WriteToUDPAddrPort(ike, netip.AddrPortFrom(outerB, 4500))
 	tx.WriteToUDPAddrPort(espPayload(known), netip.AddrPortFrom(outerB, 4500))
 	tx.WriteToUDPAddrPort(espPayload(0xbad0003), netip.AddrPortFrom(outerB, 4500))
-	if e, ok = waitEvent(t, d, ipsec.EventInvalidSPI, 3*time.Second, nil); !ok || e.SA.SPI != 0xbad0003 || e.SrcPort != 4500 || e.SA.Proto != ipsec.ProtoESP {
+	e, ok = waitEvent(t, d, ipsec.EventInvalidSPI, time.Second, nil)
+	switch {
+	case nft && (!ok || e.SA.SPI != 0xbad0003 || e.SrcPort != 4500 || e.SA.Proto != ipsec.ProtoESP):
 		t.Errorf("ESP-in-UDP: %+v %v", e, ok)
+	case !nft && ok:
+		t.Errorf("raw sockets reported ESP-in-UDP: %+v", e)
 	}
-	if s := d.Stats(); s.NFLOGPackets != 3 || s.InvalidSPI.Reported != 3 {
-		t.Errorf("after 3 unknown SPIs, stats %+v", s)
+	s := d.Stats()
+	if want := map[bool]uint64{true: 3, false: 2}[nft]; s.InvalidSPI.Reported != want {
+		t.Errorf("reported %d, want %d: %+v", s.InvalidSPI.Reported, want, s)
+	}
+	if nft && (s.WatchPackets != 3 || s.WatchKnown != 0) {
+		t.Errorf("nftables passed up %d packets (%d known), want only the 3 unknown: %+v", s.WatchPackets, s.WatchKnown, s)
+	}
+	if !nft && (s.WatchPackets != 3 || s.WatchKnown != 1) {
+		t.Errorf("raw sockets: %d packets, %d known; want 3 and 1: %+v", s.WatchPackets, s.WatchKnown, s)
 	}
 
-	// A flood of random SPIs: the kernel passes at most rate*t+burst, the
-	// detector's per-source bucket (burst 5) lets a few through.
+	// A flood of random SPIs: nftables passes at most burst + rate*t up;
+	// raw sockets see every packet. Either way the detector's per-source
+	// bucket (burst 5) lets only a few events through.
+	before := s.WatchPackets
 	start := time.Now()
 	for i := uint32(0); i < 200; i++ {
 		sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(0x10000+i*7919))
 	}
 	elapsed := time.Since(start)
 	time.Sleep(300 * time.Millisecond)
-	s := d.Stats()
+	s = d.Stats()
 	t.Logf("after a flood of 200 in %v: %+v", elapsed, s)
-	// The ESP rule's bucket holds 5 (one used above) and refills at 5/s.
-	if up, max := s.NFLOGPackets-3, 5+uint64(5*elapsed.Seconds())+1; up < 3 || up > max {
+	up := s.WatchPackets - before
+	if max := 5 + uint64(5*elapsed.Seconds()) + 1; nft && (up < 3 || up > max) {
 		t.Errorf("kernel passed %d of 200 packets up, want 3..%d", up, max)
+	}
+	if !nft && up+s.WatchOverruns < 200 {
+		t.Errorf("raw sockets saw %d of 200 packets (%d overruns)", up, s.WatchOverruns)
 	}
 	if s.InvalidSPI.SuppressedRate == 0 {
 		t.Error("no per-source rate limiting in userspace")
@@ -194,8 +217,7 @@ func TestRootInvalidSPIDetection(t *testing.T) {
 		t.Error("Events not closed by Close")
 	}
 	// Close removes the table.
-	out := b.nftTables(t)
-	if strings.Contains(out, nftTableName) {
+	if out := b.nftTables(t); strings.Contains(out, nftTableName) {
 		t.Errorf("table left after Close: %s", out)
 	}
 }

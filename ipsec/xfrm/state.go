@@ -148,7 +148,7 @@ func (d *Dataplane) AddSA(ctx context.Context, sa ipsec.SA) error {
 		typ = nl.XFRM_MSG_UPDSA
 	}
 	if sa.Dir == ipsec.DirIn {
-		if err := d.watchSPI(sa.Proto, sa.SPI, true); err != nil {
+		if err := d.watchSPI(key, true); err != nil {
 			return err
 		}
 	}
@@ -159,7 +159,7 @@ func (d *Dataplane) AddSA(ctx context.Context, sa ipsec.SA) error {
 	}
 	if _, err := req.Execute(unix.NETLINK_XFRM, 0); err != nil {
 		if sa.Dir == ipsec.DirIn && !d.larval[key] {
-			_ = d.watchSPI(sa.Proto, sa.SPI, false)
+			_ = d.watchSPI(key, false)
 		}
 		if errors.Is(err, unix.ENOENT) {
 			err = fmt.Errorf("%w: the kernel could not set up %s/%s (crypto module or stdrng/drbg missing?)", err, sa.Cipher, sa.Integ)
@@ -171,16 +171,38 @@ func (d *Dataplane) AddSA(ctx context.Context, sa ipsec.SA) error {
 	return nil
 }
 
-// watchSPI adds (or removes) an SPI from the known-SPI set, if detection runs.
-func (d *Dataplane) watchSPI(p ipsec.Protocol, spi uint32, known bool) error {
-	if d.nft == nil {
+// watchSPI marks an inbound (or larval) SA as known, or forgets it: the
+// in-memory set that watched packets are checked against, and the nftables
+// set of SPIs (reference-counted per protocol, since two local addresses may
+// hold the same SPI). The caller holds d.mu.
+func (d *Dataplane) watchSPI(key ipsec.SAKey, known bool) error {
+	if d.det == nil {
 		return nil
 	}
+	d.kmu.Lock()
+	had := d.known[key]
+	if known {
+		d.known[key] = true
+	} else {
+		delete(d.known, key)
+	}
+	d.kmu.Unlock()
+	if had == known || d.nft == nil {
+		return nil
+	}
+	ps := protoSPI{key.Proto, key.SPI}
 	var err error
 	if known {
-		err = d.nft.add(p, spi)
-	} else if err = d.nft.del(p, spi); errors.Is(err, unix.ENOENT) {
-		err = nil
+		if d.spiRefs[ps]++; d.spiRefs[ps] == 1 {
+			err = d.nft.add(key.Proto, key.SPI)
+		}
+	} else {
+		if d.spiRefs[ps]--; d.spiRefs[ps] <= 0 {
+			delete(d.spiRefs, ps)
+			if err = d.nft.del(key.Proto, key.SPI); errors.Is(err, unix.ENOENT) {
+				err = nil
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("xfrm: known-SPI set: %w", err)
@@ -223,7 +245,7 @@ func (d *Dataplane) AllocSPI(ctx context.Context, proto ipsec.Protocol, src, dst
 	spi := binary.BigEndian.Uint32(msgs[0][sizeofSelector+16:])
 	key := ipsec.SAKey{Dst: dst, Proto: proto, SPI: spi}
 	d.larval[key] = true
-	if err := d.watchSPI(proto, spi, true); err != nil {
+	if err := d.watchSPI(key, true); err != nil {
 		return 0, err
 	}
 	return spi, nil
@@ -263,7 +285,7 @@ func (d *Dataplane) DeleteSA(ctx context.Context, key ipsec.SAKey) error {
 func (d *Dataplane) forget(key ipsec.SAKey) {
 	rec, ok := d.sas[key]
 	if (ok && rec.dir == ipsec.DirIn) || d.larval[key] {
-		if err := d.watchSPI(key.Proto, key.SPI, false); err != nil {
+		if err := d.watchSPI(key, false); err != nil {
 			d.cfg.log.Warn("xfrm: cannot remove SPI from the known set", "spi", fmt.Sprintf("0x%08x", key.SPI), "err", err)
 		}
 	}

@@ -18,10 +18,25 @@ import (
 	"github.com/spiagent/spiagent/ipsec"
 )
 
+// Method is how the dataplane sees packets for unknown SPIs.
+type Method uint8
+
+// Methods (see the package doc for the trade-off).
+const (
+	// MethodNFTables: a set of known inbound SPIs and a rate-limited NFLOG
+	// rule for ESP, AH and ESP-in-UDP; the default.
+	MethodNFTables Method = iota
+	// MethodRawSocket: raw ESP and AH sockets that receive a copy of every
+	// inbound ESP/AH packet, filtered in userspace. For kernels without
+	// nf_tables; it does not see ESP-in-UDP and costs a copy per packet.
+	MethodRawSocket
+)
+
 // InvalidSPIConfig configures invalid-SPI detection. Zero fields take the
 // defaults in parentheses.
 type InvalidSPIConfig struct {
 	Disabled     bool   // run without detection (no nftables needed)
+	Method       Method // MethodNFTables
 	NFLOGGroup   uint16 // nfnetlink_log group (2718); one per netns
 	KernelRate   uint32 // packets/s the kernel lets through to userspace (50)
 	KernelBurst  uint32 // burst on top of KernelRate (50)
@@ -76,10 +91,10 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 type Stats struct {
 	EventsDropped   uint64 // the Events reader was too slow
 	MonitorOverruns uint64 // ENOBUFS on the XFRM event socket: kernel events lost
-	NFLOGPackets    uint64 // unknown-SPI packets the kernel rule passed up
-	NFLOGOverruns   uint64 // ENOBUFS on the NFLOG socket
-	NFLOGUnparsed   uint64 // logged packets that were not ESP/AH/ESP-in-UDP
-	NFLOGKnown      uint64 // logged, but the SPI was known by the time we looked
+	WatchPackets    uint64 // packets the kernel passed up (NFLOG: unknown SPIs within the limit; raw: every ESP/AH packet)
+	WatchOverruns   uint64 // ENOBUFS on a watch socket: packets the kernel could not queue
+	WatchUnparsed   uint64 // packets that were not ESP/AH/ESP-in-UDP
+	WatchKnown      uint64 // packets for a known inbound SPI (raw sockets; NFLOG only in a race with AddSA)
 	Detection       bool   // invalid-SPI detection is running
 	InvalidSPI      DetectorStats
 }
@@ -101,15 +116,23 @@ type Dataplane struct {
 	larval    map[ipsec.SAKey]bool // SPIs from AllocSPI not yet completed
 	policies  map[ipsec.PolicyKey]bool
 	nft       *nftWatch
-	nflog     *nflogConn
+	spiRefs   map[protoSPI]int // inbound SAs (and larval SPIs) per SPI: the nft set's content
+	watch     []*pktConn       // NFLOG socket, or raw ESP and AH sockets
 	mon       *nl.NetlinkSocket
+	kmu       sync.RWMutex
+	known     map[ipsec.SAKey]bool // inbound and larval SAs, read per watched packet
 	det       *Detector
 	events    chan ipsec.Event
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	dropped, monOverrun, nflogPkts, nflogOverrun, nflogBad, nflogKnown atomic.Uint64
+	dropped, monOverrun, watchPkts, watchOverrun, watchBad, watchKnown atomic.Uint64
+}
+
+type protoSPI struct {
+	proto ipsec.Protocol
+	spi   uint32
 }
 
 var _ ipsec.Dataplane = (*Dataplane)(nil)
@@ -134,6 +157,8 @@ func New(opts ...Option) (*Dataplane, error) {
 		sas:      map[ipsec.SAKey]saRecord{},
 		larval:   map[ipsec.SAKey]bool{},
 		policies: map[ipsec.PolicyKey]bool{},
+		spiRefs:  map[protoSPI]int{},
+		known:    map[ipsec.SAKey]bool{},
 		events:   make(chan ipsec.Event, cfg.eventBuffer),
 	}
 	if err := d.open(); err != nil {
@@ -142,9 +167,9 @@ func New(opts ...Option) (*Dataplane, error) {
 	}
 	d.wg.Add(1)
 	go d.monitorLoop()
-	if d.nflog != nil {
+	for _, c := range d.watch {
 		d.wg.Add(1)
-		go d.nflogLoop()
+		go d.watchLoop(c)
 	}
 	return d, nil
 }
@@ -169,17 +194,35 @@ func (d *Dataplane) open() error {
 		return nil
 	}
 	d.det = NewDetector(d.cfg.invalidSPI.Detector)
-	nsFd := -1
-	if d.cfg.ns.IsOpen() {
-		nsFd = int(d.cfg.ns)
+	switch d.cfg.invalidSPI.Method {
+	case MethodNFTables:
+		nsFd := -1
+		if d.cfg.ns.IsOpen() {
+			nsFd = int(d.cfg.ns)
+		}
+		if d.nft, err = newNFTWatch(nsFd, d.cfg.invalidSPI); err != nil {
+			return err
+		}
+		return inNetns(d.cfg.ns, func() error {
+			c, err := openNFLOG(d.cfg.invalidSPI.NFLOGGroup)
+			if err == nil {
+				d.watch = append(d.watch, c)
+			}
+			return err
+		})
+	case MethodRawSocket:
+		return inNetns(d.cfg.ns, func() error {
+			for _, p := range []int{unix.IPPROTO_ESP, unix.IPPROTO_AH} {
+				c, err := openRawIP(p)
+				if err != nil {
+					return err
+				}
+				d.watch = append(d.watch, c)
+			}
+			return nil
+		})
 	}
-	if d.nft, err = newNFTWatch(nsFd, d.cfg.invalidSPI); err != nil {
-		return err
-	}
-	return inNetns(d.cfg.ns, func() error {
-		d.nflog, err = openNFLOG(d.cfg.invalidSPI.NFLOGGroup)
-		return err
-	})
+	return fmt.Errorf("xfrm: unknown invalid-SPI method %d", d.cfg.invalidSPI.Method)
 }
 
 // inNetns runs f on a locked OS thread inside ns (or here if ns is not open).
@@ -223,10 +266,10 @@ func (d *Dataplane) Stats() Stats {
 	s := Stats{
 		EventsDropped:   d.dropped.Load(),
 		MonitorOverruns: d.monOverrun.Load(),
-		NFLOGPackets:    d.nflogPkts.Load(),
-		NFLOGOverruns:   d.nflogOverrun.Load(),
-		NFLOGUnparsed:   d.nflogBad.Load(),
-		NFLOGKnown:      d.nflogKnown.Load(),
+		WatchPackets:    d.watchPkts.Load(),
+		WatchOverruns:   d.watchOverrun.Load(),
+		WatchUnparsed:   d.watchBad.Load(),
+		WatchKnown:      d.watchKnown.Load(),
 		Detection:       d.det != nil,
 	}
 	if d.det != nil {
@@ -267,8 +310,8 @@ func (d *Dataplane) closeSockets() {
 	if d.mon != nil {
 		d.mon.Close()
 	}
-	if d.nflog != nil {
-		d.nflog.Close()
+	for _, c := range d.watch {
+		c.Close()
 	}
 	if d.sock != nil {
 		d.sock.Socket.Close()

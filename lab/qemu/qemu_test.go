@@ -29,6 +29,7 @@ var requiredGuestTests = []string{
 	"TestGuestESPInUDP",
 	"TestGuestAcquire",
 	"TestGuestInvalidSPI",
+	"TestGuestInvalidSPIRawSocket",
 	"TestGuestIntegrityFailure",
 	"TestGuestExpire",
 	"TestGuestFlushOwnedOnly",
