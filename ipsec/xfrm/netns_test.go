@@ -141,12 +141,13 @@ func (n *testNS) sysctl(path, val string) {
 	n.do(func() error { return os.WriteFile("/proc/sys/"+path, []byte(val), 0o644) })
 }
 
-// xfrmStat reads one /proc/net/xfrm_stat counter inside the namespace.
+// xfrmStat reads one xfrm_stat counter inside the namespace (through
+// /proc/thread-self: /proc/net is the netns of the process's main thread).
 func (n *testNS) xfrmStat(name string) uint64 {
 	n.t.Helper()
 	var v uint64
 	n.do(func() error {
-		b, err := os.ReadFile("/proc/net/xfrm_stat")
+		b, err := os.ReadFile("/proc/thread-self/net/xfrm_stat") // /proc/net follows the main thread
 		if err != nil {
 			return err
 		}
