@@ -54,11 +54,15 @@ var netnsSuites = []struct {
 	name   string
 	udp    bool
 	layers []layer
+	tso    bool
 }{
-	{"aes-gcm-128", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
-	{"aes-cbc-128-hmac-sha1", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}}},
-	{"aes-gcm-128-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}},
-	{"aes-cbc-128-hmac-sha1-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
+	{"aes-gcm-128", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}, false},
+	{"aes-cbc-128-hmac-sha1", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}}, false},
+	{"aes-gcm-128-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}, false},
+	{"aes-cbc-128-hmac-sha1-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}, false},
+	{"aes-gcm-128-tso", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}, true},
+	{"aes-gcm-128-udp-tso", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}, true},
+	{"aes-cbc-128-hmac-sha1-udp-tso", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}, true},
 }
 
 // BenchmarkNetnsTCP is one TCP stream between two namespaces through two
@@ -68,7 +72,7 @@ func BenchmarkNetnsTCP(b *testing.B) {
 	requireRoot(b)
 	for _, s := range netnsSuites {
 		b.Run(s.name, func(b *testing.B) {
-			a, bb := topology(b, s.udp)
+			a, bb, _ := buildTopology(b, s.udp, false, s.tso)
 			installNS(b, a, bb, s.layers, false)
 			c, got := tcpPair(b, a, bb)
 			chunk := make([]byte, 1<<20)
@@ -174,7 +178,10 @@ func TestNetnsIperf(t *testing.T) {
 	}
 	for _, s := range netnsSuites {
 		t.Run(s.name, func(t *testing.T) {
-			a, b, hosts := buildTopology(t, s.udp, true)
+			if f := os.Getenv("SUITES"); f != "" && !strings.Contains(","+f+",", ","+s.name+",") {
+				t.Skip("not in SUITES")
+			}
+			a, b, hosts := buildTopology(t, s.udp, true, s.tso)
 			installNS(t, a, b, s.layers, false)
 			if out, err := exec.Command("ip", "netns", "exec", hosts[0], "ping", "-c", "3", "-i", "0.2", "-W", "2", "203.0.113.10").CombinedOutput(); err != nil {
 				t.Fatalf("H1 -> H2 ping: %v\n%s", err, out)

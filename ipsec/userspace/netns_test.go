@@ -2,7 +2,9 @@ package userspace
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -93,7 +95,7 @@ type nsSide struct {
 // dataplanes running. udp selects the dataplanes' own UDP-4500 sockets for
 // ciphertext instead of raw sockets.
 func topology(t testing.TB, udp bool) (a, b *nsSide) {
-	a, b, _ = buildTopology(t, udp, false)
+	a, b, _ = buildTopology(t, udp, false, false)
 	return a, b
 }
 
@@ -102,8 +104,9 @@ func topology(t testing.TB, udp bool) (a, b *nsSide) {
 //
 //	h1 198.51.100.10 -- 198.51.100.1 a 192.0.2.1 -- 192.0.2.2 b 203.0.113.1 -- 203.0.113.10 h2
 //
-// Without hosts the LAN addresses sit on the routers' loopbacks.
-func buildTopology(t testing.TB, udp, hosts bool) (a, b *nsSide, hostNS [2]string) {
+// Without hosts the LAN addresses sit on the routers' loopbacks. tso opens
+// the TUNs with TCP segmentation offload.
+func buildTopology(t testing.TB, udp, hosts, tso bool) (a, b *nsSide, hostNS [2]string) {
 	t.Helper()
 	p := fmt.Sprintf("upT%d%d", os.Getpid()%10000, nsSeq.Add(1))
 	a = &nsSide{name: p + "a", addr: addrA, lan: netip.MustParseAddr("198.51.100.1")}
@@ -152,18 +155,22 @@ func buildTopology(t testing.TB, udp, hosts bool) (a, b *nsSide, hostNS [2]strin
 		}
 	}
 	for _, s := range []*nsSide{a, b} {
-		startDataplane(t, s, udp)
+		startDataplane(t, s, udp, tso)
 	}
 	return a, b, hostNS
 }
 
-func startDataplane(t testing.TB, s *nsSide, udp bool) {
+func startDataplane(t testing.TB, s *nsSide, udp, tso bool) {
 	t.Helper()
 	var dpp atomic.Pointer[Dataplane]
 	var err error
 	inNS(t, s.ns, func() {
 		var dev *tun.Device
-		if dev, err = tun.Open("upTtun", 1400); err != nil {
+		open := tun.Open
+		if tso {
+			open = tun.OpenOffload
+		}
+		if dev, err = open("upTtun", 1400); err != nil {
 			return
 		}
 		s.tun = dev
@@ -246,18 +253,20 @@ func ping(a, b *nsSide, count int) ([]byte, error) {
 func TestNetnsTunnel(t *testing.T) {
 	requireRoot(t)
 	for _, tc := range []struct {
-		name   string
-		udp    bool
-		layers []layer
+		name     string
+		udp, tso bool
+		layers   []layer
 	}{
-		{"esp-aes-gcm", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
-		{"ah-sha+esp-des-sha", false, []layer{
+		{"esp-aes-gcm", false, false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
+		{"ah-sha+esp-des-sha", false, false, []layer{
 			{proto: ipsec.ProtoESP, cipher: ipsec.CipherDESCBC, ckey: 8, integ: ipsec.IntegHMACSHA196},
 			{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA196}}},
-		{"esp-in-udp-aes-cbc-sha1", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
+		{"esp-in-udp-aes-cbc-sha1", true, false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
+		{"esp-aes-gcm-tso", false, true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
+		{"esp-in-udp-aes-gcm-tso", true, true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 36, encap: true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := topology(t, tc.udp)
+			a, b, _ := buildTopology(t, tc.udp, false, tc.tso)
 			if out, err := ping(a, b, 1); err == nil {
 				t.Fatalf("ping got through before any policy: %s", out)
 			}
@@ -274,7 +283,59 @@ func TestNetnsTunnel(t *testing.T) {
 				}
 			}
 			udpFlow(t, a, b, 200)
+			tcpTransfer(t, a, b, 8<<20)
+			if tc.tso && a.tun.Segmented() == 0 {
+				t.Fatal("TSO on, but the TUN never got a super-packet to split")
+			}
 		})
+	}
+}
+
+// tcpTransfer sends n bytes of a known pattern over TCP through the tunnel
+// and checks that exactly those bytes arrive (with TSO, the segments the
+// TUN cut must carry correct sequence numbers and checksums).
+func tcpTransfer(t *testing.T, a, b *nsSide, n int) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	inNS(t, b.ns, func() { ln, err = net.Listen("tcp4", netip.AddrPortFrom(b.lan, 5002).String()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sums := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			sums <- "accept: " + err.Error()
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		k, _ := io.Copy(h, c)
+		sums <- fmt.Sprintf("%d %x", k, h.Sum(nil))
+	}()
+	var c net.Conn
+	inNS(t, a.ns, func() {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.lan, 0)), Timeout: 5 * time.Second}
+		c, err = d.Dial("tcp4", netip.AddrPortFrom(b.lan, 5002).String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := c.Write(data); err != nil {
+		t.Fatalf("TCP write: %v", err)
+	}
+	c.Close()
+	want := fmt.Sprintf("%d %x", n, sha256.Sum256(data))
+	if got := <-sums; got != want {
+		t.Fatalf("TCP transfer: got %s, want %s", got, want)
 	}
 }
 

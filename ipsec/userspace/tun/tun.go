@@ -22,11 +22,14 @@ type Device struct {
 	name  string
 	index int
 	nl    *netlink.Handle
+	off   *offload // TSO state; nil without offload
 }
 
 // Open creates (or attaches to) the TUN device name ("" lets the kernel
 // pick tunN), sets its MTU and brings it up.
-func Open(name string, mtu int) (*Device, error) {
+func Open(name string, mtu int) (*Device, error) { return open(name, mtu, false) }
+
+func open(name string, mtu int, tso bool) (*Device, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tun: open /dev/net/tun: %w", err)
@@ -36,16 +39,29 @@ func Open(name string, mtu int) (*Device, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun: name %q: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if tso {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun: TUNSETIFF %q: %w", name, err)
+	}
+	if tso {
+		if err := enableOffload(fd); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun: nonblock: %w", err)
 	}
 	d := &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun"), name: ifr.Name()}
+	if tso {
+		d.off = newOffload()
+	}
 	if err := d.setup(mtu); err != nil {
 		d.f.Close()
 		return nil, err
@@ -81,11 +97,21 @@ func (d *Device) Name() string { return d.name }
 // Index is the interface index.
 func (d *Device) Index() int { return d.index }
 
-// Read reads one IP packet.
-func (d *Device) Read(b []byte) (int, error) { return d.f.Read(b) }
+// Read reads one IP packet. With offload, call it from one goroutine only.
+func (d *Device) Read(b []byte) (int, error) {
+	if d.off != nil {
+		return d.readOffload(b)
+	}
+	return d.f.Read(b)
+}
 
 // Write writes one IP packet; the kernel routes or delivers it.
-func (d *Device) Write(b []byte) (int, error) { return d.f.Write(b) }
+func (d *Device) Write(b []byte) (int, error) {
+	if d.off != nil {
+		return d.writeOffload(b)
+	}
+	return d.f.Write(b)
+}
 
 // Close removes the device (and its routes).
 func (d *Device) Close() error {
