@@ -125,16 +125,33 @@ func TestXFRMInQEMU(t *testing.T) {
 		}
 	}
 	root := repoRoot(t)
-	here := filepath.Join(root, "lab", "qemu")
 	work := t.TempDir()
 	total := time.Now()
+	kernel := fetchKernel(t, root)
+	initrd := buildImage(t, root, kernel, work)
+	logPath := boot(t, qemu, kernel["KERNEL"], initrd, work)
+	f, err := os.Open(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	results, mark, err := parseGuestLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("total %.1fs, guest marker %q, %d guest tests", time.Since(total).Seconds(), mark, len(results))
+	report(t, results, mark, logPath)
+	fmt.Fprintf(os.Stderr, "lab/qemu: %d guest tests, marker %q, %.1fs in all\n", len(results), mark, time.Since(total).Seconds())
+}
 
-	// 1. The kernel, downloaded and unpacked into the cache, never installed.
+// fetchKernel downloads and unpacks the Debian kernel into the cache (never
+// installing it) and returns fetch-kernel.sh's KERNEL, MODROOT and KVER.
+func fetchKernel(t *testing.T, root string) map[string]string {
 	meta := os.Getenv("SPIAGENT_QEMU_KERNEL_META")
 	if meta == "" {
 		meta = "linux-image-cloud-amd64"
 	}
-	out := step(t, "fetch kernel", exec.Command(filepath.Join(here, "fetch-kernel.sh"), cacheDir(), meta))
+	out := step(t, "fetch kernel", exec.Command(filepath.Join(root, "lab", "qemu", "fetch-kernel.sh"), cacheDir(), meta))
 	env := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if k, v, ok := strings.Cut(l, "="); ok {
@@ -144,34 +161,38 @@ func TestXFRMInQEMU(t *testing.T) {
 	if env["KERNEL"] == "" || env["MODROOT"] == "" || env["KVER"] == "" {
 		t.Fatalf("fetch-kernel.sh printed %q", out)
 	}
+	return env
+}
 
-	// 2. The ipsec/xfrm tests as one static binary.
+// buildImage compiles the ipsec/xfrm tests as one static binary and packs
+// it with busybox, ip and the modules into an initramfs.
+func buildImage(t *testing.T, root string, kernel map[string]string, work string) string {
 	bin := filepath.Join(work, "xfrm.test")
 	build := exec.Command("go", "test", "-c", "-trimpath", "-o", bin, "./ipsec/xfrm")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	step(t, "go test -c ./ipsec/xfrm", build)
-
-	// 3. The initramfs.
 	initrd := filepath.Join(work, "initramfs.cpio.gz")
-	mk := exec.Command(filepath.Join(here, "build-initramfs.sh"), initrd, bin+"@"+filepath.Join(root, "ipsec", "xfrm"))
-	mk.Env = append(os.Environ(), "KVER="+env["KVER"], "MODROOT="+env["MODROOT"], "WORK="+filepath.Join(work, "build"))
+	mk := exec.Command(filepath.Join(root, "lab", "qemu", "build-initramfs.sh"), initrd, bin+"@"+filepath.Join(root, "ipsec", "xfrm"))
+	mk.Env = append(os.Environ(), "KVER="+kernel["KVER"], "MODROOT="+kernel["MODROOT"], "WORK="+filepath.Join(work, "build"))
 	step(t, "build initramfs", mk)
+	return initrd
+}
 
-	// 4. Boot under TCG (SPIAGENT_QEMU_ACCEL=kvm to try KVM: a /dev/kvm that
-	// opens is not proof that KVM works, as on this host); no NIC: the
-	// guest's traffic stays on its own veths.
+// boot runs the guest under TCG (SPIAGENT_QEMU_ACCEL=kvm to try KVM: a
+// /dev/kvm that opens is not proof that KVM works, as on this host) with no
+// NIC, so the guest's traffic stays on its own veths. It returns the serial
+// console log's path.
+func boot(t *testing.T, qemu, kernel, initrd, work string) string {
 	appendLine := "console=ttyS0 quiet panic=-1"
 	if run := os.Getenv("SPIAGENT_QEMU_RUN"); run != "" {
 		appendLine += " spiagent.run=" + run
 	}
-	args := []string{"-kernel", env["KERNEL"], "-initrd", initrd, "-append", appendLine,
+	args := []string{"-kernel", kernel, "-initrd", initrd, "-append", appendLine,
 		"-nographic", "-no-reboot", "-m", "512", "-nic", "none"}
 	if os.Getenv("SPIAGENT_QEMU_ACCEL") == "kvm" {
 		args = append(args, "-enable-kvm", "-cpu", "host")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	logPath := filepath.Join(work, "serial.log")
 	if keep := os.Getenv("SPIAGENT_QEMU_LOG"); keep != "" {
 		logPath = keep
@@ -181,22 +202,22 @@ func TestXFRMInQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	boot := time.Now()
-	runErr := cmd.Run()
-	t.Logf("qemu: %.1fs (%v), serial log %s", time.Since(boot).Seconds(), runErr, logPath)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	start := time.Now()
+	err = cmd.Run()
+	t.Logf("qemu: %.1fs (%v), serial log %s", time.Since(start).Seconds(), err, logPath)
 	if ctx.Err() != nil {
 		t.Errorf("qemu did not power off within the timeout")
 	}
+	return logPath
+}
 
-	// 5. The guest's results become ours.
-	logf.Seek(0, io.SeekStart)
-	results, mark, err := parseGuestLog(logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("total %.1fs, guest marker %q, %d guest tests", time.Since(total).Seconds(), mark, len(results))
+// report turns the guest's results into subtests, checks that the proof's
+// tests passed (not skipped) and that the guest printed the PASS marker.
+func report(t *testing.T, results []guestResult, mark, logPath string) {
 	byName := map[string]guestResult{}
 	for _, r := range results {
 		r := r
@@ -224,5 +245,4 @@ func TestXFRMInQEMU(t *testing.T) {
 		}
 		t.Fatalf("guest marker %q, want %q; end of the serial log:\n%s", mark, marker+" PASS", bytes.ReplaceAll(tail, []byte("\r"), nil))
 	}
-	fmt.Fprintf(os.Stderr, "lab/qemu: %d guest tests, marker %q, %.1fs in all\n", len(results), mark, time.Since(total).Seconds())
 }
