@@ -157,6 +157,9 @@ func openNFLOG(group uint16) (*pktConn, error) {
 	for i, a := range cfgs {
 		if err := nflogConfig(fd, uint32(i+1), group, a); err != nil {
 			unix.Close(fd)
+			if errors.Is(err, unix.EPERM) && i == 0 {
+				return nil, fmt.Errorf("xfrm: NFLOG group %d is bound by another socket (another dataplane in this netns?): %w", group, err)
+			}
 			return nil, fmt.Errorf("xfrm: nflog configure group %d: %w", group, err)
 		}
 	}

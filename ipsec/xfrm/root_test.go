@@ -342,3 +342,24 @@ func TestRootBypassAndDiscard(t *testing.T) {
 		t.Errorf("acquire for 6016: %+v %v", e, ok)
 	}
 }
+
+// A second dataplane with detection in the same netns is refused and leaves
+// the first one's nftables table alone.
+func TestRootSecondDataplaneRefused(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t)
+	d := b.dataplane()
+	if d2, err := New(WithNetns(b.ns), WithLogger(discardLogger())); err == nil {
+		d2.Close()
+		t.Fatal("a second dataplane with the same NFLOG group was accepted")
+	} else {
+		t.Logf("second New: %v", err)
+	}
+	if out := b.nftTables(t); !strings.Contains(out, nftTableName) {
+		t.Fatalf("the first dataplane's table is gone: %q", out)
+	}
+	sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(0xbad0005))
+	if _, ok := waitEvent(t, d, ipsec.EventInvalidSPI, 3*time.Second, nil); !ok {
+		t.Error("the first dataplane stopped detecting")
+	}
+}

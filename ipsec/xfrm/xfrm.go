@@ -162,6 +162,9 @@ func New(opts ...Option) (*Dataplane, error) {
 		events:   make(chan ipsec.Event, cfg.eventBuffer),
 	}
 	if err := d.open(); err != nil {
+		if d.nft != nil {
+			_ = d.nft.close()
+		}
 		d.closeSockets()
 		return nil, err
 	}
@@ -196,20 +199,25 @@ func (d *Dataplane) open() error {
 	d.det = NewDetector(d.cfg.invalidSPI.Detector)
 	switch d.cfg.invalidSPI.Method {
 	case MethodNFTables:
-		nsFd := -1
-		if d.cfg.ns.IsOpen() {
-			nsFd = int(d.cfg.ns)
-		}
-		if d.nft, err = newNFTWatch(nsFd, d.cfg.invalidSPI); err != nil {
-			return err
-		}
-		return inNetns(d.cfg.ns, func() error {
+		// The NFLOG group first: a live dataplane in this netns holds it, and
+		// then its table must not be touched. A table left by a dead one is
+		// replaced.
+		err := inNetns(d.cfg.ns, func() error {
 			c, err := openNFLOG(d.cfg.invalidSPI.NFLOGGroup)
 			if err == nil {
 				d.watch = append(d.watch, c)
 			}
 			return err
 		})
+		if err != nil {
+			return err
+		}
+		nsFd := -1
+		if d.cfg.ns.IsOpen() {
+			nsFd = int(d.cfg.ns)
+		}
+		d.nft, err = newNFTWatch(nsFd, d.cfg.invalidSPI)
+		return err
 	case MethodRawSocket:
 		return inNetns(d.cfg.ns, func() error {
 			for _, p := range []int{unix.IPPROTO_ESP, unix.IPPROTO_AH} {
