@@ -179,31 +179,7 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 		t.Errorf("raw sockets: %d packets, %d known; want 3 and 1: %+v", s.WatchPackets, s.WatchKnown, s)
 	}
 
-	// A flood of random SPIs: nftables passes at most burst + rate*t up;
-	// raw sockets see every packet. Either way the detector's per-source
-	// bucket (burst 5) lets only a few events through.
-	before := s.WatchPackets
-	start := time.Now()
-	for i := uint32(0); i < 200; i++ {
-		sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(0x10000+i*7919))
-	}
-	elapsed := time.Since(start)
-	time.Sleep(300 * time.Millisecond)
-	s = d.Stats()
-	t.Logf("after a flood of 200 in %v: %+v", elapsed, s)
-	up := s.WatchPackets - before
-	if max := 5 + uint64(5*elapsed.Seconds()) + 1; nft && (up < 3 || up > max) {
-		t.Errorf("kernel passed %d of 200 packets up, want 3..%d", up, max)
-	}
-	if !nft && up+s.WatchOverruns < 200 {
-		t.Errorf("raw sockets saw %d of 200 packets (%d overruns)", up, s.WatchOverruns)
-	}
-	if s.InvalidSPI.SuppressedRate == 0 {
-		t.Error("no per-source rate limiting in userspace")
-	}
-	if s.EventsDropped != 0 {
-		t.Errorf("%d events dropped", s.EventsDropped)
-	}
+	checkFlood(t, a, d, nft, s.WatchPackets)
 	must(t, d.Close())
 	drained := make(chan struct{})
 	go func() {
@@ -219,6 +195,33 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 	// Close removes the table.
 	if out := b.nftTables(t); strings.Contains(out, nftTableName) {
 		t.Errorf("table left after Close: %s", out)
+	}
+}
+
+// checkFlood sends 200 random SPIs: nftables passes at most burst + rate*t
+// up; raw sockets see every packet. Either way the detector's per-source
+// bucket (burst 5) lets only a few events through.
+func checkFlood(t *testing.T, a *testNS, d *Dataplane, nft bool, before uint64) {
+	start := time.Now()
+	for i := uint32(0); i < 200; i++ {
+		sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(0x10000+i*7919))
+	}
+	elapsed := time.Since(start)
+	time.Sleep(300 * time.Millisecond)
+	s := d.Stats()
+	t.Logf("after a flood of 200 in %v: %+v", elapsed, s)
+	up := s.WatchPackets - before
+	if max := 5 + uint64(5*elapsed.Seconds()) + 1; nft && (up < 3 || up > max) {
+		t.Errorf("kernel passed %d of 200 packets up, want 3..%d", up, max)
+	}
+	if !nft && up+s.WatchOverruns < 200 {
+		t.Errorf("raw sockets saw %d of 200 packets (%d overruns)", up, s.WatchOverruns)
+	}
+	if s.InvalidSPI.SuppressedRate == 0 {
+		t.Error("no per-source rate limiting in userspace")
+	}
+	if s.EventsDropped != 0 {
+		t.Errorf("%d events dropped", s.EventsDropped)
 	}
 }
 
