@@ -332,6 +332,11 @@ func (t *Transport) Initiate(tag string, trigger *[2]ike.Selector) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.Initiate(now, tag, trigger) })
 }
 
+// InitiateNew is Initiate with a fresh Main Mode even when an ISAKMP SA exists.
+func (t *Transport) InitiateNew(tag string) error {
+	return t.do(func(now time.Time, e *ike.Engine) error { return e.InitiateNew(now, tag) })
+}
+
 // SendInvalidSPI sends an authenticated INVALID-SPI notify to peer.
 func (t *Transport) SendInvalidSPI(local, peer netip.Addr, proto ike.Protocol, spi uint32) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.SendInvalidSPI(now, local, peer, proto, spi) })

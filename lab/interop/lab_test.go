@@ -6,6 +6,7 @@ package interop
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +30,7 @@ const (
 	lanCharon  = "203.0.113.0/24"
 )
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("interop: needs root (network namespaces, charon); run as root: go test ./lab/interop/")
@@ -41,7 +42,7 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -52,17 +53,24 @@ func run(t *testing.T, name string, args ...string) string {
 
 // lab is two namespaces joined by a veth: ours (192.0.2.1) and charon's (192.0.2.2).
 type lab struct {
-	t        *testing.T
+	t        testing.TB
 	nsOurs   string
 	nsCharon string
-	dir      string
-	charon   *exec.Cmd
+	*charon  // the charon in nsCharon
 }
 
-func newLab(t *testing.T) *lab {
+// charon is one charon daemon in a namespace with its own directory.
+type charon struct {
+	t   testing.TB
+	ns  string
+	dir string
+	cmd *exec.Cmd
+}
+
+func newLab(t testing.TB) *lab {
 	needRoot(t)
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	l := &lab{t: t, nsOurs: "ikeTA" + id, nsCharon: "ikeTB" + id, dir: t.TempDir()}
+	l := &lab{t: t, nsOurs: "ikeTA" + id, nsCharon: "ikeTB" + id}
 	for _, ns := range []string{l.nsOurs, l.nsCharon} {
 		run(t, "ip", "netns", "add", ns)
 		ns := ns
@@ -78,11 +86,17 @@ func newLab(t *testing.T) *lab {
 	// A LAN address on each side so the selectors are real subnets.
 	run(t, "ip", "-n", l.nsOurs, "addr", "add", "198.51.100.1/24", "dev", "lo")
 	run(t, "ip", "-n", l.nsCharon, "addr", "add", "203.0.113.1/24", "dev", "lo")
-	if err := os.MkdirAll(filepath.Join(l.dir, "run"), 0o755); err != nil {
+	l.charon = newCharon(t, l.nsCharon)
+	return l
+}
+
+func newCharon(t testing.TB, ns string) *charon {
+	c := &charon{t: t, ns: ns, dir: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(c.dir, "run"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.stopCharon)
-	return l
+	t.Cleanup(c.stopCharon)
+	return c
 }
 
 // inNetns runs f on an OS thread switched into ns; the thread is
@@ -110,20 +124,40 @@ type charonConf struct {
 	ikeProp, espProp string
 	start            bool // charon initiates
 	dpd              string
+	// local/remote addresses and LANs; empty means charon on 192.0.2.2.
+	local, remote       string
+	localLAN, remoteLAN string
+	// conns > 1 generates that many connections, each with a /32 pair of
+	// selectors inside the LANs (for rate measurements).
+	conns int
+	// rate lifts charon's per-peer half-open limit (block_threshold, 5 by
+	// default), which otherwise drops a burst of Main Modes from one peer.
+	// For IKEv1 charon reuses an ISAKMP SA for every connection whose
+	// peer config is equal, so generated connections differ in rekey_time:
+	// each then gets its own Main Mode.
+	rate bool
 }
 
-func (l *lab) writeConf(c charonConf) {
-	l.t.Helper()
+func (c *charon) writeConf(cc charonConf) {
+	c.t.Helper()
 	start := "none"
-	if c.start {
+	if cc.start {
 		start = "start"
 	}
-	if c.dpd == "" {
-		c.dpd = "0s"
+	if cc.dpd == "" {
+		cc.dpd = "0s"
+	}
+	block := 5
+	if cc.rate {
+		block = 1 << 20
+	}
+	if cc.local == "" {
+		cc.local, cc.remote, cc.localLAN, cc.remoteLAN = addrCharon, addrOurs, lanCharon, lanOurs
 	}
 	conf := fmt.Sprintf(`charon {
 	load = random nonce aes sha1 sha2 md5 hmac gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
 	install_virtual_ip = no
+	block_threshold = %[2]d
 	retransmit_tries = 3
 	retransmit_timeout = 2.0
 	plugins { vici { socket = unix://%[1]s/run/charon.vici } }
@@ -137,8 +171,21 @@ func (l *lab) writeConf(c charonConf) {
 		enc = 1
 		knl = 1 } }
 }
-`, l.dir)
-	sw := fmt.Sprintf(`connections { s2s {
+`, c.dir, block)
+	var sw strings.Builder
+	sw.WriteString("connections {\n")
+	n := max(cc.conns, 1)
+	for k := 0; k < n; k++ {
+		lts, rts := cc.localLAN, cc.remoteLAN
+		if cc.conns > 1 {
+			lts, rts = hostIn(cc.localLAN, k/250), hostIn(cc.remoteLAN, k%250)
+		}
+		name := "s2s"
+		if k > 0 {
+			name = fmt.Sprintf("s2s%d", k)
+		}
+		fmt.Fprintf(&sw, `%s {
+	rekey_time = %ds
 	version = 1
 	aggressive = no
 	local_addrs = %s
@@ -157,81 +204,82 @@ func (l *lab) writeConf(c charonConf) {
 		mode = tunnel
 		start_action = %s
 		close_action = none
-		dpd_action = clear } } } }
-secrets { ike-s2s { id-a = %s
-	id-b = %s
-	secret = "%s" } }
-`, addrCharon, addrOurs, c.ikeProp, c.dpd, addrCharon, addrOurs, lanCharon, lanOurs, c.espProp, start, addrCharon, addrOurs, testPSK)
-	for name, body := range map[string]string{"strongswan.conf": conf, "swanctl.conf": sw} {
-		if err := os.WriteFile(filepath.Join(l.dir, name), []byte(body), 0o600); err != nil {
-			l.t.Fatal(err)
+		dpd_action = clear } } }
+`, name, 14400+k, cc.local, cc.remote, cc.ikeProp, cc.dpd, cc.local, cc.remote, lts, rts, cc.espProp, start)
+	}
+	fmt.Fprintf(&sw, "}\nsecrets { ike-s2s { id-a = %s\n\tid-b = %s\n\tsecret = \"%s\" } }\n", cc.local, cc.remote, testPSK)
+	for name, body := range map[string]string{"strongswan.conf": conf, "swanctl.conf": sw.String()} {
+		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o600); err != nil {
+			c.t.Fatal(err)
 		}
 	}
 }
 
-func (l *lab) uri() string { return "unix://" + filepath.Join(l.dir, "run", "charon.vici") }
+// hostIn returns the k-th host (k+1) of a /24 as a /32.
+func hostIn(lan string, k int) string {
+	p := netip.MustParsePrefix(lan)
+	b := p.Addr().As4()
+	b[3] = byte(k + 1)
+	return netip.AddrFrom4(b).String() + "/32"
+}
+
+func (c *charon) uri() string { return "unix://" + filepath.Join(c.dir, "run", "charon.vici") }
 
 // startCharon starts charon in its namespace with the written config.
-func (l *lab) startCharon() {
-	l.t.Helper()
-	os.Remove(filepath.Join(l.dir, "run", "charon.vici"))
-	os.Remove(filepath.Join(l.dir, "run", "charon.pid"))
-	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c",
-		fmt.Sprintf("mount --bind %s/run /run && exec env STRONGSWAN_CONF=%s/strongswan.conf %s", l.dir, l.dir, charonBin))
+func (c *charon) startCharon() {
+	c.t.Helper()
+	os.Remove(filepath.Join(c.dir, "run", "charon.vici"))
+	os.Remove(filepath.Join(c.dir, "run", "charon.pid"))
+	cmd := exec.Command("ip", "netns", "exec", c.ns, "sh", "-c",
+		fmt.Sprintf("mount --bind %s/run /run && exec env STRONGSWAN_CONF=%s/strongswan.conf %s", c.dir, c.dir, charonBin))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// No Pdeathsig: it fires when the forking OS thread exits, and inNetns
 	// discards threads. Cleanup stops charon by PID instead.
 	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	l.charon = cmd
-	sock := filepath.Join(l.dir, "run", "charon.vici")
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	c.cmd = cmd
+	sock := filepath.Join(c.dir, "run", "charon.vici")
+	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
+		c.t.Fatalf("charon did not come up: %s\n%s", out.String(), c.log())
 	}
-	if _, err := os.Stat(sock); err != nil {
-		l.t.Fatalf("charon did not come up: %s\n%s", out.String(), l.log())
-	}
-	l.swanctl("--load-all", "--file", filepath.Join(l.dir, "swanctl.conf"))
+	c.swanctl("--load-all", "--file", filepath.Join(c.dir, "swanctl.conf"))
 }
 
-func (l *lab) stopCharon() {
-	if l.charon == nil || l.charon.Process == nil {
+func (c *charon) stopCharon() {
+	if c.cmd == nil || c.cmd.Process == nil {
 		return
 	}
-	l.charon.Process.Signal(syscall.SIGTERM)
+	c.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { l.charon.Wait(); close(done) }()
+	go func() { c.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(3 * time.Second):
-		l.charon.Process.Kill()
+		c.cmd.Process.Kill()
 		<-done
 	}
-	l.charon = nil
+	c.cmd = nil
 }
 
-func (l *lab) swanctl(cmd string, args ...string) string {
-	l.t.Helper()
-	a := append([]string{cmd, "--uri", l.uri()}, args...)
+func (c *charon) swanctl(cmd string, args ...string) string {
+	c.t.Helper()
+	a := append([]string{cmd, "--uri", c.uri()}, args...)
 	out, err := exec.Command(swanctlBin, a...).CombinedOutput()
 	if err != nil {
-		l.t.Fatalf("swanctl %v: %v\n%s", a, err, out)
+		c.t.Fatalf("swanctl %v: %v\n%s", a, err, out)
 	}
 	return string(out)
 }
 
-func (l *lab) listSAs() string {
-	out, _ := exec.Command(swanctlBin, "--list-sas", "--uri", l.uri()).CombinedOutput()
+func (c *charon) listSAs() string {
+	out, _ := exec.Command(swanctlBin, "--list-sas", "--uri", c.uri()).CombinedOutput()
 	return string(out)
 }
 
-func (l *lab) log() string {
-	b, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+func (c *charon) log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "charon.log"))
 	return string(b)
 }
 

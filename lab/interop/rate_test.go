@@ -1,0 +1,210 @@
+package interop
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spiagent/spiagent/ike"
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ike/transport"
+)
+
+// TestRates measures complete IKEv1 Main Mode + Quick Mode negotiations per
+// second (aes128-sha1-modp2048, ESP aes128-sha1, no PFS) between the two
+// namespaces, in one run: charon->charon, charon->ours, ours->charon. Each
+// negotiation is a new ISAKMP SA and a new CHILD_SA with its own /32
+// selectors. It runs only when IKE_RATE_N is set (as root), e.g.
+//
+//	IKE_RATE_N=500 go test ./lab/interop -run TestRates -v
+func TestRates(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("IKE_RATE_N"))
+	if n <= 0 {
+		t.Skip("set IKE_RATE_N=<negotiations> to measure rates")
+	}
+	if n > 5000 {
+		t.Fatal("IKE_RATE_N above 5000 exceeds the selector space used")
+	}
+	const ikeProp, espProp = "aes128-sha1-modp2048", "aes128-sha1"
+	pol := ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: 8 * time.Hour}
+	limit := time.Duration(n)*40*time.Millisecond + 20*time.Second
+	hosts := min(n, 250)
+
+	t.Run("charon-charon", func(t *testing.T) {
+		l := newLab(t)
+		l.addHosts(hosts)
+		l.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, rate: true})
+		l.startCharon()
+		rssBefore := rssKiB(l.cmd.Process.Pid)
+		a := newCharon(t, l.nsOurs)
+		a.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, start: true, conns: n, rate: true,
+			local: addrOurs, remote: addrCharon, localLAN: lanOurs, remoteLAN: lanCharon})
+		start := time.Now()
+		a.startCharon() // loads n connections with start_action=start
+		if !waitFor(limit, func() bool { return established(l.log()) >= n }) {
+			t.Fatalf("charon B established %d of %d\n%s", established(l.log()), n, tail(l.log(), 60))
+		}
+		el := time.Since(start)
+		list := l.listSAs()
+		t.Logf("charon B: %d ESTABLISHED, %d INSTALLED now; %d IKE SAs and %d CHILD_SAs established in all",
+			strings.Count(list, "ESTABLISHED"), strings.Count(list, "INSTALLED"), ikeEstablished(l.log()), established(l.log()))
+		time.Sleep(time.Second)
+		rssAfter := rssKiB(l.cmd.Process.Pid)
+		t.Logf("RESULT charon->charon n=%d %.1f negotiations/s (%.2f s, includes charon A start-up); charon B RSS %d -> %d KiB, %.1f KiB/SA",
+			n, float64(n)/el.Seconds(), el.Seconds(), rssBefore, rssAfter, float64(rssAfter-rssBefore)/float64(n))
+	})
+
+	t.Run("charon-ours", func(t *testing.T) {
+		l := newLab(t)
+		l.addHosts(hosts)
+		var installs atomic.Int64
+		cfg := ike.Config{Policies: []ike.Policy{pol}, NATT: ike.NATTAuto, MaxSAsPerPeer: 1 << 20, MaxHalfOpen: 1 << 20,
+			Keys: map[netip.Addr]ike.PSK{netip.MustParseAddr(addrOurs): ike.PSK(testPSK)}}
+		var tr *transport.Transport
+		err := inNetns(l.nsCharon, func() (err error) {
+			tr, err = transport.New(cfg, transport.Config{Addrs: []netip.Addr{netip.MustParseAddr(addrCharon)},
+				OnOutput: func(o ike.Output) { installs.Add(int64(len(o.Install))) }}, rand.Reader)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		child := ike.ChildPolicy{Tag: "net", Local: netip.MustParseAddr(addrCharon), Peer: netip.MustParseAddr(addrOurs),
+			LocalTS: ike.Selector{Prefix: netip.MustParsePrefix(lanCharon)}, RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix(lanOurs)},
+			Proposals: []ike.Transform{{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}}}
+		if err := tr.SetChildPolicies([]ike.ChildPolicy{child}); err != nil {
+			t.Fatal(err)
+		}
+		a := newCharon(t, l.nsOurs)
+		a.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, start: true, conns: n, rate: true,
+			local: addrOurs, remote: addrCharon, localLAN: lanOurs, remoteLAN: lanCharon})
+		start := time.Now()
+		a.startCharon()
+		if !waitFor(limit, func() bool { return installs.Load() >= int64(n) }) {
+			t.Fatalf("we installed %d of %d\n%s", installs.Load(), n, tail(a.log(), 60))
+		}
+		el := time.Since(start)
+		snap, _ := tr.Snapshot()
+		t.Logf("ours: %d IKE SAs established, %d child SAs", snap.Counters.IKEEstablished, snap.Counters.ChildInstalled)
+		t.Logf("RESULT charon->ours n=%d %.1f negotiations/s (%.2f s, includes charon A start-up)", n, float64(n)/el.Seconds(), el.Seconds())
+	})
+
+	t.Run("ours-charon", func(t *testing.T) {
+		l := newLab(t)
+		l.addHosts(hosts)
+		l.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, rate: true})
+		l.startCharon()
+		var installs atomic.Int64
+		cfg := ike.Config{Policies: []ike.Policy{pol}, NATT: ike.NATTAuto, MaxSAsPerPeer: 1 << 20, MaxHalfOpen: 1 << 20,
+			Keys: map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)}}
+		var tr *transport.Transport
+		err := inNetns(l.nsOurs, func() (err error) {
+			tr, err = transport.New(cfg, transport.Config{Addrs: []netip.Addr{netip.MustParseAddr(addrOurs)},
+				OnOutput: func(o ike.Output) { installs.Add(int64(len(o.Install))) }}, rand.Reader)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		var pols []ike.ChildPolicy
+		for k := 0; k < n; k++ {
+			pols = append(pols, ike.ChildPolicy{Tag: fmt.Sprint("c", k), Local: netip.MustParseAddr(addrOurs), Peer: netip.MustParseAddr(addrCharon),
+				LocalTS:   ike.Selector{Prefix: netip.MustParsePrefix(hostIn(lanOurs, k/250))},
+				RemoteTS:  ike.Selector{Prefix: netip.MustParsePrefix(hostIn(lanCharon, k%250))},
+				Proposals: []ike.Transform{{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}}})
+		}
+		if err := tr.SetChildPolicies(pols); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		// At most 32 negotiations in flight (charon's 16 worker threads
+		// pace its own initiations in the same way).
+		for k := 0; k < n; k++ {
+			for int64(k)-installs.Load() >= 32 && time.Since(start) < limit {
+				time.Sleep(time.Millisecond)
+			}
+			if err := tr.InitiateNew(fmt.Sprint("c", k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !waitFor(limit, func() bool { return established(l.log()) >= n }) {
+			t.Fatalf("charon established %d of %d (we installed %d)\n%s", established(l.log()), n, installs.Load(), tail(l.log(), 60))
+		}
+		el := time.Since(start)
+		snap, _ := tr.Snapshot()
+		t.Logf("ours: %+v", snap.Counters)
+		t.Logf("RESULT ours->charon n=%d %.1f negotiations/s (%.2f s)", n, float64(n)/el.Seconds(), el.Seconds())
+	})
+}
+
+// ikeEstablished counts IKE SAs a charon log reports as established.
+func ikeEstablished(log string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "IKE_SA") && strings.Contains(line, "established between") {
+			n++
+		}
+	}
+	return n
+}
+
+// established counts CHILD_SAs a charon log reports as established.
+func established(log string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "CHILD_SA") && strings.Contains(line, "established") {
+			n++
+		}
+	}
+	return n
+}
+
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				v, _ := strconv.Atoi(f[1])
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// addHosts puts the first k hosts of each LAN on lo in its namespace, so
+// that kernel-libipsec can install routes for /32 selectors.
+func (l *lab) addHosts(k int) {
+	for _, x := range []struct{ ns, lan string }{{l.nsOurs, lanOurs}, {l.nsCharon, lanCharon}} {
+		var b strings.Builder
+		for i := 1; i < k; i++ { // host 1 is already there
+			fmt.Fprintf(&b, "addr add %s dev lo\n", hostIn(x.lan, i))
+		}
+		f := filepath.Join(l.t.TempDir(), "batch")
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+		run(l.t, "ip", "-n", x.ns, "-batch", f)
+	}
+}
