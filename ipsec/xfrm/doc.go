@@ -33,10 +33,13 @@
 //	table ip spiagent_xfrm {
 //	  set esp_spis { type integer; }   # inbound ESP SPIs we hold (and allocated ones)
 //	  set ah_spis  { type integer; }
+//	  set src_meter { type ipv4_addr; size 4096; flags dynamic,timeout; timeout 1m; }
 //	  chain input { type filter hook input priority -150; policy accept;
-//	    ip protocol esp @th,0,32 != @esp_spis limit rate R/second burst B log group G snaplen 64
-//	    ip protocol ah  @th,32,32 != @ah_spis limit ... log group G
-//	    udp dport 4500 @th,64,32 != 0 @th,64,32 != @esp_spis limit ... log group G
+//	    ip protocol esp @th,0,32 != @esp_spis counter
+//	        update @src_meter { ip saddr limit rate S/second burst SB packets }
+//	        limit rate R/second burst B packets log group G snaplen 64
+//	    ip protocol ah  @th,32,32 != @ah_spis ... (the same)
+//	    udp dport 4500 @th,64,32 != 0 @th,64,32 != @esp_spis ... (the same)
 //	  }
 //	}
 //
@@ -47,16 +50,20 @@
 //     then a userspace lookup that throws almost all of them away. The nft rule
 //     costs a hash-set lookup in the kernel per ESP packet and nothing else for
 //     known SPIs; only unknown-SPI packets leave the kernel.
-//   - Kernel-side rate limiting. The limit expression caps what reaches
-//     userspace (R packets/s plus a burst of B) however fast a peer sprays
-//     random SPIs; a raw socket can only rely on its receive buffer overflowing,
-//     after the copies have been made. Userspace then applies per-source rate
-//     limits and dedup (Detector) with bounded tables.
+//   - Kernel-side rate limiting. A per-source meter (S/s, burst SB, at most
+//     4096 sources) and then a global limit (R/s, burst B) cap what reaches
+//     userspace however fast peers spray random SPIs; a raw socket can only
+//     rely on its receive buffer overflowing, after the copies have been made.
+//     Userspace then applies its own per-source rate limit and dedup
+//     (Detector) with bounded tables.
 //   - DoS behaviour. Under a random-SPI flood the kernel work is one set lookup
-//     and one token-bucket check per packet, userspace sees at most R/s, and
-//     memory is bounded on both sides. The cost of the global kernel limit is
-//     that a flooder can use up the budget and hide another source's invalid
-//     SPIs during the flood; the suppressed count (nft counter) says so.
+//     and two token-bucket checks per packet, userspace sees at most R/s, and
+//     memory is bounded on both sides. One flooding source only uses its own
+//     budget, so other peers' invalid SPIs are still heard
+//     (TestRootPerSourceKernelLimit). A flood from many spoofed sources can
+//     still fill the meter or use up the global budget and hide a real peer
+//     for as long as it lasts (up to a minute for a full meter); the rule's
+//     counter and the Stats say how much was seen and suppressed.
 //   - ESP-in-UDP. The same table sees UDP/4500 with a non-zero first word (not
 //     IKE's non-ESP marker) and an SPI not in the set. The kernel hands such
 //     packets from the IKE socket (UDP_ENCAP set) to xfrm_input, which drops

@@ -3,6 +3,7 @@ package xfrm
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -14,6 +15,9 @@ import (
 // nftTableName is the table this package owns in each netns it runs in.
 const nftTableName = "spiagent_xfrm"
 
+// meterTimeout is how long an idle source stays in the per-source meter.
+const meterTimeout = time.Minute
+
 // nftWatch is the kernel half of invalid-SPI detection: an nftables table
 // with sets of known inbound SPIs and rules that log (rate-limited) what is
 // not in them. See the package doc for the ruleset.
@@ -21,6 +25,7 @@ type nftWatch struct {
 	conn  *nftables.Conn
 	table *nftables.Table
 	sets  map[ipsec.Protocol]*nftables.Set
+	meter *nftables.Set // per-source limit, keyed by source address
 	cfg   InvalidSPIConfig
 }
 
@@ -58,6 +63,11 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 		}
 		w.sets[p] = s
 	}
+	w.meter = &nftables.Set{Table: w.table, Name: "src_meter", KeyType: nftables.TypeIPAddr,
+		Dynamic: true, HasTimeout: true, Timeout: meterTimeout, Size: cfg.SourceTable}
+	if err := conn.AddSet(w.meter, nil); err != nil {
+		return nil, fmt.Errorf("xfrm: nftables set %s: %w", w.meter.Name, err)
+	}
 	prio := nftables.ChainPriorityRef(-150)
 	ch := conn.AddChain(&nftables.Chain{
 		Name: "input", Table: w.table, Type: nftables.ChainTypeFilter,
@@ -83,7 +93,8 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 	return w, nil
 }
 
-// addRule: ip protocol P [extra] @th,off,32 != @set limit ... log group G.
+// addRule: ip protocol P [extra] @th,off,32 != @set
+// update @src_meter { ip saddr limit rate S/second burst B } limit rate R/second log group G.
 func (w *nftWatch) addRule(ch *nftables.Chain, l4 byte, extra []expr.Any, spiOff uint32, p ipsec.Protocol, tag string) {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -94,6 +105,10 @@ func (w *nftWatch) addRule(ch *nftables.Chain, l4 byte, extra []expr.Any, spiOff
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: spiOff, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: w.sets[p].Name, SetID: w.sets[p].ID, Invert: true},
 		&expr.Counter{},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Dynset{SrcRegKey: 1, SetName: w.meter.Name, SetID: w.meter.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
+			Timeout: meterTimeout, Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts,
+				Rate: uint64(w.cfg.SourceRate), Unit: expr.LimitTimeSecond, Burst: w.cfg.SourceBurst}}},
 		&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(w.cfg.KernelRate), Unit: expr.LimitTimeSecond, Burst: w.cfg.KernelBurst},
 		&expr.Log{
 			Key:     1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_PREFIX,

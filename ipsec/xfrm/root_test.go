@@ -366,3 +366,36 @@ func TestRootSecondDataplaneRefused(t *testing.T) {
 		t.Error("the first dataplane stopped detecting")
 	}
 }
+
+// The kernel's per-source meter: one source flooding unknown SPIs gets its
+// own small budget, and another source is still heard.
+func TestRootPerSourceKernelLimit(t *testing.T) {
+	requireRoot(t)
+	a, b := topology(t)
+	d := b.dataplane(WithInvalidSPI(InvalidSPIConfig{KernelRate: 100, KernelBurst: 100, SourceRate: 2, SourceBurst: 3}))
+	start := time.Now()
+	for i := uint32(0); i < 200; i++ {
+		sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(0x20000+i*7919))
+	}
+	elapsed := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	up := d.Stats().WatchPackets
+	if max := 3 + uint64(2*elapsed.Seconds()) + 1; up == 0 || up > max {
+		t.Errorf("one source's flood of 200: kernel passed %d up, want 1..%d (its own burst 3 + 2/s)", up, max)
+	}
+	// another source (spoofed from A with IP_HDRINCL)
+	a.do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		pkt := ipv4(unix.IPPROTO_ESP, "192.0.2.9", "192.0.2.2", espPayload(0xbad0009))
+		return unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: outerB.As4()})
+	})
+	e, ok := waitEvent(t, d, ipsec.EventInvalidSPI, 3*time.Second, func(e ipsec.Event) bool { return e.SA.SPI == 0xbad0009 })
+	if !ok || e.Src != netip.MustParseAddr("192.0.2.9") {
+		t.Errorf("the second source was not heard during the first one's flood: %+v %v", e, ok)
+	}
+	t.Logf("flood of 200 in %v: %d passed up; stats %+v", elapsed, up, d.Stats())
+}

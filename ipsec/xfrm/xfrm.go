@@ -35,11 +35,18 @@ const (
 // InvalidSPIConfig configures invalid-SPI detection. Zero fields take the
 // defaults in parentheses.
 type InvalidSPIConfig struct {
-	Disabled     bool   // run without detection (no nftables needed)
-	Method       Method // MethodNFTables
-	NFLOGGroup   uint16 // nfnetlink_log group (2718); one per netns
-	KernelRate   uint32 // packets/s the kernel lets through to userspace (50)
-	KernelBurst  uint32 // burst on top of KernelRate (50)
+	Disabled    bool   // run without detection (no nftables needed)
+	Method      Method // MethodNFTables
+	NFLOGGroup  uint16 // nfnetlink_log group (2718); one per netns
+	KernelRate  uint32 // packets/s the kernel lets through to userspace, all sources (50)
+	KernelBurst uint32 // burst on top of KernelRate (50)
+	// SourceRate and SourceBurst: a per-source limit in the kernel (an
+	// nftables meter) before the global one, so one flooding peer cannot use
+	// up the global budget (5/s, burst 10). SourceTable bounds the meter's
+	// size (4096 sources, idle entries expire after a minute).
+	SourceRate   uint32
+	SourceBurst  uint32
+	SourceTable  uint32
 	UDPEncapPort uint16 // ESP-in-UDP port to watch (4500)
 	Detector     DetectorConfig
 }
@@ -56,6 +63,15 @@ func (c InvalidSPIConfig) withDefaults() InvalidSPIConfig {
 	}
 	if c.UDPEncapPort == 0 {
 		c.UDPEncapPort = 4500
+	}
+	if c.SourceRate == 0 {
+		c.SourceRate = 5
+	}
+	if c.SourceBurst == 0 {
+		c.SourceBurst = 10
+	}
+	if c.SourceTable == 0 {
+		c.SourceTable = 4096
 	}
 	return c
 }
