@@ -68,6 +68,9 @@ type ikeSA struct {
 	rt      *retx
 	lastIn  []byte
 	lastOut []byte
+	// lastResp is the last response the initiator accepted, to recognise
+	// its duplicates.
+	lastResp []byte
 
 	timeout, soft, hard, dpdT, kaT *timer
 

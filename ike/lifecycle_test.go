@@ -68,6 +68,9 @@ func TestRetransmitOnDrop(t *testing.T) {
 			if p.a.e.Counters().Retransmits+p.b.e.Counters().Retransmits == 0 {
 				t.Fatal("no retransmission counted")
 			}
+			if m := p.a.e.Counters().Malformed + p.b.e.Counters().Malformed; m != 0 {
+				t.Fatalf("%d retransmitted messages counted as malformed", m)
+			}
 		})
 	}
 }

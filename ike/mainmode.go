@@ -161,6 +161,10 @@ func (e *Engine) handleMain(now time.Time, p Packet, h wire.Header, data []byte)
 	if e.duplicate(sa, p, data) {
 		return
 	}
+	if sa.lastResp != nil && bytes.Equal(sa.lastResp, data) {
+		e.ctr.Duplicates++ // a response we already processed (our retransmission crossed it)
+		return
+	}
 	var err error
 	switch sa.state {
 	case stateMM1Sent:
@@ -180,6 +184,8 @@ func (e *Engine) handleMain(now time.Time, p Packet, h wire.Header, data []byte)
 	if err != nil {
 		e.ctr.Malformed++
 		e.cfg.Log.Debug("ike: main mode message dropped", "peer", p.Remote, "err", err)
+	} else if sa.initiator {
+		sa.lastResp = append(sa.lastResp[:0], data...)
 	}
 }
 
@@ -575,6 +581,7 @@ func (e *Engine) establish(now time.Time, sa *ikeSA, ic bool) {
 	e.armIKETimers(now, sa)
 	// Main Mode material is needed only to answer a retransmitted MM5.
 	e.after(now.Add(e.cfg.ExchangeTimeout), func(time.Time) {
+		sa.lastResp = nil
 		sa.lastIn, sa.lastOut, sa.saiB, sa.gxi, sa.gxr, sa.ni, sa.nr, sa.offered = nil, nil, nil, nil, nil, nil, nil, nil
 	})
 	up := sa.onUp
