@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,6 +64,18 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+var tunSeq atomic.Int32
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
 // agentProc is a running spiagent.
 type agentProc struct {
 	cmd  *exec.Cmd
@@ -74,8 +88,16 @@ type agentProc struct {
 // startAgent runs `spiagent run` and waits for the gNMI listener.
 func startAgent(t *testing.T, bin, dir string, extra ...string) *agentProc {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("spiagent run opens a TUN device, raw IPsec sockets and IKE ports: needs root (make test runs as root)")
+	}
 	p := &agentProc{addr: freePort(t), dir: dir, log: &strings.Builder{}, done: make(chan error, 1)}
-	args := append([]string{"run", "--data-dir", dir, "--gnmi-addr", p.addr}, extra...)
+	// The engines run for real, on ports and a TUN name of their own so
+	// that concurrent tests and a running lab do not collide.
+	ike, natt := freeUDPPort(t), freeUDPPort(t)
+	args := append([]string{"run", "--data-dir", dir, "--gnmi-addr", p.addr,
+		"--dataplane", "userspace", "--tun", fmt.Sprintf("spiT%d.%d", os.Getpid()%10000, tunSeq.Add(1)),
+		"--ike-port", strconv.Itoa(ike), "--natt-port", strconv.Itoa(natt)}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

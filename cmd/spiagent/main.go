@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/spiagent/spiagent/agent"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
 )
@@ -61,6 +62,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "/var/lib/spiagent", "directory holding the running config and the agent's keys")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	dataplane := fs.String("dataplane", "auto", "IPsec dataplane: auto (xfrm when the kernel can do ESP, else userspace), userspace or xfrm")
+	tunName := fs.String("tun", "spi0", "TUN device of the userspace dataplane")
+	ikePort := fs.Uint("ike-port", 500, "local IKE port")
+	nattPort := fs.Uint("natt-port", 4500, "local NAT-T (IKE and ESP-in-UDP) port")
 	gf := addGNMIFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -74,14 +79,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := runAgent(ctx, log, *dataDir, gf); err != nil {
+	if *ikePort > 65535 || *nattPort > 65535 {
+		fmt.Fprintln(stderr, "spiagent: --ike-port and --natt-port must be at most 65535")
+		return exitUsage
+	}
+	acfg := agent.Config{Dataplane: *dataplane, TUNName: *tunName, IKEPort: uint16(*ikePort), NATTPort: uint16(*nattPort), Log: log}
+	if err := runAgent(ctx, log, *dataDir, acfg, gf); err != nil {
 		log.Error("spiagent stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runAgent(ctx context.Context, log *slog.Logger, dataDir string, gf *gnmiFlags) error {
+func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags) error {
 	st, err := store.Open(dataDir)
 	if err != nil {
 		return fmt.Errorf("open datastore: %w", err)
@@ -89,7 +99,15 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, gf *gnmiFla
 	defer st.Close()
 	snap := st.Running()
 	tel := telemetry.New()
-	waitGNMI, err := startGNMI(ctx, log, st, tel, dataDir, gf)
+	a, err := agent.New(acfg, st, tel)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	waitGNMI, err := startGNMI(ctx, log, st, tel, a, dataDir, gf)
 	if err != nil {
 		return fmt.Errorf("gNMI: %w", err)
 	}

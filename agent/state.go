@@ -1,0 +1,422 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/agent/intent"
+	"github.com/spiagent/spiagent/agent/recovery"
+	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ike"
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ipsec"
+)
+
+// stateLoop refreshes counters and lifetimes for SAMPLE subscribers.
+func (a *Agent) stateLoop() {
+	defer a.wg.Done()
+	t := time.NewTicker(a.cfg.StateInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.done:
+			return
+		case <-t.C:
+			a.publishSAs()
+			a.publishInvalidSPI()
+		}
+	}
+}
+
+// publishSAs rewrites the IKE and IPsec SA tables.
+func (a *Agent) publishSAs() {
+	snap, err := a.ike.Snapshot()
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	ikes := make(map[uint32]*gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa)
+	a.mu.Lock()
+	for _, s := range snap.IKE {
+		id := a.connID(s)
+		ikes[id] = ikeSAState(id, s)
+	}
+	ipsecs := map[ipsec.SAKey]*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa{}
+	for _, c := range a.children {
+		for _, st := range a.ipsecSAStates(ctx, c, now) {
+			ipsecs[saKeyOf(st)] = st
+		}
+	}
+	a.mu.Unlock()
+	err = a.state.Update(func(tx *telemetry.Tx) error {
+		cur := a.state.Snapshot().Root
+		for id := range ikeSAsIn(cur) {
+			if _, ok := ikes[id]; !ok {
+				if err := tx.Delete(telemetry.IKESAPath(id)); err != nil {
+					return err
+				}
+			}
+		}
+		for k := range ipsecSAsIn(cur) {
+			if _, ok := ipsecs[k]; !ok {
+				if err := tx.Delete(telemetry.IPsecSAPath(k.Dst.String(), k.Proto.String(), k.SPI)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, s := range ikes {
+			if err := tx.PutIKESA(s); err != nil {
+				return err
+			}
+		}
+		for _, s := range ipsecs {
+			if err := tx.PutIPsecSA(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		a.log.Warn("publish SA state", "err", err)
+	}
+}
+
+// connID gives each IKE SA a stable connection ID (its cookies name it).
+func (a *Agent) connID(s ike.IKESAInfo) uint32 {
+	var k [16]byte
+	copy(k[:8], s.ICookie[:])
+	copy(k[8:], s.RCookie[:])
+	if id, ok := a.connIDs[k]; ok {
+		return id
+	}
+	a.nextConn++
+	a.connIDs[k] = a.nextConn
+	return a.nextConn
+}
+
+func ikeSAsIn(root *gen.Device) map[uint32]bool {
+	out := map[uint32]bool{}
+	if s := root.GetCrypto().GetIsakmp().GetSas(); s != nil {
+		for id := range s.Sa {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+func ipsecSAsIn(root *gen.Device) map[ipsec.SAKey]bool {
+	out := map[ipsec.SAKey]bool{}
+	if s := root.GetCrypto().GetIpsec().GetSas(); s != nil {
+		for _, sa := range s.Sa {
+			out[saKeyOf(sa)] = true
+		}
+	}
+	return out
+}
+
+func saKeyOf(sa *gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa) ipsec.SAKey {
+	st := sa.GetState()
+	k := ipsec.SAKey{SPI: st.GetSpi(), Proto: ipsec.ProtoESP}
+	k.Dst, _ = parseAddr(st.GetDestinationAddress())
+	if st.GetProtocol() == gen.SpiagentTypes_IpsecProtocol_ah {
+		k.Proto = ipsec.ProtoAH
+	}
+	return k
+}
+
+var p1EncNames = map[suite.Cipher]gen.E_SpiagentTypes_IsakmpEncryption{
+	suite.DES: gen.SpiagentTypes_IsakmpEncryption_des, suite.TripleDES: gen.SpiagentTypes_IsakmpEncryption_3des,
+	suite.AES128: gen.SpiagentTypes_IsakmpEncryption_aes_128, suite.AES192: gen.SpiagentTypes_IsakmpEncryption_aes_192,
+	suite.AES256: gen.SpiagentTypes_IsakmpEncryption_aes_256,
+}
+
+var p1HashNames = map[suite.Hash]gen.E_SpiagentTypes_IsakmpHash{
+	suite.MD5: gen.SpiagentTypes_IsakmpHash_md5, suite.SHA1: gen.SpiagentTypes_IsakmpHash_sha,
+	suite.SHA256: gen.SpiagentTypes_IsakmpHash_sha256, suite.SHA384: gen.SpiagentTypes_IsakmpHash_sha384,
+	suite.SHA512: gen.SpiagentTypes_IsakmpHash_sha512,
+}
+
+var iosStatus = map[string]gen.E_SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status{
+	"MM_NO_STATE": gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status_MM_NO_STATE,
+	"MM_SA_SETUP": gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status_MM_SA_SETUP,
+	"MM_KEY_EXCH": gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status_MM_KEY_EXCH,
+	"QM_IDLE":     gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status_QM_IDLE,
+	"MM_DELETED":  gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status_MM_DELETED,
+}
+
+func ikeSAState(id uint32, s ike.IKESAInfo) *gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa {
+	st := &gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State{
+		ConnId:            ygot.Uint32(id),
+		LocalAddress:      ygot.String(s.Local.Addr().String()),
+		RemoteAddress:     ygot.String(s.Remote.Addr().String()),
+		LocalPort:         ygot.Uint16(s.Local.Port()),
+		RemotePort:        ygot.Uint16(s.Remote.Port()),
+		InitiatorCookie:   ygot.String(hex.EncodeToString(s.ICookie[:])),
+		ResponderCookie:   ygot.String(hex.EncodeToString(s.RCookie[:])),
+		Role:              gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Role_responder,
+		Status:            iosStatus[s.State],
+		Encryption:        p1EncNames[s.Policy.Cipher],
+		Hash:              p1HashNames[s.Policy.Hash],
+		NatTraversal:      ygot.Bool(s.NATT),
+		LifetimeRemaining: ygot.Uint32(uint32(max(s.LifetimeLeft, 0) / time.Second)),
+	}
+	if s.Initiator {
+		st.Role = gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Role_initiator
+	}
+	if g, err := groupEnum(int(s.Policy.Group)); err == nil {
+		st.Group = g
+	}
+	return &gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa{ConnId: ygot.Uint32(id), State: st}
+}
+
+func groupEnum(g int) (gen.E_SpiagentTypes_DhGroup, error) {
+	for v, def := range gen.ΛEnum["E_SpiagentTypes_DhGroup"] {
+		if def.Name == fmt.Sprintf("group%d", g) {
+			return gen.E_SpiagentTypes_DhGroup(v), nil
+		}
+	}
+	return 0, fmt.Errorf("no group %d", g)
+}
+
+// iosTransform prints a negotiated SA's transform as IOS does.
+func iosTransform(s ike.SA) string {
+	switch s.Proto {
+	case ike.ProtoAH:
+		return "ah-" + iosInteg(s.Integ)
+	}
+	var w []string
+	switch s.Cipher {
+	case suite.DES:
+		w = append(w, "esp-des")
+	case suite.TripleDES:
+		w = append(w, "esp-3des")
+	case suite.AES128:
+		w = append(w, "esp-aes 128")
+	case suite.AES192:
+		w = append(w, "esp-aes 192")
+	case suite.AES256:
+		w = append(w, "esp-aes 256")
+	default:
+		w = append(w, "esp-null")
+	}
+	if s.Integ != ike.IntegNone {
+		w = append(w, "esp-"+iosInteg(s.Integ))
+	}
+	return strings.Join(w, " ")
+}
+
+func iosInteg(i ike.Integrity) string {
+	return map[ike.Integrity]string{
+		ike.IntegMD5: "md5-hmac", ike.IntegSHA1: "sha-hmac", ike.IntegSHA256: "sha256-hmac",
+		ike.IntegSHA384: "sha384-hmac", ike.IntegSHA512: "sha512-hmac",
+	}[i]
+}
+
+// ipsecSAStates describes a bundle's SAs, with counters from the dataplane.
+func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa {
+	var out []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa
+	left := c.sa.Lifetime - now.Sub(c.sa.Established)
+	mode := gen.SpiagentTypes_IpsecMode_tunnel
+	if c.sa.Mode == ike.ModeTransport {
+		mode = gen.SpiagentTypes_IpsecMode_transport
+	}
+	add := func(s ike.SA, in bool) {
+		src, dst, dir := c.sa.Local, c.sa.Remote, gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State_Direction_outbound
+		if in {
+			src, dst, dir = c.sa.Remote, c.sa.Local, gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State_Direction_inbound
+		}
+		proto := gen.SpiagentTypes_IpsecProtocol_esp
+		if s.Proto == ike.ProtoAH {
+			proto = gen.SpiagentTypes_IpsecProtocol_ah
+		}
+		st := &gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State{
+			DestinationAddress:       ygot.String(dst.String()),
+			SourceAddress:            ygot.String(src.String()),
+			Protocol:                 proto,
+			Spi:                      ygot.Uint32(s.SPI),
+			Direction:                dir,
+			Peer:                     ygot.String(c.sa.Remote.String()),
+			Transform:                ygot.String(iosTransform(s)),
+			Mode:                     mode,
+			UdpEncapsulated:          ygot.Bool(c.sa.Encap != nil && s.Proto == ike.ProtoESP),
+			LocalSelector:            ygot.String(c.sa.LocalTS.String()),
+			RemoteSelector:           ygot.String(c.sa.RemoteTS.String()),
+			LifetimeRemainingSeconds: ygot.Uint32(uint32(max(left, 0) / time.Second)),
+		}
+		if c.tun != nil {
+			st.CryptoMap, st.CryptoMapSequence = ygot.String(c.tun.Map), ygot.Uint32(c.tun.Seq)
+		}
+		key := ipsec.SAKey{Dst: dst, Proto: ipsec.Protocol(s.Proto), SPI: s.SPI}
+		if ctr, err := a.dp.Counters(ctx, key); err == nil {
+			st.Packets, st.Bytes = ygot.Uint64(ctr.Packets), ygot.Uint64(ctr.Bytes)
+			st.AuthFailures, st.ReplayErrors = ygot.Uint64(ctr.AuthFailures), ygot.Uint64(ctr.ReplayErrors)
+			if c.sa.LifetimeKB > 0 {
+				used := ctr.Bytes / 1024
+				st.LifetimeRemainingKilobytes = ygot.Uint64(c.sa.LifetimeKB - min(used, c.sa.LifetimeKB))
+			}
+		}
+		out = append(out, &gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa{
+			DestinationAddress: st.DestinationAddress, Protocol: proto, Spi: st.Spi, State: st,
+		})
+	}
+	for _, s := range c.sa.In {
+		add(s, true)
+	}
+	for _, s := range c.sa.Out {
+		add(s, false)
+	}
+	return out
+}
+
+// invalidSPISeen is implemented by dataplanes that count every packet with
+// an unknown SPI (events are deduplicated and rate-limited before the
+// agent sees them).
+type invalidSPISeen interface{ InvalidSPISeen() uint64 }
+
+var outcomeEnum = map[recovery.Outcome]gen.E_SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome{
+	recovery.Notify:           gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_notified,
+	recovery.RateLimited:      gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_rate_limited,
+	recovery.Deduplicated:     gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_deduplicated,
+	recovery.NoKey:            gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_no_key,
+	recovery.RecoveryDisabled: gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_recovery_disabled,
+}
+
+// publishInvalidSPI writes the invalid-SPI counters and the last event.
+func (a *Agent) publishInvalidSPI() {
+	st := a.rec.Stats()
+	a.mu.Lock()
+	n := a.notifies
+	a.mu.Unlock()
+	received := st.Received
+	if s, ok := a.dp.(invalidSPISeen); ok {
+		received = max(received, s.InvalidSPISeen())
+	}
+	counters := &gen.SpiagentCrypto_Crypto_InvalidSpi_State{
+		Received:                ygot.Uint64(received),
+		Notified:                ygot.Uint64(st.Notified),
+		RateLimited:             ygot.Uint64(st.RateLimited),
+		Deduplicated:            ygot.Uint64(st.Deduplicated),
+		NoKey:                   ygot.Uint64(st.NoKey),
+		RecoveryDisabled:        ygot.Uint64(st.RecoveryDisabled),
+		Failed:                  ygot.Uint64(n.failed),
+		NotifiesReceived:        ygot.Uint64(n.received),
+		NotifiesAuthenticated:   ygot.Uint64(n.authenticated),
+		NotifiesUnauthenticated: ygot.Uint64(n.unauthenticated),
+		SasDeleted:              ygot.Uint64(n.sasDeleted),
+	}
+	ev, out := a.rec.Last()
+	err := a.state.Update(func(tx *telemetry.Tx) error {
+		if err := tx.Replace(telemetry.InvalidSPIStatePath(), counters); err != nil {
+			return err
+		}
+		if out == 0 {
+			return nil
+		}
+		proto := gen.SpiagentTypes_IpsecProtocol_esp
+		if ev.Proto == uint8(ipsec.ProtoAH) {
+			proto = gen.SpiagentTypes_IpsecProtocol_ah
+		}
+		return tx.Replace(telemetry.LastInvalidSPIPath(), &gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State{
+			Time:               ygot.Uint64(uint64(ev.Time.UnixNano())),
+			SourceAddress:      ygot.String(ev.Src.String()),
+			DestinationAddress: ygot.String(ev.Dst.String()),
+			Protocol:           proto,
+			Spi:                ygot.Uint32(ev.SPI),
+			Outcome:            outcomeEnum[out],
+		})
+	})
+	if err != nil {
+		a.log.Warn("publish invalid-SPI state", "err", err)
+	}
+}
+
+// publishConfigState mirrors the applied configuration into the model's
+// state containers (what `state` means in OpenConfig: the applied config),
+// with the pre-shared keys left out.
+func (a *Agent) publishConfigState(in *intent.Intent, root *gen.Device) {
+	c := root.GetCrypto()
+	err := a.state.Update(func(tx *telemetry.Tx) error {
+		var errs []error
+		put := func(p *gpb.Path, v ygot.GoStruct) { errs = append(errs, tx.Replace(p, v)) }
+		if g := c.GetIsakmp().GetConfig(); g != nil {
+			s := &gen.SpiagentCrypto_Crypto_Isakmp_State{}
+			mirror(s, g)
+			put(statePath("crypto", "isakmp", "state"), s)
+		}
+		for name, ifc := range interfacesOf(c) {
+			s := &gen.SpiagentCrypto_Crypto_Interfaces_Interface_State{}
+			mirror(s, ifc.GetConfig())
+			var p intent.Interface
+			for _, x := range in.Interfaces {
+				if x.Name == name {
+					p = x
+				}
+			}
+			present, applied := interfaceState(name, p.Prefix)
+			s.Present, s.AddressApplied = ygot.Bool(present), ygot.Bool(applied)
+			put(keyed(statePath("crypto", "interfaces", "interface", "state"), 2, "name", name), s)
+		}
+		for addr, k := range keysOf(c) {
+			s := &gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key_State{
+				Address: ygot.String(addr), KeyConfigured: ygot.Bool(k.GetConfig().GetKey() != ""),
+			}
+			put(keyed(statePath("crypto", "isakmp", "keys", "key", "state"), 3, "address", addr), s)
+		}
+		for prio, p := range policiesOf(c) {
+			s := &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_State{}
+			mirror(s, p.GetConfig())
+			put(keyed(statePath("crypto", "isakmp", "policies", "policy", "state"), 3, "priority", fmt.Sprint(prio)), s)
+		}
+		return joinErrs(errs)
+	})
+	if err != nil {
+		a.log.Warn("publish applied-config state", "err", err)
+	}
+}
+
+func statePath(names ...string) *gpb.Path {
+	p := &gpb.Path{}
+	for _, n := range names {
+		p.Elem = append(p.Elem, &gpb.PathElem{Name: n})
+	}
+	return p
+}
+
+func keyed(p *gpb.Path, i int, k, v string) *gpb.Path {
+	p.Elem[i].Key = map[string]string{k: v}
+	return p
+}
+
+// mirror copies the leaves of a config container into the state container
+// of the same node: fields of the same name whose values fit.
+func mirror(dst, src any) {
+	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	if sv.IsNil() {
+		return
+	}
+	sv = sv.Elem()
+	for i := 0; i < sv.NumField(); i++ {
+		f := sv.Type().Field(i)
+		df := dv.FieldByName(f.Name)
+		v := sv.Field(i)
+		if !df.IsValid() || !df.CanSet() || v.IsZero() {
+			continue
+		}
+		switch {
+		case v.Type().AssignableTo(df.Type()):
+			df.Set(v)
+		case v.Kind() == reflect.Interface && v.Elem().Type().AssignableTo(df.Type()):
+			df.Set(v.Elem())
+		}
+	}
+}
