@@ -227,7 +227,7 @@ func flow(t testing.TB, a, b *testNS, src, dst netip.AddrPort, count int, timeou
 		if _, err := tx.WriteToUDPAddrPort([]byte("spiagent xfrm test payload "+strconv.Itoa(i)), dst); err != nil {
 			t.Logf("send %d: %v", i, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	got := 0
 	buf := make([]byte, 2048)
