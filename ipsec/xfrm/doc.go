@@ -5,7 +5,7 @@
 // unknown SPIs, which the kernel drops without telling anyone.
 //
 // It must not know about IKE, the YANG model, the datastore or the agent: it
-// imports only ipsec and netlink libraries.
+// imports only ipsec and the netlink, netns and nftables libraries.
 //
 // # Ownership
 //
@@ -114,8 +114,15 @@
 //
 // # Limits
 //
-//   - SA selectors are set in transport mode only (addresses and protocol), as
-//     strongSwan does; tunnel-mode SAs are bound to traffic by their policies.
+//   - SA selectors are set in transport mode only (addresses and protocol, no
+//     ports), as strongSwan does; tunnel-mode SAs are bound to traffic by their
+//     policies. The kernel checks a transport-mode SA's selector against the
+//     decapsulated packet, so for the AH of an AH+ESP tunnel bundle (ESP
+//     tunnel inside, AH transport outside) SA.Selector must be the traffic
+//     selector (the inner networks), not the tunnel endpoints.
+//   - Invalid-SPI detection is IPv4 only (an "ip" table and an IPv4 parser);
+//     SAs and policies themselves work for IPv6 too but are only tested on
+//     IPv4.
 //   - A PortRange becomes an XFRM port/mask pair only when it is a single port
 //     or an aligned power-of-two block; anything else is rejected with
 //     ErrPortRange (split it into several policies).
