@@ -156,3 +156,35 @@ func (f *Flow) ReceivedSince(t time.Time) int {
 	}
 	return n
 }
+
+// LostBetween counts packets sent in [from, to) that never arrived.
+func (f *Flow) LostBetween(from, to time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for i, sent := range f.sentAt {
+		if sent.Before(from) {
+			continue
+		}
+		if !sent.Before(to) {
+			break
+		}
+		if f.recvAt[i].IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+// FirstReceivedAfter is the arrival time of the first packet sent after t
+// that arrived (zero if none).
+func (f *Flow) FirstReceivedAfter(t time.Time) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, sent := range f.sentAt {
+		if sent.After(t) && !f.recvAt[i].IsZero() {
+			return f.recvAt[i]
+		}
+	}
+	return time.Time{}
+}
