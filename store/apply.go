@@ -341,7 +341,7 @@ func freshNode(ti *typeInfo, v *gpb.TypedValue) (reflect.Value, error) {
 		return reflect.Value{}, errors.New("a container or list entry needs a JSON object")
 	}
 	n := reflect.New(ti.typ)
-	if err := ytypes.Unmarshal(ti.entry, n.Interface(), tree); err != nil {
+	if err := decodeStruct(ti, tree.(map[string]any), n); err != nil {
 		return reflect.Value{}, scrubErr(err, tree)
 	}
 	if sp := findState(ti, n); sp != "" {
@@ -482,10 +482,10 @@ func (t *txState) applyList(op Op, cur reflect.Value, f *fieldInfo, lenient bool
 	}
 	parent := typeInfos[cur.Type().Elem()]
 	n := reflect.New(parent.typ)
-	if err := ytypes.Unmarshal(parent.entry, n.Interface(), map[string]any{f.name: tree}); err != nil {
+	nm := n.Elem().Field(f.idx)
+	if err := decodeList(f, tree, nm); err != nil {
 		return scrubErr(err, tree)
 	}
-	nm := n.Elem().Field(f.idx)
 	if sp := findState(parent, n); sp != "" {
 		return fmt.Errorf("%w (%s in the value)", errStatePath, sp)
 	}

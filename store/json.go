@@ -1,13 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 
-	"github.com/openconfig/ygot/ygot"
-	"github.com/openconfig/ygot/ytypes"
 
 	"github.com/spiagent/spiagent/gen"
 )
@@ -24,7 +21,7 @@ func LoadJSON(b []byte) (*gen.Device, error) {
 		return nil, fmt.Errorf("store: load JSON: top-level value must be an object")
 	}
 	d := &gen.Device{}
-	if err := ytypes.Unmarshal(gen.SchemaTree["Device"], d, tree); err != nil {
+	if err := decodeStruct(rootInfo, tree.(map[string]any), reflect.ValueOf(d)); err != nil {
 		return nil, fmt.Errorf("store: load JSON: %v", scrubErr(err, tree))
 	}
 	return d, nil
@@ -48,22 +45,11 @@ func emitJSON(root *gen.Device, ietf bool, indent string) ([]byte, error) {
 		root = &gen.Device{}
 	}
 	root = configOnly(root)
-	var (
-		m   map[string]any
-		err error
-	)
-	m, err = ygot.ConstructIETFJSON(root, &ygot.RFC7951JSONConfig{AppendModuleName: ietf})
-	if err != nil {
-		return nil, fmt.Errorf("store: emit JSON: %v", err)
+	b := encodeStruct(make([]byte, 0, 4096), rootInfo, reflect.ValueOf(root), "", ietf)
+	if indent != "" {
+		b = indentJSON(b, indent)
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", indent)
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("store: emit JSON: %v", err)
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b, nil
 }
 
 // Redact returns root with every secret leaf (spt:secret: the pre-shared key

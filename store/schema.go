@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/util"
 	"github.com/openconfig/goyang/pkg/yang"
 
 	"github.com/spiagent/spiagent/gen"
@@ -44,6 +45,8 @@ type fieldInfo struct {
 	readOnly bool        // config false
 	secret   bool        // leaf marked spt:secret
 	mapKey   reflect.Type
+	module   string      // the module of the node (struct tag)
+	vEntry   *yang.Entry // schema to validate a leaf against (leafrefs resolved)
 }
 
 var (
@@ -75,12 +78,15 @@ func buildType(t reflect.Type) *typeInfo {
 		if ce == nil {
 			panic(fmt.Sprintf("store: no schema for %s/%s", t.Name(), name))
 		}
-		f := &fieldInfo{name: name, idx: i, entry: ce, readOnly: ce.ReadOnly(), secret: hasSecretExt(ce)}
+		f := &fieldInfo{name: name, idx: i, entry: ce, readOnly: ce.ReadOnly(), secret: hasSecretExt(ce),
+			module: sf.Tag.Get("module"), vEntry: ce}
 		switch {
 		case ce.IsLeafList():
 			f.kind = kLeafList
+			f.vEntry = resolveLeafref(ce)
 		case ce.IsLeaf():
 			f.kind = kLeaf
+			f.vEntry = resolveLeafref(ce)
 		case ce.IsList():
 			f.kind = kList
 			f.mapKey = sf.Type.Key()
@@ -103,6 +109,24 @@ func buildType(t reflect.Type) *typeInfo {
 	}
 	ti.kind = entityOf(e)
 	return ti
+}
+
+// resolveLeafref returns the leaf a leafref points at (for its type), once,
+// rather than on every validation as ytypes would; e itself otherwise.
+func resolveLeafref(e *yang.Entry) *yang.Entry {
+	if e.Type == nil || e.Type.Kind != yang.Yleafref {
+		return e
+	}
+	r, err := util.ResolveIfLeafRef(e)
+	if err != nil || r == nil {
+		return e
+	}
+	if e.IsLeafList() && !r.IsLeafList() {
+		c := *r
+		c.ListAttr = e.ListAttr
+		return &c
+	}
+	return r
 }
 
 func hasSecretExt(e *yang.Entry) bool {

@@ -125,7 +125,7 @@ func (v *validator) tree(ti *typeInfo, n reflect.Value, path []*gpb.PathElem) {
 
 // validateLeaf checks one set leaf against its schema type.
 func validateLeaf(f *fieldInfo, val reflect.Value, p *gpb.Path) []Problem {
-	errs := ytypes.Validate(f.entry, val.Interface())
+	errs := ytypes.Validate(f.vEntry, val.Interface())
 	if len(errs) == 0 {
 		return nil
 	}
