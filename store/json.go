@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 
-
 	"github.com/spiagent/spiagent/gen"
 )
 
