@@ -18,6 +18,8 @@ import (
 	"github.com/spiagent/spiagent/ike"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace"
+	"github.com/spiagent/spiagent/ipsec/xfrm"
 )
 
 // stateLoop refreshes counters and lifetimes for SAMPLE subscribers.
@@ -278,10 +280,18 @@ func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*g
 	return out
 }
 
-// invalidSPISeen is implemented by dataplanes that count every packet with
-// an unknown SPI (events are deduplicated and rate-limited before the
-// agent sees them).
-type invalidSPISeen interface{ InvalidSPISeen() uint64 }
+// invalidSPISeen is how many packets with an unknown SPI the dataplane saw:
+// it deduplicates and rate-limits them before the agent gets events, so the
+// agent's own count is lower under load.
+func invalidSPISeen(dp ipsec.Dataplane) uint64 {
+	switch d := dp.(type) {
+	case *userspace.Dataplane:
+		return d.Stats().InvalidSPI.Seen
+	case *xfrm.Dataplane:
+		return d.Stats().InvalidSPI.Seen
+	}
+	return 0
+}
 
 var outcomeEnum = map[recovery.Outcome]gen.E_SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome{
 	recovery.Notify:           gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State_Outcome_notified,
@@ -297,10 +307,7 @@ func (a *Agent) publishInvalidSPI() {
 	a.mu.Lock()
 	n := a.notifies
 	a.mu.Unlock()
-	received := st.Received
-	if s, ok := a.dp.(invalidSPISeen); ok {
-		received = max(received, s.InvalidSPISeen())
-	}
+	received := max(st.Received, invalidSPISeen(a.dp))
 	counters := &gen.SpiagentCrypto_Crypto_InvalidSpi_State{
 		Received:                ygot.Uint64(received),
 		Notified:                ygot.Uint64(st.Notified),
