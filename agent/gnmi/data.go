@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
@@ -124,11 +125,7 @@ func (v view) nodes(pattern []*gpb.PathElem, t gpb.GetRequest_DataType) ([]node,
 				continue
 			}
 			if out[i].gs != nil && nd.gs != nil {
-				m, err := ygot.MergeStructs(out[i].gs, nd.gs)
-				if err != nil {
-					return nil, fmt.Errorf("merge config and state at %s: %w", k, err)
-				}
-				out[i].gs = m
+				out[i].gs = ytree.Overlay(out[i].gs, nd.gs)
 			}
 		}
 	}
@@ -140,17 +137,13 @@ func nodeJSON(n node, ietf bool) ([]byte, error) {
 	if n.gs == nil {
 		return leafJSON(n.leaf, n.schema, ietf)
 	}
-	var m map[string]any
-	var err error
-	if ietf {
-		m, err = ygot.ConstructIETFJSON(n.gs, &ygot.RFC7951JSONConfig{AppendModuleName: true, PrependModuleNameIdentityref: true})
-	} else {
-		m, err = ygot.ConstructInternalJSON(n.gs)
-	}
+	var b bytes.Buffer
+	err := ytree.WriteJSON(&b, ytree.Node{Path: n.path, Schema: n.schema, Value: reflect.ValueOf(n.gs)}, ietf,
+		func(tv *gpb.TypedValue, e *yang.Entry) (any, error) { return leafValue(tv, e, ietf) })
 	if err != nil {
 		return nil, err
 	}
-	return marshalJSON(m)
+	return b.Bytes(), nil
 }
 
 // marshalJSON is json.Marshal without HTML escaping ("<redacted>" stays

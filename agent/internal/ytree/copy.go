@@ -297,3 +297,50 @@ func IsSecret(e *yang.Entry) bool {
 	}
 	return false
 }
+
+// Overlay returns a tree holding the data of both a and b (pointers to the
+// same generated struct type), sharing every subtree that only one of them
+// has: only containers and list entries present in both are copied. Where
+// both set a leaf, a's value wins. Neither input is modified; the result
+// must be treated as immutable.
+func Overlay(a, b ygot.GoStruct) ygot.GoStruct {
+	return overlay(reflect.ValueOf(a), reflect.ValueOf(b)).Interface().(ygot.GoStruct)
+}
+
+func overlay(a, b reflect.Value) reflect.Value {
+	if a.IsNil() {
+		return b
+	}
+	if b.IsNil() {
+		return a
+	}
+	out := reflect.New(a.Type().Elem())
+	out.Elem().Set(a.Elem())
+	ov, bv := out.Elem(), b.Elem()
+	for i := 0; i < ov.NumField(); i++ {
+		f, g := ov.Field(i), bv.Field(i)
+		switch {
+		case !isSet(g):
+		case !isSet(f):
+			f.Set(g)
+		case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct:
+			f.Set(overlay(f, g))
+		case f.Kind() == reflect.Map:
+			m := reflect.MakeMapWithSize(f.Type(), f.Len()+g.Len())
+			it := f.MapRange()
+			for it.Next() {
+				m.SetMapIndex(it.Key(), it.Value())
+			}
+			it = g.MapRange()
+			for it.Next() {
+				if cur := m.MapIndex(it.Key()); cur.IsValid() {
+					m.SetMapIndex(it.Key(), overlay(cur, it.Value()))
+				} else {
+					m.SetMapIndex(it.Key(), it.Value())
+				}
+			}
+			f.Set(m)
+		}
+	}
+	return out
+}

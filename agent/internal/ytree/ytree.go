@@ -404,14 +404,44 @@ func Lookup(root ygot.GoStruct, path []*gpb.PathElem) (Node, bool) {
 	return nodes[0], true
 }
 
-// PathString renders path elements as /a/b[k=v]/c.
+// PathString renders path elements as /a/b[k=v]/c, keys in name order,
+// with "]" and "\\" in key values escaped as in the gNMI path conventions.
 func PathString(p []*gpb.PathElem) string {
 	if len(p) == 0 {
 		return "/"
 	}
-	s, err := ygot.PathToString(&gpb.Path{Elem: p})
-	if err != nil {
-		return fmt.Sprintf("%v", p)
+	var b strings.Builder
+	for _, e := range p {
+		b.WriteByte('/')
+		b.WriteString(e.GetName())
+		keys := e.GetKey()
+		switch len(keys) {
+		case 0:
+		case 1:
+			for k, v := range keys {
+				writeKey(&b, k, v)
+			}
+		default:
+			names := make([]string, 0, len(keys))
+			for k := range keys {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				writeKey(&b, k, keys[k])
+			}
+		}
 	}
-	return s
+	return b.String()
+}
+
+func writeKey(b *strings.Builder, k, v string) {
+	b.WriteByte('[')
+	b.WriteString(k)
+	b.WriteByte('=')
+	if strings.ContainsAny(v, `]\`) {
+		v = strings.NewReplacer(`\`, `\\`, `]`, `\]`).Replace(v)
+	}
+	b.WriteString(v)
+	b.WriteByte(']')
 }
