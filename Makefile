@@ -41,10 +41,10 @@ race:
 # The test command (README, .ci/run): everything, as root.
 test: deps check-gen vet unit race
 
-# The main job. Until the namespace lab lands (issue 6) it validates the
-# seed's two router configs and their lab renumbering against the model.
+# The main job: the seed scenario in a namespace lab, narrated (root).
 demo: build
 	@for f in examples/seed/*.json examples/lab/*.json; do ./bin/spiagent validate "$$f" || exit 1; done
+	$(GO) run ./lab/demo -repo . -bin bin
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -157,10 +157,12 @@ func firstAfter(f *netlab.Flow, t time.Time) time.Duration {
 	return f.FirstReceivedAfter(t).Sub(t)
 }
 
+// grepLine returns the last line of s containing sub.
 func grepLine(s, sub string) string {
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			return strings.TrimSpace(l)
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], sub) {
+			return strings.TrimSpace(lines[i])
 		}
 	}
 	return ""
