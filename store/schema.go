@@ -47,6 +47,7 @@ type fieldInfo struct {
 	mapKey   reflect.Type
 	module   string      // the module of the node (struct tag)
 	vEntry   *yang.Entry // schema to validate a leaf against (leafrefs resolved)
+	check    *leafCheck
 }
 
 var (
@@ -94,6 +95,9 @@ func buildType(t reflect.Type) *typeInfo {
 		default:
 			f.kind = kContainer
 			f.elem = buildType(sf.Type.Elem())
+		}
+		if f.kind == kLeaf || f.kind == kLeafList {
+			f.check = newLeafCheck(f.vEntry)
 		}
 		ti.fields = append(ti.fields, f)
 		ti.byName[name] = f

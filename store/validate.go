@@ -8,7 +8,6 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
-	"github.com/openconfig/ygot/ytypes"
 
 	"github.com/spiagent/spiagent/gen"
 )
@@ -125,7 +124,7 @@ func (v *validator) tree(ti *typeInfo, n reflect.Value, path []*gpb.PathElem) {
 
 // validateLeaf checks one set leaf against its schema type.
 func validateLeaf(f *fieldInfo, val reflect.Value, p *gpb.Path) []Problem {
-	errs := ytypes.Validate(f.vEntry, val.Interface())
+	errs := f.check.check(f, val)
 	if len(errs) == 0 {
 		return nil
 	}
