@@ -75,17 +75,48 @@ func Validate(root *gen.Device) []Problem {
 		return nil
 	}
 	v := &validator{root: root}
-	v.tree(rootInfo, reflect.ValueOf(root), nil)
+	v.tree(rootInfo, reflect.ValueOf(root))
 	return sortProblems(v.problems)
 }
 
+// validator collects problems. The path of the node being checked is kept as
+// a stack of frames (after a fixed prefix) and rendered only for a problem.
 type validator struct {
 	root     *gen.Device
 	problems []Problem
+	prefix   string
+	stack    []frame
 }
 
-func (v *validator) add(path string, format string, args ...any) {
-	v.problems = append(v.problems, Problem{Path: path, Reason: fmt.Sprintf(format, args...)})
+type frame struct {
+	f   *fieldInfo // set for a list entry (with key)
+	key reflect.Value
+	elm string // name otherwise
+}
+
+func (v *validator) push(fr frame) { v.stack = append(v.stack, fr) }
+func (v *validator) pop()          { v.stack = v.stack[:len(v.stack)-1] }
+
+// here renders the current path followed by suffix ("/config/x" or "").
+func (v *validator) here(suffix string) string {
+	var elems []*gpb.PathElem
+	for _, fr := range v.stack {
+		if fr.f != nil {
+			elems = append(elems, keyElem(fr.f, fr.key))
+		} else {
+			elems = append(elems, &gpb.PathElem{Name: fr.elm})
+		}
+	}
+	p := v.prefix
+	if len(elems) > 0 {
+		p += elemsString(elems)
+	}
+	return p + suffix
+}
+
+// add records a problem at the current path plus suffix.
+func (v *validator) add(suffix string, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: v.here(suffix), Reason: fmt.Sprintf(format, args...)})
 }
 
 func sortProblems(ps []Problem) []Problem {
@@ -93,7 +124,7 @@ func sortProblems(ps []Problem) []Problem {
 	return ps
 }
 
-func (v *validator) tree(ti *typeInfo, n reflect.Value, path []*gpb.PathElem) {
+func (v *validator) tree(ti *typeInfo, n reflect.Value) {
 	if n.IsNil() {
 		return
 	}
@@ -103,20 +134,25 @@ func (v *validator) tree(ti *typeInfo, n reflect.Value, path []*gpb.PathElem) {
 			continue
 		}
 		if f.readOnly {
-			v.add(elemsString(append(path, &gpb.PathElem{Name: f.name})), "state (config false) data is not configuration")
+			v.add("/"+f.name, "state (config false) data is not configuration")
 			continue
 		}
 		switch f.kind {
 		case kLeaf, kLeafList:
-			v.problems = append(v.problems, validateLeaf(f, fv, &gpb.Path{Elem: append(path[:len(path):len(path)], &gpb.PathElem{Name: f.name})})...)
+			if errs := f.check.check(f, fv); len(errs) > 0 {
+				v.problems = append(v.problems, leafProblems(f, errs, v.here("/"+f.name))...)
+			}
 		case kContainer:
-			v.tree(f.elem, fv, append(path[:len(path):len(path)], &gpb.PathElem{Name: f.name}))
+			v.push(frame{elm: f.name})
+			v.tree(f.elem, fv)
+			v.pop()
 		case kList:
 			it := fv.MapRange()
 			for it.Next() {
-				p := append(path[:len(path):len(path)], keyElem(f, it.Key()))
-				v.entity(f.elem, p, it.Key(), it.Value())
-				v.tree(f.elem, it.Value(), p)
+				v.push(frame{f: f, key: it.Key()})
+				v.entity(f.elem, it.Key(), it.Value())
+				v.tree(f.elem, it.Value())
+				v.pop()
 			}
 		}
 	}
@@ -128,7 +164,10 @@ func validateLeaf(f *fieldInfo, val reflect.Value, p *gpb.Path) []Problem {
 	if len(errs) == 0 {
 		return nil
 	}
-	path := PathString(p)
+	return leafProblems(f, errs, PathString(p))
+}
+
+func leafProblems(f *fieldInfo, errs []error, path string) []Problem {
 	if f.secret {
 		return []Problem{{Path: path, Reason: fmt.Sprintf("value %s is not valid%s", redacted, restriction(f.entry))}}
 	}
@@ -160,31 +199,42 @@ func restriction(e *yang.Entry) string {
 
 // entity checks one list entry: keys, mandatory leaves, and the semantic rules
 // of its kind that look from it to others (references it makes).
-func (v *validator) entity(ti *typeInfo, path []*gpb.PathElem, key, n reflect.Value) {
-	ps := elemsString(path)
-	v.keys(ti, ps, key, n)
+func (v *validator) entity(ti *typeInfo, key, n reflect.Value) {
+	v.keys(ti, key, n)
 	switch ti.kind {
 	case entTransformSet:
-		v.transformSet(ps, n.Interface().(*tsT))
+		v.transformSet(n.Interface().(*tsT))
 	case entACLEntry:
-		v.aclEntry(ps, n.Interface().(*aclEntT))
+		v.aclEntry(n.Interface().(*aclEntT))
 	case entCMapEntry:
-		v.cmapEntry(ps, n.Interface().(*cmapEntT))
+		v.cmapEntry(n.Interface().(*cmapEntT))
 	case entInterface:
-		v.iface(ps, n.Interface().(*ifaceT))
+		v.iface(n.Interface().(*ifaceT))
 	}
+}
+
+// keyEq compares a key leaf's value with a map key.
+func keyEq(leaf, key reflect.Value) bool {
+	switch key.Kind() {
+	case reflect.String:
+		return leaf.Kind() == reflect.String && leaf.String() == key.String()
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return leaf.CanUint() && leaf.Uint() == key.Uint()
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return leaf.CanInt() && leaf.Int() == key.Int()
+	}
+	return keyString(leaf) == keyString(key)
 }
 
 // keys checks that the entry's key leaf and config key leaf equal the map key,
 // and that the config's mandatory leaves are set.
-func (v *validator) keys(ti *typeInfo, ps string, key, n reflect.Value) {
+func (v *validator) keys(ti *typeInfo, key, n reflect.Value) {
 	if ti.keyName == "" {
 		return
 	}
-	want := keyString(key)
 	kv := n.Elem().Field(ti.keyIdx)
-	if kv.IsNil() || keyString(kv.Elem()) != want {
-		v.add(ps+"/"+ti.keyName, "list key leaf must equal the entry's key %s", want)
+	if kv.IsNil() || !keyEq(kv.Elem(), key) {
+		v.add("/"+ti.keyName, "list key leaf must equal the entry's key %s", keyString(key))
 	}
 	cf := ti.configField()
 	if cf == nil {
@@ -192,28 +242,28 @@ func (v *validator) keys(ti *typeInfo, ps string, key, n reflect.Value) {
 	}
 	cv := n.Elem().Field(cf.idx)
 	if cv.IsNil() {
-		v.add(ps+"/config", "missing config container (config/%s must equal the key)", ti.keyName)
+		v.add("/config", "missing config container (config/%s must equal the key)", ti.keyName)
 		return
 	}
 	if ck := cf.elem.byName[ti.keyName]; ck != nil {
 		kv := cv.Elem().Field(ck.idx)
-		if kv.IsNil() || keyString(kv.Elem()) != want {
-			v.add(ps+"/config/"+ti.keyName, "must equal the list key %s", want)
+		if kv.IsNil() || !keyEq(kv.Elem(), key) {
+			v.add("/config/"+ti.keyName, "must equal the list key %s", keyString(key))
 		}
 	}
 	for _, f := range cf.elem.fields {
 		if f.entry.Mandatory == yang.TSTrue && !leafSet(cv.Elem().Field(f.idx)) {
-			v.add(ps+"/config/"+f.name, "mandatory leaf is missing")
+			v.add("/config/"+f.name, "mandatory leaf is missing")
 		}
 	}
 }
 
-func (v *validator) transformSet(ps string, ts *tsT) {
+func (v *validator) transformSet(ts *tsT) {
 	c := ts.GetConfig()
 	if c == nil {
 		return
 	}
-	ps += "/config"
+	ps := "/config"
 	enc := c.EspEncryption
 	if c.Ah == 0 && enc == 0 && c.EspIntegrity == 0 {
 		v.add(ps, "a transform set needs ah or esp (esp-encryption or esp-integrity)")
@@ -235,12 +285,12 @@ func (v *validator) transformSet(ps string, ts *tsT) {
 	}
 }
 
-func (v *validator) aclEntry(ps string, e *aclEntT) {
+func (v *validator) aclEntry(e *aclEntT) {
 	c := e.GetConfig()
 	if c == nil {
 		return
 	}
-	ps += "/config"
+	ps := "/config"
 	portProto := false
 	switch p := c.Protocol.(type) {
 	case gen.E_SpiagentTypes_AclProtocol_Enum:
@@ -265,12 +315,12 @@ func (v *validator) aclEntry(ps string, e *aclEntT) {
 
 // cmapEntry checks a crypto map entry's references: transform sets, the access
 // list (which must have an entry) and a pre-shared key for every peer.
-func (v *validator) cmapEntry(ps string, e *cmapEntT) {
+func (v *validator) cmapEntry(e *cmapEntT) {
 	c := e.GetConfig()
 	if c == nil {
 		return
 	}
-	ps += "/config"
+	ps := "/config"
 	cr := v.root.GetCrypto()
 	if len(c.TransformSet) > 6 {
 		v.add(ps+"/transform-set", "at most 6 transform sets (has %d)", len(c.TransformSet))
@@ -296,13 +346,13 @@ func (v *validator) cmapEntry(ps string, e *cmapEntT) {
 	}
 }
 
-func (v *validator) iface(ps string, i *ifaceT) {
+func (v *validator) iface(i *ifaceT) {
 	c := i.GetConfig()
 	if c == nil || c.CryptoMap == nil {
 		return
 	}
 	if v.root.GetCrypto().GetCryptoMaps().GetCryptoMap(*c.CryptoMap) == nil {
-		v.add(ps+"/config/crypto-map", "crypto map %q does not exist", *c.CryptoMap)
+		v.add("/config/crypto-map", "crypto map %q does not exist", *c.CryptoMap)
 	}
 }
 
@@ -310,23 +360,32 @@ func (v *validator) iface(ps string, i *ifaceT) {
 // interfaces: needed when something they may point at was removed.
 func (v *validator) references() {
 	cr := v.root.GetCrypto()
+	v.prefix, v.stack = "", v.stack[:0]
+	cmsF := rootInfo.byName["crypto"].elem.byName["crypto-maps"]
+	cmF := cmsF.elem.byName["crypto-map"]
+	entsF := cmF.elem.byName["entries"]
+	entF := entsF.elem.byName["entry"]
 	if cms := cr.GetCryptoMaps(); cms != nil {
-		v.allEntries(cms.CryptoMap)
+		v.stack = append(v.stack[:0], frame{elm: "crypto"}, frame{elm: "crypto-maps"})
+		for name, cm := range cms.CryptoMap {
+			if cm.GetEntries() == nil {
+				continue
+			}
+			v.stack = append(v.stack[:2], frame{f: cmF, key: reflect.ValueOf(name)}, frame{elm: "entries"})
+			for seq, e := range cm.GetEntries().Entry {
+				v.push(frame{f: entF, key: reflect.ValueOf(seq)})
+				v.cmapEntry(e)
+				v.pop()
+			}
+		}
 	}
 	if ifs := cr.GetInterfaces(); ifs != nil {
+		ifF := rootInfo.byName["crypto"].elem.byName["interfaces"].elem.byName["interface"]
+		v.stack = append(v.stack[:0], frame{elm: "crypto"}, frame{elm: "interfaces"})
 		for name, i := range ifs.Interface {
-			v.iface(fmt.Sprintf("/crypto/interfaces/interface[name=%s]", name), i)
-		}
-	}
-}
-
-func (v *validator) allEntries(cms map[string]*gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap) {
-	for name, cm := range cms {
-		if cm.GetEntries() == nil {
-			continue
-		}
-		for seq, e := range cm.GetEntries().Entry {
-			v.cmapEntry(fmt.Sprintf("/crypto/crypto-maps/crypto-map[name=%s]/entries/entry[sequence=%d]", name, seq), e)
+			v.push(frame{f: ifF, key: reflect.ValueOf(name)})
+			v.iface(i)
+			v.pop()
 		}
 	}
 }
@@ -349,7 +408,8 @@ func validateChanges(root *gen.Device, d *differ) []Problem {
 		if ec.ti.kind == entKey && ec.new.Interface().(*keyT).GetConfig().Key == nil {
 			global = true
 		}
-		v.entity(ec.ti, ec.path, ec.key, ec.new)
+		v.prefix, v.stack = elemsString(ec.path), v.stack[:0]
+		v.entity(ec.ti, ec.key, ec.new)
 	}
 	if global {
 		v.references()
