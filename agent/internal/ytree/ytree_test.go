@@ -1,0 +1,191 @@
+package ytree
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/gen"
+)
+
+func loadSeed(t *testing.T) *gen.Device {
+	t.Helper()
+	b, err := os.ReadFile("../../../examples/lab/router-a.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &gen.Device{}
+	if err := gen.Unmarshal(b, d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func elems(t *testing.T, s string) []*gpb.PathElem {
+	t.Helper()
+	p, err := ygot.StringToStructuredPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.GetElem()
+}
+
+func TestMatch(t *testing.T) {
+	d := loadSeed(t)
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{"/crypto/interfaces/interface[name=wan0]/config/ipv4-address", []string{"/crypto/interfaces/interface[name=wan0]/config/ipv4-address"}},
+		{"/crypto/interfaces/interface/config/ipv4-prefix-length", []string{
+			"/crypto/interfaces/interface[name=lan0]/config/ipv4-prefix-length",
+			"/crypto/interfaces/interface[name=wan0]/config/ipv4-prefix-length"}},
+		{"/crypto/interfaces/interface[name=*]/name", []string{"/crypto/interfaces/interface[name=lan0]/name", "/crypto/interfaces/interface[name=wan0]/name"}},
+		{"/crypto/*/transform-set/config/ah", []string{"/crypto/transform-sets/transform-set[name=auth2]/config/ah"}},
+		{"/crypto/.../match-address", []string{"/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config/match-address"}},
+		{"/crypto/access-lists/...", []string{
+			"/crypto/access-lists/access-list[name=150]/name",
+			"/crypto/access-lists/access-list[name=150]/config/name",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/sequence",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/config/action",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/config/destination",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/config/protocol",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/config/sequence",
+			"/crypto/access-lists/access-list[name=150]/entries/entry[sequence=10]/config/source"}},
+		{"/crypto/isakmp/policies/policy[priority=1]", []string{"/crypto/isakmp/policies/policy[priority=1]"}},
+		{"/crypto/isakmp/policies/policy[priority=2]", nil},
+		{"/crypto/isakmp/policies/policy[priority=x]", nil},
+		{"/crypto/ipsec/sas", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pattern, func(t *testing.T) {
+			nodes, err := Match(d, elems(t, tc.pattern))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, n := range nodes {
+				got = append(got, PathString(n.Path))
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestCoversOverlaps(t *testing.T) {
+	tests := []struct {
+		pattern, path    string
+		covers, overlaps bool
+	}{
+		{"/crypto/ipsec/sas", "/crypto/ipsec/sas/sa[spi=1]/state/packets", true, true},
+		{"/crypto/ipsec/sas/sa[spi=*]/state/packets", "/crypto/ipsec/sas/sa[spi=1]/state/packets", true, true},
+		{"/crypto/ipsec/sas/sa[spi=2]/state/packets", "/crypto/ipsec/sas/sa[spi=1]/state/packets", false, false},
+		{"/crypto/ipsec/sas/sa/state/packets", "/crypto/ipsec/sas/sa[spi=1]", false, true},
+		{"/crypto/.../packets", "/crypto/ipsec/sas/sa[spi=1]/state/packets", true, true},
+		{"/crypto/.../packets", "/crypto/ipsec/sas/sa[spi=1]/state/bytes", false, true},
+		{"/crypto/*/config", "/crypto/isakmp/config/dpd-interval", true, true},
+		{"/crypto/isakmp", "/crypto/transform-sets/transform-set[name=a]", false, false},
+	}
+	for _, tc := range tests {
+		if got := Covers(elems(t, tc.pattern), elems(t, tc.path)); got != tc.covers {
+			t.Errorf("Covers(%s, %s) = %v", tc.pattern, tc.path, got)
+		}
+		if got := Overlaps(elems(t, tc.pattern), elems(t, tc.path)); got != tc.overlaps {
+			t.Errorf("Overlaps(%s, %s) = %v", tc.pattern, tc.path, got)
+		}
+	}
+}
+
+// TestWriteJSONMatchesYgot: the direct emitter gives what ygot's
+// ConstructIETFJSON / ConstructInternalJSON give.
+func TestWriteJSONMatchesYgot(t *testing.T) {
+	d := loadSeed(t)
+	d.GetCrypto().GetOrCreateIpsec().GetOrCreateSas().GetOrCreateSa("192.0.2.2", gen.SpiagentTypes_IpsecProtocol_esp, 7).
+		GetOrCreateState().Bytes = ygot.Uint64(1 << 40)
+	d.GetCrypto().GetIsakmp().GetOrCreateConfig() // an empty container: omitted by both
+	want, err := ygot.ConstructIETFJSON(d, &ygot.RFC7951JSONConfig{AppendModuleName: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteJSON(&b, Node{Schema: RootSchema(), Value: reflect.ValueOf(d)}, true, testLeaf(true)); err != nil {
+		t.Fatal(err)
+	}
+	var got, w2 map[string]any
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("bad JSON %s: %v", b.String(), err)
+	}
+	wb, _ := json.Marshal(want)
+	json.Unmarshal(wb, &w2)
+	if d := cmp.Diff(w2, got); d != "" {
+		t.Errorf("(-ygot +WriteJSON):\n%s", d)
+	}
+	// Plain JSON: the same shape (lists as arrays, unlike ygot's internal
+	// format), no module names, 64-bit numbers as numbers.
+	b.Reset()
+	if err := WriteJSON(&b, Node{Schema: RootSchema(), Value: reflect.ValueOf(d)}, false, testLeaf(false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`{"crypto":{"access-lists":{"access-list":[{"config":{"name":"150"}`, `"bytes":1099511627776`} {
+		if !bytes.Contains(b.Bytes(), []byte(s)) {
+			t.Errorf("JSON lacks %s:\n%s", s, b.String())
+		}
+	}
+}
+
+// testLeaf renders leaves as the gnmi package does: 64-bit integers as
+// strings in RFC 7951, other scalars as themselves.
+func testLeaf(ietf bool) LeafFunc {
+	return func(tv *gpb.TypedValue, e *yang.Entry) (any, error) {
+		switch x := tv.GetValue().(type) {
+		case *gpb.TypedValue_UintVal:
+			if ietf && e.Type.Kind == yang.Yuint64 {
+				return strconv.FormatUint(x.UintVal, 10), nil
+			}
+			return x.UintVal, nil
+		case *gpb.TypedValue_StringVal:
+			return x.StringVal, nil
+		case *gpb.TypedValue_BoolVal:
+			return x.BoolVal, nil
+		case *gpb.TypedValue_LeaflistVal:
+			var out []any
+			for _, el := range x.LeaflistVal.GetElement() {
+				out = append(out, el.GetStringVal())
+			}
+			return out, nil
+		}
+		return nil, fmt.Errorf("unexpected %T", tv.GetValue())
+	}
+}
+
+func TestOverlay(t *testing.T) {
+	cfg := loadSeed(t)
+	st := &gen.Device{}
+	st.GetOrCreateCrypto().GetOrCreateIsakmp().GetOrCreateKeys().GetOrCreateKey("192.0.2.2").GetOrCreateState().KeyConfigured = ygot.Bool(true)
+	before, _ := ygot.DeepCopy(cfg)
+	m := Overlay(cfg, st).(*gen.Device)
+	k := m.GetCrypto().GetIsakmp().GetKeys().GetKey("192.0.2.2")
+	if k.GetConfig().GetKey() != "1234" || !k.GetState().GetKeyConfigured() {
+		t.Errorf("merged key entry %+v", k)
+	}
+	if m.GetCrypto().GetTransformSets() != cfg.GetCrypto().GetTransformSets() {
+		t.Error("a subtree only one side has was copied instead of shared")
+	}
+	if d := cmp.Diff(before, ygot.GoStruct(cfg)); d != "" {
+		t.Errorf("Overlay modified its input:\n%s", d)
+	}
+	if st.GetCrypto().GetIsakmp().GetKeys().GetKey("192.0.2.2").GetConfig() != nil {
+		t.Error("Overlay modified the state tree")
+	}
+}
