@@ -190,12 +190,38 @@ func (a *Agent) childBySA(k ipsec.SAKey) *child {
 	return nil
 }
 
+// installGrace is how long an invalid SPI waits before recovery acts on it.
+// A responder installs its inbound SAs when Quick Mode's third message
+// arrives, and the initiator may already be sending on them: an SPI that
+// is unknown for a few milliseconds is not a black hole. After the grace,
+// an SPI that now has an SA is ignored.
+const installGrace = 300 * time.Millisecond
+
 // invalidSPI is Invalid SPI Recovery: count, log, and maybe notify.
 func (a *Agent) invalidSPI(ev ipsec.Event) {
-	re := recovery.Event{Time: ev.Time, Src: ev.Src, Dst: ev.SA.Dst, Proto: uint8(ev.SA.Proto), SPI: ev.SA.SPI}
-	if re.Time.IsZero() {
-		re.Time = time.Now()
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		select {
+		case <-a.done:
+			return
+		case <-time.After(installGrace):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		if _, err := a.dp.Counters(ctx, ev.SA); err == nil {
+			a.log.Debug("SPI became valid during the install grace; not a black hole", "peer", ev.Src, "spi", hex32(ev.SA.SPI))
+			return
+		}
+		a.recover(ev)
+	}()
+}
+
+func (a *Agent) recover(ev ipsec.Event) {
+	re := recovery.Event{Time: ev.Time, Src: ev.Src, Dst: ev.SA.Dst, Proto: uint8(ev.SA.Proto), SPI: ev.SA.SPI}
 	out := a.rec.Decide(re)
 	if out == recovery.Notify {
 		a.log.Info("invalid SPI recovery: notifying the source", "peer", ev.Src, "spi", hex32(ev.SA.SPI), "proto", ev.SA.Proto)
