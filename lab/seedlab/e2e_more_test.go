@@ -19,6 +19,7 @@ func TestRecoveryAfterSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	res, err := l.Run(ctx, Scenario{Recovery: true, Watch: 15 * time.Second, Say: Narrator{W: testWriter{t}},
+		BreakSay: "routerB's agent is killed with SIGKILL and restarted from its data dir.",
 		Break: func(ctx context.Context) error {
 			l.B.Kill()
 			return l.B.Start(ctx)
@@ -111,7 +112,7 @@ func TestFloodWithoutKey(t *testing.T) {
 		}
 		return nil
 	}
-	res, err := l.Run(ctx, Scenario{Recovery: true, Watch: 3 * time.Second, Break: flood, Say: Narrator{W: testWriter{t}}})
+	res, err := l.Run(ctx, Scenario{Recovery: true, Watch: 3 * time.Second, Break: flood, BreakSay: "ESP with random SPIs floods routerB from 192.0.2.66, an address without a key.", Say: Narrator{W: testWriter{t}}})
 	if err != nil {
 		t.Fatal(err)
 	}

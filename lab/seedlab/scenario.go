@@ -17,6 +17,7 @@ type Scenario struct {
 	Rate     int                         // flow packets per second (20)
 	Watch    time.Duration               // how long to wait for traffic to resume (10 s)
 	Break    func(context.Context) error // makes the black hole (nil: clear B's SAs without notifying A)
+	BreakSay string                      // narrates Break
 	Show     bool                        // print both routers' SA tables (the demo)
 	Say      Narrator
 }
@@ -104,7 +105,10 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 	}
 
-	say.Say("Step 2: routerB loses its SAs without telling routerA (clear crypto sa, no notification: what a reboot does).")
+	if sc.BreakSay == "" {
+		sc.BreakSay = "routerB loses its SAs without telling routerA (clear crypto sa, no notification: what a reboot does)."
+	}
+	say.Say("Step 2: %s", sc.BreakSay)
 	brk := time.Now()
 	if sc.Break != nil {
 		err = sc.Break(ctx)
