@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,19 @@ func benchStore(b *testing.B, n int) *Store {
 	return s
 }
 
+// cpuTime is the CPU time (user+system) the process has used: the machine
+// the figures were taken on is shared, so wall time alone overstates cost.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMetric reports the process CPU time per op since start.
+func cpuMetric(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
 // phaseMetrics accumulates the phase timings of the commits of a benchmark.
 type phaseMetrics struct{ sum Phases }
 
@@ -76,12 +90,14 @@ func BenchmarkCommitOneLeaf(b *testing.B) {
 			var m phaseMetrics
 			b.ReportAllocs()
 			b.ResetTimer()
+			c0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := s.Commit(ctx, Tx{Ops: []Op{{Kind: OpUpdate, Path: path, Val: uintV(uint64(1000 + i%2))}}}); err != nil {
 					b.Fatal(err)
 				}
 				m.add(s.LastPhases())
 			}
+			cpuMetric(b, c0)
 			m.report(b, b.N)
 		})
 	}
@@ -100,6 +116,7 @@ func BenchmarkCommitKeyAddDelete(b *testing.B) {
 			rm := Tx{Ops: []Op{del(b, kp)}}
 			var m phaseMetrics
 			b.ResetTimer()
+			c0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := s.Commit(ctx, add); err != nil {
 					b.Fatal(err)
@@ -109,6 +126,7 @@ func BenchmarkCommitKeyAddDelete(b *testing.B) {
 				}
 				m.add(s.LastPhases())
 			}
+			cpuMetric(b, c0)
 			m.report(b, b.N) // phases of the delete
 		})
 	}
@@ -130,6 +148,7 @@ func BenchmarkCommitNewEntry(b *testing.B) {
 			rm := Tx{Ops: []Op{del(b, e), del(b, "/crypto/access-lists/access-list[name=new]"), del(b, "/crypto/isakmp/keys/key[address=192.0.2.99]")}}
 			var m phaseMetrics
 			b.ResetTimer()
+			c0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := s.Commit(ctx, add); err != nil {
 					b.Fatal(err)
@@ -139,6 +158,7 @@ func BenchmarkCommitNewEntry(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpuMetric(b, c0)
 			m.report(b, b.N) // phases of the add
 		})
 	}
@@ -153,6 +173,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 	}
 	b.Run("LoadJSON+Validate", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			d, err := LoadJSON(data)
 			if err != nil {
@@ -164,6 +185,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 		}
 	})
 	b.Run("LoadJSON", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			if _, err := LoadJSON(data); err != nil {
 				b.Fatal(err)
@@ -172,6 +194,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 	})
 	d, _ := LoadJSON(data)
 	b.Run("Validate", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			if p := Validate(d); len(p) > 0 {
 				b.Fatal(p)
@@ -179,6 +202,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 		}
 	})
 	b.Run("EmitJSON", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			if _, err := EmitJSONWithSecrets(d, true); err != nil {
 				b.Fatal(err)
@@ -190,6 +214,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 		dir := s.dir
 		s.Close()
 		b.ResetTimer()
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			s, err := Open(dir, WithLogger(quietLogger()))
 			if err != nil {
@@ -206,6 +231,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 func BenchmarkNaive10k(b *testing.B) {
 	d := bigConfig(10000)
 	b.Run("DeepCopy", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			if _, err := ygot.DeepCopy(d); err != nil {
 				b.Fatal(err)
@@ -213,6 +239,7 @@ func BenchmarkNaive10k(b *testing.B) {
 		}
 	})
 	b.Run("ytypes.Validate", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			ytypes.Validate(gen.SchemaTree["Device"], d)
 		}
@@ -220,6 +247,7 @@ func BenchmarkNaive10k(b *testing.B) {
 	c, _ := ygot.DeepCopy(d)
 	c.(*gen.Device).Crypto.CryptoMaps.CryptoMap["VPN"].Entries.Entry[5000].Config.SaLifetimeSeconds = ygot.Uint32(1000)
 	b.Run("ygot.Diff", func(b *testing.B) {
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			if _, err := ygot.Diff(d, c.(*gen.Device)); err != nil {
 				b.Fatal(err)
@@ -228,6 +256,7 @@ func BenchmarkNaive10k(b *testing.B) {
 	})
 	b.Run("FullSnapshotWrite", func(b *testing.B) {
 		dir := b.TempDir()
+		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
 			data, err := encodeSnapshot(&Snapshot{ID: 1, Root: d}, nil)
 			if err != nil {

@@ -153,14 +153,15 @@ func encodeSnapshot(s *Snapshot, history []CommitInfo) ([]byte, error) {
 		return nil, err
 	}
 	sum := configSum(cfg)
-	return json.MarshalIndent(&snapFile{
+	b, err := json.Marshal(&snapFile{
 		Format: snapFormat, ID: s.ID, Time: s.Time, History: history,
 		SHA256: sum, Config: cfg,
-	}, "", " ")
+	})
+	return append(b, '\n'), err
 }
 
-// configSum is the SHA-256 of the config's compact form (the envelope is
-// indented, and indenting the embedded config does not change its compact form).
+// configSum is the SHA-256 of the config's compact form (so that re-indenting
+// the file, say by hand with jq, does not make it corrupt).
 func configSum(cfg []byte) string {
 	var b bytes.Buffer
 	if err := json.Compact(&b, cfg); err != nil {

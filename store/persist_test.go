@@ -162,11 +162,11 @@ func TestCorruptFilesAtStartup(t *testing.T) {
 		{"flipped byte in the config", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, snapshotName)
 			b, _ := os.ReadFile(p)
-			i := bytes.Index(b, []byte(`"lifetime": 300`))
+			i := bytes.Index(b, []byte(`"lifetime":300`))
 			if i < 0 {
 				t.Fatalf("lifetime not in %s", b)
 			}
-			b[i+len(`"lifetime": `)] = '2'
+			b[i+len(`"lifetime":`)] = '2'
 			os.WriteFile(p, b, 0o600)
 		}, "checksum mismatch"},
 		{"corrupt journal record in the middle", func(t *testing.T, dir string) {
