@@ -14,7 +14,32 @@ import (
 // HandleIP processes one received IPv4 packet carrying ESP or AH (as a raw
 // socket delivers it, header included). It may modify pkt and does not
 // keep it. Safe for concurrent use; allocates nothing per packet.
-func (d *Dataplane) HandleIP(pkt []byte) {
+func (d *Dataplane) HandleIP(pkt []byte) { d.handleIP(pkt, nil) }
+
+// BatchWriter is implemented by devices that take several packets per
+// call (package tun with offload coalesces TCP segments: GRO).
+type BatchWriter interface {
+	WriteBatch(pkts [][]byte) (int, error)
+}
+
+// deliverBatch collects the decapsulated packets of one receive batch.
+type deliverBatch struct{ pkts [][]byte }
+
+var batchPool = sync.Pool{New: func() any { return &deliverBatch{pkts: make([][]byte, 0, 64)} }}
+
+// HandleIPBatch is HandleIP for the packets of one receive batch (package
+// rawnet delivers them so): the decapsulated packets go to the TUN
+// together, which lets a BatchWriter TUN coalesce them.
+func (d *Dataplane) HandleIPBatch(pkts [][]byte) {
+	db := batchPool.Get().(*deliverBatch)
+	for _, p := range pkts {
+		d.handleIP(p, db)
+	}
+	d.flush(db)
+	batchPool.Put(db)
+}
+
+func (d *Dataplane) handleIP(pkt []byte, db *deliverBatch) {
 	pkt, ihl, f, ok := parseIPv4(pkt)
 	if !ok || isFragment(pkt) {
 		d.stats.malformed.Add(1)
@@ -24,25 +49,61 @@ func (d *Dataplane) HandleIP(pkt []byte) {
 		d.stats.notIPsec.Add(1)
 		return
 	}
-	d.decap(pkt, ihl, f.src, 0)
+	d.decap(pkt, ihl, f.src, 0, db)
+}
+
+// flush writes a batch to the TUN and empties it.
+func (d *Dataplane) flush(db *deliverBatch) {
+	if len(db.pkts) == 0 {
+		return
+	}
+	if bw, ok := d.cfg.TUN.(BatchWriter); ok {
+		n, err := bw.WriteBatch(db.pkts)
+		d.stats.inPackets.Add(uint64(n))
+		if err != nil {
+			d.stats.sendErrors.Add(uint64(len(db.pkts) - n))
+		}
+	} else {
+		for _, p := range db.pkts {
+			d.writeTUN(p)
+		}
+	}
+	clear(db.pkts)
+	db.pkts = db.pkts[:0]
+}
+
+func (d *Dataplane) writeTUN(pkt []byte) {
+	if _, err := d.cfg.TUN.Write(pkt); err != nil {
+		d.stats.sendErrors.Add(1)
+		return
+	}
+	d.stats.inPackets.Add(1)
 }
 
 // udpBufs holds buffers for ESP-in-UDP, which arrives without an IP header.
 var udpBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// espInUDPOK sorts out what shares port 4500 with ESP and is not ESP.
+func (d *Dataplane) espInUDPOK(pkt []byte, src, dst netip.AddrPort) bool {
+	switch {
+	case len(pkt) == 1 && pkt[0] == 0xff: // NAT-keepalive (RFC 3948 §2.3)
+		return false
+	case len(pkt) >= 4 && binary.BigEndian.Uint32(pkt) == 0: // non-ESP marker: IKE
+		d.stats.notIPsec.Add(1)
+		return false
+	case len(pkt) < esp.HeaderLen || len(pkt)+ipv4MinLen > bufSize || !src.Addr().Is4() || !dst.Addr().Is4():
+		d.stats.malformed.Add(1)
+		return false
+	}
+	return true
+}
 
 // HandleESPInUDP processes one ESP-in-UDP payload (RFC 3948) received on
 // dst from src: the IKE engine calls it for every port-4500 datagram that
 // is not IKE (no non-ESP marker) and not a NAT keepalive. It does not keep
 // pkt. Safe for concurrent use; allocates nothing per packet.
 func (d *Dataplane) HandleESPInUDP(pkt []byte, src, dst netip.AddrPort) {
-	switch {
-	case len(pkt) == 1 && pkt[0] == 0xff: // NAT-keepalive (RFC 3948 §2.3)
-		return
-	case len(pkt) >= 4 && binary.BigEndian.Uint32(pkt) == 0: // non-ESP marker: IKE
-		d.stats.notIPsec.Add(1)
-		return
-	case len(pkt) < esp.HeaderLen || len(pkt)+ipv4MinLen > bufSize || !src.Addr().Is4() || !dst.Addr().Is4():
-		d.stats.malformed.Add(1)
+	if !d.espInUDPOK(pkt, src, dst) {
 		return
 	}
 	bp := udpBufs.Get().(*[]byte)
@@ -51,14 +112,25 @@ func (d *Dataplane) HandleESPInUDP(pkt []byte, src, dst netip.AddrPort) {
 	total := ipv4MinLen + len(pkt)
 	writeIPv4(b, src.Addr(), dst.Addr(), protoESP, total, 0, 0)
 	copy(b[ipv4MinLen:], pkt)
-	d.decap(b[:total], ipv4MinLen, src.Addr(), src.Port())
+	d.decap(b[:total], ipv4MinLen, src.Addr(), src.Port(), nil)
+}
+
+// handleESPInUDPInPlace is HandleESPInUDP for a datagram at
+// buf[ipv4MinLen:], with room for the IPv4 header in front (the
+// dataplane's own batched UDP socket).
+func (d *Dataplane) handleESPInUDPInPlace(buf []byte, src, dst netip.AddrPort, db *deliverBatch) {
+	if !d.espInUDPOK(buf[ipv4MinLen:], src, dst) {
+		return
+	}
+	writeIPv4(buf, src.Addr(), dst.Addr(), protoESP, len(buf), 0, 0)
+	d.decap(buf, ipv4MinLen, src.Addr(), src.Port(), db)
 }
 
 // decap removes AH and ESP headers from pkt (an IPv4 packet whose IPsec
 // header starts at ihl), verifying each, then checks the result against
 // the inbound policy and writes it to the TUN. sport is the UDP source port
 // for ESP-in-UDP, 0 for raw.
-func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16) {
+func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db *deliverBatch) {
 	var applied [maxTemplates]*saState
 	n := 0
 	sad := d.sad.Load()
@@ -114,7 +186,7 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16) {
 			break
 		}
 	}
-	d.deliver(pkt, applied[:n])
+	d.deliver(pkt, applied[:n], db)
 }
 
 func ipsecHeader(b []byte, proto uint8) (spi, seq uint32, ok bool) {
@@ -200,8 +272,8 @@ func (d *Dataplane) replayAccept(s *saState, seq uint32) bool {
 }
 
 // deliver checks a decapsulated packet against policy and writes it to the
-// TUN.
-func (d *Dataplane) deliver(pkt []byte, applied []*saState) {
+// TUN, or adds it to the batch db.
+func (d *Dataplane) deliver(pkt []byte, applied []*saState, db *deliverBatch) {
 	_, _, f, ok := parseIPv4(pkt)
 	if !ok || len(applied) == 0 {
 		d.stats.malformed.Add(1)
@@ -212,15 +284,14 @@ func (d *Dataplane) deliver(pkt []byte, applied []*saState) {
 		d.stats.policyMismatch.Add(1)
 		return
 	}
-	if d.cfg.TUN == nil {
+	switch {
+	case d.cfg.TUN == nil:
 		d.stats.sendErrors.Add(1)
-		return
+	case db != nil:
+		db.pkts = append(db.pkts, pkt)
+	default:
+		d.writeTUN(pkt)
 	}
-	if _, err := d.cfg.TUN.Write(pkt); err != nil {
-		d.stats.sendErrors.Add(1)
-		return
-	}
-	d.stats.inPackets.Add(1)
 }
 
 // policyAllows: the innermost SA's selector, when it has one, must match

@@ -29,9 +29,9 @@ func Open(tunName string, mtu int, cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("userspace: %w", err)
 	}
 	var dp atomic.Pointer[Dataplane]
-	raw, err := rawnet.Open(func(pkt []byte) {
+	raw, err := rawnet.Open(func(pkts [][]byte) {
 		if d := dp.Load(); d != nil {
-			d.HandleIP(pkt)
+			d.HandleIPBatch(pkts)
 		}
 	})
 	if err != nil {

@@ -6,15 +6,20 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+
+	"github.com/spiagent/spiagent/ipsec/userspace/batch"
+	"github.com/spiagent/spiagent/ipsec/userspace/rawnet"
 )
 
 // UDPListener is the dataplane's own ESP-in-UDP socket, for standalone use
 // when no IKE engine owns port 4500. Datagrams with the non-ESP marker
 // (IKE) are dropped and counted as not IPsec.
 type UDPListener struct {
-	conn  *net.UDPConn
-	local netip.AddrPort
-	wg    sync.WaitGroup
+	conn   *net.UDPConn
+	local  netip.AddrPort
+	wg     sync.WaitGroup
+	closed atomic.Bool
 }
 
 // ListenESPInUDP binds addr (normally port 4500 on a specific address),
@@ -27,19 +32,28 @@ func (d *Dataplane) ListenESPInUDP(addr netip.AddrPort) (*UDPListener, error) {
 	}
 	c.SetReadBuffer(4 << 20)
 	l := &UDPListener{conn: c, local: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("userspace: ESP-in-UDP socket: %w", err)
+	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		buf := make([]byte, 1<<16)
+		r := batch.New(rc, rawnet.BatchSize, maxPacket, ipv4MinLen)
+		db := &deliverBatch{pkts: make([][]byte, 0, rawnet.BatchSize)}
 		for {
-			n, src, err := c.ReadFromUDPAddrPort(buf)
+			n, err := r.Read()
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
+				if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 					return
 				}
 				continue
 			}
-			d.HandleESPInUDP(buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), l.local)
+			for i := range n {
+				d.handleESPInUDPInPlace(r.Bufs[i][:ipv4MinLen+r.Size(i)], r.Src(i), l.local, db)
+			}
+			d.flush(db)
 		}
 	}()
 	d.SetUDPSender(l)
@@ -55,6 +69,7 @@ func (l *UDPListener) SendESPInUDP(b []byte, src, dst netip.AddrPort) error {
 
 // Close closes the socket.
 func (l *UDPListener) Close() error {
+	l.closed.Store(true)
 	err := l.conn.Close()
 	l.wg.Wait()
 	return err

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec/userspace/batch"
 )
 
 // Conn is the raw-socket link.
@@ -23,13 +26,18 @@ type Conn struct {
 	mu sync.Mutex // guards sa
 	sa unix.SockaddrInet4
 
-	recv []*os.File
-	wg   sync.WaitGroup
+	recv   []*os.File
+	wg     sync.WaitGroup
+	closed atomic.Bool
 }
 
+// BatchSize is how many packets one recvmmsg(2) reads at most.
+const BatchSize = 32
+
 // Open opens the sockets and starts one reader per protocol; handler gets
-// each received IPv4 packet (it may modify it, and must not keep it).
-func Open(handler func(pkt []byte)) (*Conn, error) {
+// the IPv4 packets of each receive batch (it may modify them, and must not
+// keep them after it returns).
+func Open(handler func(pkts [][]byte)) (*Conn, error) {
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
 		return nil, fmt.Errorf("rawnet: send socket: %w", err)
@@ -50,18 +58,26 @@ func Open(handler func(pkt []byte)) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) read(f *os.File, handler func([]byte)) {
+func (c *Conn) read(f *os.File, handler func([][]byte)) {
 	defer c.wg.Done()
-	buf := make([]byte, 1<<16)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	r := batch.New(rc, BatchSize, 1<<16, 0)
+	pkts := make([][]byte, BatchSize)
 	for {
-		n, err := f.Read(buf)
+		n, err := r.Read()
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
+			if c.closed.Load() || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			continue
 		}
-		handler(buf[:n])
+		for i := range n {
+			pkts[i] = r.Packet(i)
+		}
+		handler(pkts[:n])
 	}
 }
 
@@ -82,6 +98,7 @@ func (c *Conn) Send(pkt []byte) error {
 
 // Close closes the sockets and waits for the readers.
 func (c *Conn) Close() error {
+	c.closed.Store(true)
 	for _, f := range c.recv {
 		f.Close()
 	}

@@ -34,6 +34,7 @@ const (
 
 type offload struct {
 	supers atomic.Uint64 // TSO super-packets split
+	merged atomic.Uint64 // GRO super-packets written
 	rbuf   []byte
 	segbuf []byte
 	segs   [][]byte
@@ -199,4 +200,12 @@ func (d *Device) Segmented() uint64 {
 		return 0
 	}
 	return d.off.supers.Load()
+}
+
+// Coalesced is how many GRO super-packets WriteBatch has written.
+func (d *Device) Coalesced() uint64 {
+	if d.off == nil {
+		return 0
+	}
+	return d.off.merged.Load()
 }

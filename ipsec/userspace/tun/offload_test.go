@@ -90,3 +90,38 @@ func TestSumMatchesNaive(t *testing.T) {
 		}
 	}
 }
+
+// TestGROPlan checks which segments WriteBatch would merge.
+func TestGROPlan(t *testing.T) {
+	o := newOffload()
+	segs := o.split(tcpSuper(5000, 0x10|tcpFlagPSH), 1000) // 5 segments, PSH on the last
+	for _, s := range segs {
+		if groCandidate(s) != len(s)-40 {
+			t.Fatalf("segment not a candidate")
+		}
+	}
+	total := len(segs[0])
+	for i := 1; i < len(segs); i++ {
+		if !groFollows(segs[i-1], segs[i], 1000, total) {
+			t.Fatalf("segment %d does not follow", i)
+		}
+		total += len(segs[i]) - 40
+	}
+	// Out of order, pushed, corrupted and SYN segments break a merge.
+	if groFollows(segs[0], segs[2], 1000, 1040) {
+		t.Fatal("gap merged")
+	}
+	if groFollows(segs[4], segs[0], 1000, 1040) {
+		t.Fatal("merged after a PSH")
+	}
+	bad := append([]byte(nil), segs[1]...)
+	bad[50] ^= 1
+	if groCandidate(bad) != 0 || groFollows(segs[0], bad, 1000, 1040) {
+		t.Fatal("segment with a bad checksum merged")
+	}
+	syn := append([]byte(nil), segs[1]...)
+	syn[33] |= 0x02
+	if groCandidate(syn) != 0 {
+		t.Fatal("SYN is a candidate")
+	}
+}
