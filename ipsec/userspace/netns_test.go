@@ -477,4 +477,5 @@ func TestNetnsOpen(t *testing.T) {
 	if c := counters(t, b.dp, addrB, ipsec.ProtoESP, spiFor(1, 0)); c.Packets < 3 {
 		t.Fatalf("B counters %+v", c)
 	}
+	tcpTransfer(t, a, b, 4<<20)
 }

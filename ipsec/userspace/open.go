@@ -14,7 +14,8 @@ import (
 const DefaultMTU = 1400
 
 // Open is the production wiring: it opens the TUN device tunName (with
-// mtu, 0 for DefaultMTU) as Device and Router, raw ESP/AH sockets as Link,
+// mtu, 0 for DefaultMTU; with TCP segmentation and receive offload when the
+// kernel allows) as Device and Router, raw ESP/AH sockets as Link,
 // and starts a dataplane with cfg (whose TUN, Router and Link it sets).
 // ESP-in-UDP still needs a sender: the IKE engine's port-4500 transport
 // (SetUDPSender, and route its non-IKE datagrams to HandleESPInUDP), or
@@ -24,9 +25,12 @@ func Open(tunName string, mtu int, cfg Config) (*Dataplane, error) {
 	if mtu == 0 {
 		mtu = DefaultMTU
 	}
-	dev, err := tun.Open(tunName, mtu)
+	dev, err := tun.OpenOffload(tunName, mtu)
 	if err != nil {
-		return nil, fmt.Errorf("userspace: %w", err)
+		// Kernels without TUN offload: plain packets, one per read.
+		if dev, err = tun.Open(tunName, mtu); err != nil {
+			return nil, fmt.Errorf("userspace: %w", err)
+		}
 	}
 	var dp atomic.Pointer[Dataplane]
 	raw, err := rawnet.Open(func(pkts [][]byte) {
