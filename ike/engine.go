@@ -280,6 +280,23 @@ func (e *Engine) DeleteChild(now time.Time, id uint64) error {
 	return nil
 }
 
+// RekeyChild negotiates a replacement for child SA id now, with the same
+// policy and selectors (the caller's byte lifetime ran out, or an operator
+// asked). The old SA stays until its own expiry or DeleteChild.
+func (e *Engine) RekeyChild(now time.Time, id uint64) error {
+	e.runTimers(now)
+	c := e.children[id]
+	if c == nil {
+		return fmt.Errorf("ike: no child SA %d", id)
+	}
+	pol := e.policies[c.Tag]
+	if pol == nil {
+		return fmt.Errorf("%w: %q (child SA %d)", ErrNoPolicy, c.Tag, id)
+	}
+	ts := [2]Selector{c.LocalTS, c.RemoteTS}
+	return e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, pol, ts) })
+}
+
 // Clear removes every SA with peer (all peers when peer is invalid). With
 // notify, DELETE payloads are sent first; without, the peer is not told
 // (the lab's "black hole").

@@ -513,3 +513,23 @@ func TestSecretsRedacted(t *testing.T) {
 		t.Fatal("log leaks the key or logs nothing")
 	}
 }
+
+func TestRekeyChildOnDemand(t *testing.T) {
+	p := established(t)
+	old := p.a.install[0]
+	if err := p.a.e.RekeyChild(p.now, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.pump()
+	if len(p.a.install) != 2 || len(p.b.install) != 2 {
+		t.Fatalf("installs A %d B %d", len(p.a.install), len(p.b.install))
+	}
+	n := p.a.install[1]
+	checkChildPair(t, n, p.b.install[1])
+	if n.LocalTS != old.LocalTS || n.InSPI(ProtoESP) == old.InSPI(ProtoESP) || p.a.e.Counters().IKEEstablished != 1 {
+		t.Fatal("rekey did not make a fresh SA over the same ISAKMP SA")
+	}
+	if err := p.a.e.RekeyChild(p.now, 999); err == nil {
+		t.Fatal("unknown child accepted")
+	}
+}

@@ -347,6 +347,11 @@ func (t *Transport) DeleteChild(id uint64) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.DeleteChild(now, id) })
 }
 
+// RekeyChild negotiates a replacement for a child SA (e.g. on a byte-lifetime soft expiry).
+func (t *Transport) RekeyChild(id uint64) error {
+	return t.do(func(now time.Time, e *ike.Engine) error { return e.RekeyChild(now, id) })
+}
+
 // Clear removes every SA with peer (all when invalid), telling the peer if notify.
 func (t *Transport) Clear(peer netip.Addr, notify bool) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { e.Clear(now, peer, notify); return nil })
