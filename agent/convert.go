@@ -200,9 +200,12 @@ func dataplaneSAs(c *ike.ChildSA, replayWindow uint32) []ipsec.SA {
 	if c.Mode == ike.ModeTransport {
 		mode = ipsec.ModeTransport
 	}
+	// IKE rekeys on time itself; the dataplane counts bytes, so it raises
+	// the soft expiry (at 90%) that makes IKE rekey on volume.
 	life := ipsec.Lifetime{HardTime: c.Lifetime}
 	if c.LifetimeKB > 0 {
 		life.HardBytes = c.LifetimeKB * 1024
+		life.SoftBytes = life.HardBytes / 10 * 9
 	}
 	localSel := ipsec.Selector{Src: c.LocalTS.Prefix, Dst: c.RemoteTS.Prefix, Proto: c.LocalTS.Proto,
 		SrcPort: portOf(c.LocalTS.Port), DstPort: portOf(c.RemoteTS.Port)}

@@ -162,7 +162,7 @@ func (a *Agent) handleDataplane(ev ipsec.Event) {
 		}
 	case ipsec.EventSoftExpire:
 		if c := a.childBySA(ev.SA); c != nil {
-			if err := a.ike.InitiateNew(c.sa.Tag); err != nil {
+			if err := a.ike.RekeyChild(c.sa.ID); err != nil {
 				a.log.Warn("rekey", "crypto_map", c.sa.Tag, "err", err)
 			}
 		}
