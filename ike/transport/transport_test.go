@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,7 @@ func BenchmarkLoopbackMMQM(b *testing.B) {
 	ea := startEnd(b, loA, ecfg, pa)
 	eb := startEnd(b, loB, bcfg, pb)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	// Each Initiate joins the Main Mode in progress, so force one ISAKMP SA
 	// per child by clearing A's view after each establishment.
@@ -168,4 +170,15 @@ func BenchmarkLoopbackMMQM(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.ReportMetric(float64(b.N)/el.Seconds(), "negotiations/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/negotiation")
+	sa, _ := ea.t.Snapshot()
+	sb, _ := eb.t.Snapshot()
+	b.ReportMetric(float64(sa.Counters.Retransmits+sb.Counters.Retransmits), "retransmits")
+}
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,19 +47,27 @@ func TestRates(t *testing.T) {
 		a := newCharon(t, l.nsOurs)
 		a.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, start: true, conns: n, rate: true,
 			local: addrOurs, remote: addrCharon, localLAN: lanOurs, remoteLAN: lanCharon})
+		cpuB0 := procCPU(l.cmd.Process.Pid)
 		start := time.Now()
 		a.startCharon() // loads n connections with start_action=start
-		if !waitFor(limit, func() bool { return established(l.log()) >= n }) {
-			t.Fatalf("charon B established %d of %d\n%s", established(l.log()), n, tail(l.log(), 60))
-		}
+		// charon->charon is the reference: under load charon occasionally
+		// gives up on one negotiation (retransmit_tries), so accept 95%.
+		waitFor(limit, func() bool { return established(l.log()) >= n })
 		el := time.Since(start)
+		if got := established(l.log()); got < n*95/100 {
+			t.Fatalf("charon B established %d of %d\n%s", got, n, tail(l.log(), 60))
+		} else if got < n {
+			t.Logf("charon B established only %d of %d within %v", got, n, limit)
+			n = got
+		}
 		list := l.listSAs()
 		t.Logf("charon B: %d ESTABLISHED, %d INSTALLED now; %d IKE SAs and %d CHILD_SAs established in all",
 			strings.Count(list, "ESTABLISHED"), strings.Count(list, "INSTALLED"), ikeEstablished(l.log()), established(l.log()))
 		time.Sleep(time.Second)
 		rssAfter := rssKiB(l.cmd.Process.Pid)
-		t.Logf("RESULT charon->charon n=%d %.1f negotiations/s (%.2f s, includes charon A start-up); charon B RSS %d -> %d KiB, %.1f KiB/SA",
-			n, float64(n)/el.Seconds(), el.Seconds(), rssBefore, rssAfter, float64(rssAfter-rssBefore)/float64(n))
+		t.Logf("RESULT charon->charon n=%d %.1f negotiations/s (%.2f s, includes charon A start-up); CPU ms/SA: A %.2f B %.2f; charon B RSS %d -> %d KiB, %.1f KiB/SA",
+			n, float64(n)/el.Seconds(), el.Seconds(), msPer(procCPU(a.cmd.Process.Pid), n), msPer(procCPU(l.cmd.Process.Pid)-cpuB0, n),
+			rssBefore, rssAfter, float64(rssAfter-rssBefore)/float64(n))
 	})
 
 	t.Run("charon-ours", func(t *testing.T) {
@@ -86,6 +95,7 @@ func TestRates(t *testing.T) {
 		a := newCharon(t, l.nsOurs)
 		a.writeConf(charonConf{ikeProp: ikeProp, espProp: espProp, start: true, conns: n, rate: true,
 			local: addrOurs, remote: addrCharon, localLAN: lanOurs, remoteLAN: lanCharon})
+		cpu0 := selfCPU()
 		start := time.Now()
 		a.startCharon()
 		if !waitFor(limit, func() bool { return installs.Load() >= int64(n) }) {
@@ -94,7 +104,8 @@ func TestRates(t *testing.T) {
 		el := time.Since(start)
 		snap, _ := tr.Snapshot()
 		t.Logf("ours: %d IKE SAs established, %d child SAs", snap.Counters.IKEEstablished, snap.Counters.ChildInstalled)
-		t.Logf("RESULT charon->ours n=%d %.1f negotiations/s (%.2f s, includes charon A start-up)", n, float64(n)/el.Seconds(), el.Seconds())
+		t.Logf("RESULT charon->ours n=%d %.1f negotiations/s (%.2f s, includes charon A start-up); CPU ms/SA: charon A %.2f, ours %.2f",
+			n, float64(n)/el.Seconds(), el.Seconds(), msPer(procCPU(a.cmd.Process.Pid), n), msPer(selfCPU()-cpu0, n))
 	})
 
 	t.Run("ours-charon", func(t *testing.T) {
@@ -125,6 +136,7 @@ func TestRates(t *testing.T) {
 		if err := tr.SetChildPolicies(pols); err != nil {
 			t.Fatal(err)
 		}
+		cpu0, cpuB0 := selfCPU(), procCPU(l.cmd.Process.Pid)
 		start := time.Now()
 		// At most 32 negotiations in flight (charon's 16 worker threads
 		// pace its own initiations in the same way).
@@ -142,7 +154,8 @@ func TestRates(t *testing.T) {
 		el := time.Since(start)
 		snap, _ := tr.Snapshot()
 		t.Logf("ours: %+v", snap.Counters)
-		t.Logf("RESULT ours->charon n=%d %.1f negotiations/s (%.2f s)", n, float64(n)/el.Seconds(), el.Seconds())
+		t.Logf("RESULT ours->charon n=%d %.1f negotiations/s (%.2f s); CPU ms/SA: ours %.2f, charon B %.2f",
+			n, float64(n)/el.Seconds(), el.Seconds(), msPer(selfCPU()-cpu0, n), msPer(procCPU(l.cmd.Process.Pid)-cpuB0, n))
 	})
 }
 
@@ -208,3 +221,28 @@ func (l *lab) addHosts(k int) {
 		run(l.t, "ip", "-n", x.ns, "-batch", f)
 	}
 }
+
+// procCPU is a process's user+system CPU time from /proc/PID/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.Atoi(f[11])
+	k, _ := strconv.Atoi(f[12])
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU is this test process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func msPer(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
