@@ -5,20 +5,26 @@ import (
 	"time"
 )
 
-// timer is a one-shot deadline in the engine's heap. Stopping marks it dead;
-// dead timers are dropped when they reach the top. Every per-SA and
+// timer is a one-shot deadline in the engine's heap. Every per-SA and
 // per-exchange deadline is one of these, so a tick costs O(log n) per
-// expired timer and nothing for the others.
+// expired timer and nothing for the others. Stopping removes it from the
+// heap at once, so a deleted SA is not kept alive by its 24-hour timer.
 type timer struct {
 	at   time.Time
 	fire func(now time.Time)
 	dead bool
-	idx  int
+	idx  int // position in h, -1 when not in it
+	h    *timerHeap
 }
 
 func (t *timer) stop() {
-	if t != nil {
-		t.dead = true
+	if t == nil || t.dead {
+		return
+	}
+	t.dead = true
+	t.fire = nil
+	if t.idx >= 0 && t.idx < len(*t.h) && (*t.h)[t.idx] == t {
+		heap.Remove(t.h, t.idx)
 	}
 }
 
@@ -36,11 +42,12 @@ func (h *timerHeap) Pop() any {
 	t := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
+	t.idx = -1
 	return t
 }
 
 func (e *Engine) after(at time.Time, f func(now time.Time)) *timer {
-	t := &timer{at: at, fire: f}
+	t := &timer{at: at, fire: f, h: &e.timers}
 	heap.Push(&e.timers, t)
 	return t
 }
@@ -58,7 +65,9 @@ func (e *Engine) runTimers(now time.Time) {
 		}
 		heap.Pop(&e.timers)
 		t.dead = true
-		t.fire(now)
+		f := t.fire
+		t.fire = nil
+		f(now)
 	}
 }
 
