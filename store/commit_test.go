@@ -245,6 +245,7 @@ func TestCommitBadInput(t *testing.T) {
 			if diff := cmp.Diff(files, fileBytes(t, dir)); diff != "" {
 				t.Errorf("data files changed: %s", diff)
 			}
+			checkRefs(t, s)
 		})
 	}
 }
@@ -331,6 +332,24 @@ func TestCommitSemantics(t *testing.T) {
 				t.Errorf("config %+v", c)
 			}
 		}},
+		{"delete a key with the entry that uses it", func(t *testing.T) []Op {
+			return []Op{del(t, cmEntA), del(t, keyA), del(t, tsA), del(t, aclA)}
+		}, func(t *testing.T, s *Snapshot) {
+			if s.Root.Crypto.Isakmp.Keys != nil && len(s.Root.Crypto.Isakmp.Keys.Key) > 0 {
+				t.Error("key still there")
+			}
+		}},
+		{"move a peer to a new key", func(t *testing.T) []Op {
+			return []Op{
+				upd(t, "/crypto/isakmp/keys/key[address=10.9.9.9]/config/key", strV("nine")),
+				upd(t, cmEntA+"/config/peer", listV("10.9.9.9")),
+				del(t, keyA),
+			}
+		}, func(t *testing.T, s *Snapshot) {
+			if s.Root.Crypto.Isakmp.Keys.Key["10.2.2.2"] != nil {
+				t.Error("old key still there")
+			}
+		}},
 		{"replace root", func(t *testing.T) []Op {
 			return []Op{{Kind: OpReplace, Path: &gpb.Path{}, Val: ietfV(string(readExample(t, "seed/router-b.json")))}}
 		}, func(t *testing.T, s *Snapshot) {
@@ -354,6 +373,7 @@ func TestCommitSemantics(t *testing.T) {
 			if p := Validate(s.Running().Root); len(p) > 0 {
 				t.Errorf("full validation disagrees with the commit's: %v", p)
 			}
+			checkRefs(t, s)
 		})
 	}
 }

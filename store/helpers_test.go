@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
@@ -149,4 +150,15 @@ func bigConfig(n int) *gen.Device {
 	ifc.Config.Ipv4PrefixLength = ygot.Uint8(24)
 	ifc.Config.CryptoMap = ygot.String("VPN")
 	return d
+}
+
+// checkRefs fails if the store's reference counts differ from a recount.
+func checkRefs(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := buildRefs(s.Running().Root)
+	if !reflect.DeepEqual(want.n, s.refs.n) {
+		t.Errorf("reference counts drifted:\n got %v\nwant %v", s.refs.n, want.n)
+	}
 }

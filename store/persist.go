@@ -288,7 +288,7 @@ func (j *journal) append(id uint64, rec []byte) error {
 	}
 	_, err := j.f.Write(rec)
 	if err == nil {
-		err = j.f.Sync()
+		err = syncData(j.f)
 	}
 	if err != nil {
 		j.f.Truncate(j.size)

@@ -71,7 +71,13 @@ func TestPersistAcrossReopen(t *testing.T) {
 }
 
 func TestFileModes(t *testing.T) {
-	_, dir := seedStore(t)
+	s, dir := seedStore(t)
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, snapshotName+".tmp123"), []byte("half"), 0o600)
+	s = reopen(t, s, dir)
+	if _, err := os.Stat(filepath.Join(dir, snapshotName+".tmp123")); err == nil {
+		t.Error("stale temporary file not removed")
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +147,7 @@ func TestApplierRefusesSecond(t *testing.T) {
 	if d := cmp.Diff(files, fileBytes(t, dir)); d != "" {
 		t.Errorf("files changed: %s", d)
 	}
+	checkRefs(t, s)
 	s2 := reopen(t, s, dir)
 	if got := s2.Running().Root.Crypto.Isakmp.Policies.Policy[1].Config.GetLifetime(); got != 300 {
 		t.Errorf("after reopen lifetime %d, want 300", got)
@@ -268,6 +275,12 @@ func TestRollback(t *testing.T) {
 	if _, err := s.Commit(ctx, Tx{Ops: []Op{
 		del(t, "/crypto/interfaces/interface[name=FastEthernet0/1]"),
 		upd(t, "/crypto/isakmp/policies/policy[priority=3]/config/group", strV("group14")),
+		upd(t, keyA+"/config/key", strV("other")),
+		upd(t, "/crypto/isakmp/keys/key[address=10.3.3.3]/config/key", strV("k3")),
+		upd(t, cmEntA+"/config/peer", listV("10.2.2.2", "10.3.3.3")),
+		upd(t, aclA+"/entries/entry[sequence=10]/config", ietfV(`{"protocol":17,"destination-port-min":500}`)),
+		upd(t, aclA+"/entries/entry[sequence=20]/config", ietfV(`{"action":"deny","protocol":"tcp"}`)),
+		rep(t, tsA+"/config", ietfV(`{"name":"auth2","esp-encryption":"esp-gcm","esp-key-bits":256}`)),
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -290,9 +303,11 @@ func TestRollback(t *testing.T) {
 		t.Error("rollback did not survive reopen")
 	}
 	// configs replayed from the journal can be rolled back to after reopen
+	checkRefs(t, s2)
 	if _, err := s2.Rollback(ctx, c1.ID+1, "bob"); err != nil {
 		t.Fatal(err)
 	}
+	checkRefs(t, s2)
 	if s2.Running().Root.Crypto.Isakmp.Policies.Policy[1].Config.GetLifetime() != 300 {
 		t.Error("rollback after reopen went to the wrong config")
 	}

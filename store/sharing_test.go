@@ -61,7 +61,7 @@ func TestPersistFailure(t *testing.T) {
 	}))
 	before, hist := s.Running(), s.History()
 	s.journal.f.Close() // the next write fails
-	_, err := s.Commit(context.Background(), Tx{Ops: []Op{upd(t, polA+"/config/hash", strV("md5"))}})
+	_, err := s.Commit(context.Background(), Tx{Ops: []Op{upd(t, cmEntA+"/config/peer", listV("10.2.2.2", "10.2.2.2"))}})
 	if err == nil || !strings.Contains(err.Error(), "persist") {
 		t.Fatalf("got %v, want a persist error", err)
 	}
@@ -69,11 +69,12 @@ func TestPersistFailure(t *testing.T) {
 	if errors.As(err, &re) {
 		t.Error("a persist failure is not a refusal")
 	}
-	want := []string{"1->2 added", "2->1 removed"}
+	want := []string{"1->2 modified", "2->1 modified"}
 	if fmt.Sprint(calls) != fmt.Sprint(want) {
 		t.Errorf("applier calls %v, want %v", calls, want)
 	}
 	if s.Running() != before || len(s.History()) != len(hist) {
 		t.Error("running config or history changed")
 	}
+	checkRefs(t, s)
 }

@@ -31,6 +31,7 @@ type Store struct {
 	mu      sync.Mutex // serializes commits, rollbacks and journal rotation
 	journal *journal
 	points  map[uint64]*Snapshot // configs Rollback can return to
+	refs    *refIndex            // references in the running config
 	phases  Phases               // timings of the last commit
 
 	hmu     sync.Mutex
@@ -88,6 +89,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %v", err)
 	}
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		s.log.Warn("data directory was readable by others: setting mode 0700 (it holds pre-shared keys)", "dir", dir, "mode", st.Mode().Perm().String())
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: %v", err)
+		}
+	}
+	s.removeTemps()
 	snapPath := filepath.Join(dir, snapshotName)
 	_, serr := os.Stat(snapPath)
 	_, jerr := os.Stat(filepath.Join(dir, journalName))
@@ -104,6 +112,18 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// removeTemps deletes temporary files left by a crash during an atomic write
+// (they may hold keys; the files they were to replace are intact).
+func (s *Store) removeTemps() {
+	for _, pat := range []string{snapshotName + ".tmp*", journalName + ".tmp*"} {
+		m, _ := filepath.Glob(filepath.Join(s.dir, pat))
+		for _, f := range m {
+			s.log.Warn("removing a temporary file left by an interrupted write", "file", f)
+			os.Remove(f)
+		}
+	}
 }
 
 func (s *Store) create() error {
@@ -125,6 +145,7 @@ func (s *Store) create() error {
 	s.journal = j
 	s.running.Store(snap)
 	s.points[0] = snap
+	s.refs = newRefIndex()
 	return nil
 }
 
@@ -189,6 +210,7 @@ func (s *Store) load() error {
 		return fmt.Errorf("store: journal %s: %v", jpath, err)
 	}
 	s.journal = j
+	s.refs = buildRefs(snap.Root)
 	s.prunePoints()
 	s.running.Store(snap)
 	s.log.Info("loaded running config", "dir", s.dir, "commit", snap.ID, "journal_records", len(js.entries))
@@ -293,7 +315,13 @@ func (s *Store) commitLocked(ctx context.Context, tx Tx) (CommitInfo, error) {
 		s.phases = ph
 		return CommitInfo{ID: old.ID, Time: old.Time, User: tx.User, Comment: tx.Comment, Summary: "no changes"}, nil
 	}
-	probs := validateChanges(newRoot, d)
+	probs, refLog := validateChanges(newRoot, d, s.refs)
+	done := false
+	defer func() {
+		if !done {
+			s.refs.undo(refLog)
+		}
+	}()
 	t3 := time.Now()
 	ph.Validate = t3.Sub(t2)
 	if len(probs) > 0 {
@@ -326,6 +354,7 @@ func (s *Store) commitLocked(ctx context.Context, tx Tx) (CommitInfo, error) {
 	}
 	t5 := time.Now()
 	ph.Persist = t5.Sub(t4)
+	done = true
 	s.running.Store(snap)
 	s.points[snap.ID] = snap
 	s.hmu.Lock()

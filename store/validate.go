@@ -391,30 +391,51 @@ func (v *validator) references() {
 }
 
 // validateChanges validates new incrementally: the schema of the leaves the
-// diff added or modified (done by the differ), the changed list entries, and,
-// if an entry that can be referenced was removed (or a key lost its key
-// leaf), every reference in the tree.
-func validateChanges(root *gen.Device, d *differ) []Problem {
+// diff added or modified (done by the differ), the changed list entries
+// (including the references they make), and, for each removed thing that can
+// be referenced (a key or its key leaf, a transform set, an access list or its
+// last entry, a crypto map), whether anything still refers to it: an O(1)
+// look-up in refs, which is updated here (the returned log undoes that). Only
+// when that finds a dangling reference are all references re-checked, to name
+// the paths that dangle.
+func validateChanges(root *gen.Device, d *differ, refs *refIndex) ([]Problem, []refDelta) {
 	v := &validator{root: root, problems: d.problems}
-	global := false
+	log := refs.update(d.ents)
+	dangling := false
+	cr := root.GetCrypto()
 	for _, ec := range d.ents {
-		if isNil(ec.new) {
-			switch ec.ti.kind {
-			case entTransformSet, entACL, entACLEntry, entKey, entCryptoMap:
-				global = true
+		removed := isNil(ec.new)
+		switch ec.ti.kind {
+		case entKey:
+			addr := ec.key.String()
+			if (removed || ec.new.Interface().(*keyT).GetConfig().Key == nil) && refs.referenced(refPeer, addr) {
+				dangling = true
 			}
-			continue
+		case entTransformSet:
+			dangling = dangling || (removed && refs.referenced(refTS, ec.key.String()))
+		case entCryptoMap:
+			dangling = dangling || (removed && refs.referenced(refCMap, ec.key.String()))
+		case entACL:
+			dangling = dangling || (removed && refs.referenced(refACL, ec.key.String()))
+		case entACLEntry:
+			if removed {
+				name := ec.path[len(ec.path)-3].GetKey()["name"]
+				acl := cr.GetAccessLists().GetAccessList(name)
+				if (acl == nil || acl.GetEntries() == nil || len(acl.GetEntries().Entry) == 0) && refs.referenced(refACL, name) {
+					dangling = true
+				}
+			}
 		}
-		if ec.ti.kind == entKey && ec.new.Interface().(*keyT).GetConfig().Key == nil {
-			global = true
+		if removed {
+			continue
 		}
 		v.prefix, v.stack = elemsString(ec.path), v.stack[:0]
 		v.entity(ec.ti, ec.key, ec.new)
 	}
-	if global {
+	if dangling {
 		v.references()
 	}
-	return dedupProblems(sortProblems(v.problems))
+	return dedupProblems(sortProblems(v.problems)), log
 }
 
 func dedupProblems(ps []Problem) []Problem {
