@@ -102,7 +102,7 @@ type env struct {
 	addr  string
 	pool  *x509.CertPool
 	ops   *recordingOps
-	log   *bytes.Buffer
+	log   *syncBuffer
 	tls   bool
 	cert  *auth.ServerCert
 	users string
@@ -117,6 +117,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.Buffer.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -135,7 +141,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if _, err := st.Commit(context.Background(), store.Tx{User: "seed", Ops: []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: ietfVal(string(seed))}}}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
-	e := &env{t: t, dir: dir, st: st, tel: telemetry.New(), ops: &recordingOps{}, log: &logBuf.Buffer}
+	e := &env{t: t, dir: dir, st: st, tel: telemetry.New(), ops: &recordingOps{}, log: logBuf}
 	cfg := Config{Store: st, State: e.tel, Ops: e.ops, Log: log, Lab: o.lab, SubscriberQueue: o.queue, MinSampleInterval: 10 * time.Millisecond}
 	if !o.noUsers {
 		e.users = usersFile(t, dir)
