@@ -136,6 +136,8 @@ type charonConf struct {
 	// peer config is equal, so generated connections differ in rekey_time:
 	// each then gets its own Main Mode.
 	rate bool
+	// secrets logs keying material (ike/chd level 4), for known answers.
+	secrets bool
 }
 
 func (c *charon) writeConf(cc charonConf) {
@@ -146,6 +148,10 @@ func (c *charon) writeConf(cc charonConf) {
 	}
 	if cc.dpd == "" {
 		cc.dpd = "0s"
+	}
+	ikeLevel := 2
+	if cc.secrets {
+		ikeLevel = 4
 	}
 	block := 5
 	if cc.rate {
@@ -167,11 +173,12 @@ func (c *charon) writeConf(cc charonConf) {
 		append = yes
 		flush_line = yes
 		default = 1
-		ike = 2
+		ike = %[3]d
+		chd = %[3]d
 		enc = 1
 		knl = 1 } }
 }
-`, c.dir, block)
+`, c.dir, block, ikeLevel)
 	var sw strings.Builder
 	sw.WriteString("connections {\n")
 	n := max(cc.conns, 1)

@@ -45,12 +45,17 @@ func traceToCorpus() func(bool, []byte) {
 
 func (l *lab) startOurs(p ike.Policy, child ike.ChildPolicy) *ours {
 	l.t.Helper()
+	return l.startOursTraced(p, child, traceToCorpus())
+}
+
+func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bool, []byte)) *ours {
+	l.t.Helper()
 	o := &ours{install: make(chan ike.ChildSA, 64), deletes: make(chan ike.ChildDelete, 64), events: make(chan ike.Event, 256)}
 	cfg := ike.Config{
 		Policies: []ike.Policy{p},
 		Keys:     map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)},
 		NATT:     ike.NATTAuto,
-		Trace:    traceToCorpus(),
+		Trace:    trace,
 	}
 	tcfg := transport.Config{
 		Addrs: []netip.Addr{netip.MustParseAddr(addrOurs)},
