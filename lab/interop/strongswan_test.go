@@ -22,6 +22,12 @@ type ours struct {
 	install chan ike.ChildSA
 	deletes chan ike.ChildDelete
 	events  chan ike.Event
+	esp     chan espIn // ESP-in-UDP that reached the transport's ESP handler
+}
+
+type espIn struct {
+	pkt      []byte
+	src, dst netip.AddrPort
 }
 
 var corpusN atomic.Int64
@@ -50,7 +56,8 @@ func (l *lab) startOurs(p ike.Policy, child ike.ChildPolicy) *ours {
 
 func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bool, []byte)) *ours {
 	l.t.Helper()
-	o := &ours{install: make(chan ike.ChildSA, 64), deletes: make(chan ike.ChildDelete, 64), events: make(chan ike.Event, 256)}
+	o := &ours{install: make(chan ike.ChildSA, 64), deletes: make(chan ike.ChildDelete, 64), events: make(chan ike.Event, 256),
+		esp: make(chan espIn, 16)}
 	cfg := ike.Config{
 		Policies: []ike.Policy{p},
 		Keys:     map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)},
@@ -59,6 +66,12 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 	}
 	tcfg := transport.Config{
 		Addrs: []netip.Addr{netip.MustParseAddr(addrOurs)},
+		ESPHandler: func(pkt []byte, src, dst netip.AddrPort) {
+			select {
+			case o.esp <- espIn{append([]byte(nil), pkt...), src, dst}:
+			default:
+			}
+		},
 		OnOutput: func(out ike.Output) {
 			for _, c := range out.Install {
 				o.install <- c
