@@ -54,7 +54,7 @@ func (l *lab) startOurs(p ike.Policy, child ike.ChildPolicy) *ours {
 	return l.startOursTraced(p, child, traceToCorpus())
 }
 
-func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bool, []byte)) *ours {
+func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bool, []byte), mod ...func(*ike.Config)) *ours {
 	l.t.Helper()
 	o := &ours{install: make(chan ike.ChildSA, 64), deletes: make(chan ike.ChildDelete, 64), events: make(chan ike.Event, 256),
 		esp: make(chan espIn, 16)}
@@ -63,6 +63,9 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 		Keys:     map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)},
 		NATT:     ike.NATTAuto,
 		Trace:    trace,
+	}
+	for _, f := range mod {
+		f(&cfg)
 	}
 	tcfg := transport.Config{
 		Addrs: []netip.Addr{netip.MustParseAddr(addrOurs)},
