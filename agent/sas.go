@@ -195,7 +195,7 @@ func (a *Agent) childBySA(k ipsec.SAKey) *child {
 // arrives, and the initiator may already be sending on them: an SPI that
 // is unknown for a few milliseconds is not a black hole. After the grace,
 // an SPI that now has an SA is ignored.
-const installGrace = 300 * time.Millisecond
+const installGrace = 150 * time.Millisecond
 
 // invalidSPI is Invalid SPI Recovery: count, log, and maybe notify.
 func (a *Agent) invalidSPI(ev ipsec.Event) {

@@ -158,6 +158,7 @@ func (d *Dataplane) removeLocked(key ipsec.SAKey) bool {
 	ik := inKey{spi: s.sa.SPI, proto: s.sa.Proto}
 	if t.in[ik] == s {
 		delete(t.in, ik)
+		d.invalid.Forget(s.sa.Src, uint8(s.sa.Proto), s.sa.SPI)
 	}
 	ok := outKey{reqID: s.sa.ReqID, proto: s.sa.Proto, dst: s.sa.Dst}
 	if t.out[ok] == s {

@@ -183,3 +183,85 @@ func tail(s string) string {
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
+
+// LimitsEdit returns an Edit that sets the recovery rate limits.
+func LimitsEdit(perPeerPerMinute, burst, globalPerMinute int) func(map[string]any) {
+	return func(cfg map[string]any) {
+		isakmp := cfg["spiagent-crypto:crypto"].(map[string]any)["isakmp"].(map[string]any)
+		isakmp["invalid-spi-recovery-limits"] = map[string]any{"config": map[string]any{
+			"per-peer-rate": perPeerPerMinute, "per-peer-burst": burst, "global-rate": globalPerMinute,
+		}}
+	}
+}
+
+// Trial is one break-and-recover measurement.
+type Trial struct {
+	Recovered bool
+	Lag       time.Duration // break to first packet delivered again
+	Lost      int
+}
+
+// Trials configures both routers once, starts the flow, and then breaks the
+// tunnel n times (as Run does), measuring each recovery. Between trials the
+// tunnel carries traffic for a second.
+func (l *Lab) Trials(ctx context.Context, sc Scenario, n int) ([]Trial, error) {
+	sc.defaults()
+	edit := func(cfg map[string]any) {
+		RecoveryEdit(sc.Recovery)(cfg)
+		if sc.Edit != nil {
+			sc.Edit(cfg)
+		}
+	}
+	for _, r := range []*Router{l.A, l.B} {
+		if err := r.PushConfig(ctx, edit); err != nil {
+			return nil, err
+		}
+	}
+	flow, err := l.StartFlow()
+	if err != nil {
+		return nil, err
+	}
+	defer flow.Close()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	total := int((time.Duration(n)*(sc.Watch+2*time.Second) + 30*time.Second).Seconds()) * sc.Rate
+	go func() { _ = flow.Run(fctx, netlab.Host2Addr, sc.Rate, total) }()
+	if err := WaitRecovered(ctx, flow, time.Now().Add(-time.Second), 3, 15*time.Second); err != nil {
+		return nil, fmt.Errorf("the tunnel never came up: %w", err)
+	}
+	var out []Trial
+	for i := 0; i < n; i++ {
+		brk := time.Now()
+		if sc.Break != nil {
+			err = sc.Break(ctx)
+		} else {
+			err = l.B.ClearSAs(ctx, true)
+		}
+		if err != nil {
+			return out, err
+		}
+		tr := Trial{}
+		switch err := WaitRecovered(ctx, flow, brk, 1, sc.Watch); {
+		case err == nil:
+			tr.Recovered = true
+			tr.Lag = firstAfter(flow, brk)
+		case errors.Is(err, ErrNoRecovery):
+			tr.Lag = sc.Watch
+		default:
+			return out, err
+		}
+		// Let the tunnel settle and in-flight packets land before counting.
+		time.Sleep(time.Second)
+		tr.Lost = f2lost(flow, brk)
+		out = append(out, tr)
+		if !tr.Recovered {
+			// A black hole stays open: nothing more to measure here.
+			break
+		}
+	}
+	return out, nil
+}
+
+func f2lost(f *netlab.Flow, brk time.Time) int {
+	return f.LostBetween(brk, time.Now().Add(-500*time.Millisecond))
+}

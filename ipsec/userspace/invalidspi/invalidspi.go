@@ -140,6 +140,22 @@ func (d *Detector) Observe(src netip.Addr, proto uint8, spi uint32) bool {
 	return true
 }
 
+// Forget drops the dedup entry of (src, proto, spi), if any. The dataplane
+// calls it when an inbound SA with that SPI is deleted: the SPI may have
+// been reported moments before, while the SA was being installed (an
+// initiator can send before the responder has installed), and its going
+// away now is new news, not a repeat.
+func (d *Detector) Forget(src netip.Addr, proto uint8, spi uint32) {
+	a := src.As16()
+	h := d.hash(a, uint64(spi)<<8|uint64(proto))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := &d.dedup[h&(dedupSlots-1)]
+	if e.used && e.src == a && e.spi == spi && e.proto == proto {
+		*e = dedupEntry{}
+	}
+}
+
 // gcra is the generic cell rate algorithm: allow when the theoretical
 // arrival time is no more than burst intervals ahead of now.
 func gcra(tat *int64, now, interval int64, burst int) bool {

@@ -141,3 +141,22 @@ func BenchmarkFloodOneSource(b *testing.B) {
 		d.Observe(src, 50, r.Uint32())
 	}
 }
+
+func TestForgetReportsAgain(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := New(Config{Now: func() time.Time { return now }})
+	src := netip.MustParseAddr("192.0.2.1")
+	if !d.Observe(src, 51, 0x1234) {
+		t.Fatal("first observation not reported")
+	}
+	now = now.Add(time.Second)
+	if d.Observe(src, 51, 0x1234) {
+		t.Fatal("repeat within the dedup window reported")
+	}
+	d.Forget(src, 51, 0x1234)
+	d.Forget(src, 50, 0x1234) // another protocol: no effect, no panic
+	now = now.Add(time.Second)
+	if !d.Observe(src, 51, 0x1234) {
+		t.Fatal("after Forget (the SA with that SPI went away), the SPI is not reported again")
+	}
+}
