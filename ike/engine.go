@@ -74,8 +74,13 @@ type Engine struct {
 	byIn     map[spiKey]*child
 	byOut    map[outKey]*child
 	reserved map[spiKey]struct{}
-	halfOpen int
-	nextID   uint64
+	// acquiring holds the Initiate requests in progress (tag and
+	// selectors), so repeated acquires for the same traffic do not start
+	// parallel negotiations. Entries older than two exchange timeouts are
+	// stale (their Main Mode failed).
+	acquiring map[acqKey]time.Time
+	halfOpen  int
+	nextID    uint64
 
 	timers timerHeap
 	out    Output
@@ -92,7 +97,7 @@ func New(cfg Config, rand io.Reader) (*Engine, error) {
 		policies: map[string]*ChildPolicy{}, polsByPeer: map[netip.Addr][]*ChildPolicy{},
 		sas: map[cookies]*ikeSA{}, initByI: map[[8]byte]*ikeSA{}, respHalf: map[respKey]*ikeSA{},
 		peers: map[netip.Addr]*peer{}, children: map[uint64]*child{},
-		byIn: map[spiKey]*child{}, byOut: map[outKey]*child{}, reserved: map[spiKey]struct{}{},
+		byIn: map[spiKey]*child{}, byOut: map[outKey]*child{}, reserved: map[spiKey]struct{}{}, acquiring: map[acqKey]time.Time{},
 	}, nil
 }
 
@@ -224,9 +229,23 @@ func (e *Engine) Initiate(now time.Time, tag string, trigger *[2]Selector) error
 		}
 		ts = *trigger
 	}
-	return e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) {
+	k := acqKey{tag, ts}
+	if t, ok := e.acquiring[k]; ok && now.Sub(t) < 2*e.cfg.ExchangeTimeout {
+		return nil // already negotiating this
+	}
+	e.acquiring[k] = now
+	err := e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) {
 		e.startQuick(now, sa, pol, ts)
 	})
+	if err != nil {
+		delete(e.acquiring, k)
+	}
+	return err
+}
+
+type acqKey struct {
+	tag string
+	ts  [2]Selector
 }
 
 // InitiateNew is Initiate with a fresh Main Mode even when an ISAKMP SA

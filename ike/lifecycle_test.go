@@ -533,3 +533,22 @@ func TestRekeyChildOnDemand(t *testing.T) {
 		t.Fatal("unknown child accepted")
 	}
 }
+
+// Repeated acquires for the same traffic start one negotiation.
+func TestRepeatedAcquireDeduplicated(t *testing.T) {
+	p := newPair(t, baseConfig(), baseConfig())
+	for i := 0; i < 5; i++ {
+		if err := p.a.e.Initiate(p.now, "mapA", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.pump()
+	if len(p.a.install) != 1 || len(p.b.install) != 1 {
+		t.Fatalf("installs A %d B %d", len(p.a.install), len(p.b.install))
+	}
+	// Once done, a new acquire negotiates again.
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 2 {
+		t.Fatalf("installs A %d", len(p.a.install))
+	}
+}

@@ -57,6 +57,7 @@ func (e *Engine) newExchange(now time.Time, sa *ikeSA, msgID uint32, initiator b
 // endExchange forgets x; if it had not completed, that is a failure.
 func (e *Engine) endExchange(now time.Time, x *exchange, why string) {
 	x.stop()
+	e.doneAcquiring(x)
 	if x.sa.exchanges[x.msgID] == x {
 		delete(x.sa.exchanges, x.msgID)
 	}
@@ -640,7 +641,14 @@ func (e *Engine) respQM3(now time.Time, x *exchange, h wire.Header, data []byte)
 // a while to answer retransmissions.
 func (e *Engine) complete(now time.Time, x *exchange) {
 	x.done = true
+	e.doneAcquiring(x)
 	x.timeout.stop()
 	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "done") })
 	e.addChild(now, x)
+}
+
+func (e *Engine) doneAcquiring(x *exchange) {
+	if x.initiator && x.pol != nil {
+		delete(e.acquiring, acqKey{x.pol.Tag, x.ts})
+	}
 }
