@@ -2,6 +2,8 @@ package gnmi
 
 import (
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -31,6 +33,18 @@ func TestCapabilities(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
 		t.Errorf("Capabilities (-want +got):\n%s", d)
+	}
+	// gen/ carries no revision: the one the server reports must be the
+	// latest revision statement of each module.
+	for _, m := range []string{"spiagent-crypto", "spiagent-types"} {
+		b, err := os.ReadFile("../../yang/" + m + ".yang")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev := regexp.MustCompile(`(?m)^\s*revision\s+"?(\d{4}-\d{2}-\d{2})`).FindSubmatch(b)
+		if rev == nil || string(rev[1]) != modelRevision(m) {
+			t.Errorf("%s: yang revision %q, server reports %q", m, rev, modelRevision(m))
+		}
 	}
 }
 
@@ -155,6 +169,15 @@ func TestGet(t *testing.T) {
 		{desc: "wrong key name",
 			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp/keys/key[peer=1.2.3.4]")}, Encoding: gpb.Encoding_JSON},
 			wantCode: codes.InvalidArgument, wantErr: "list key has keys [address], not [peer]"},
+		{desc: "key value of the wrong type",
+			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp/policies/policy[priority=high]/config")}, Encoding: gpb.Encoding_JSON},
+			wantCode: codes.InvalidArgument, wantErr: `path /crypto/isakmp/policies/policy[priority=high]/config: policy: key priority="high"`},
+		{desc: "key value out of range",
+			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp/policies/policy[priority=70000]")}, Encoding: gpb.Encoding_JSON},
+			wantCode: codes.InvalidArgument, wantErr: `key priority="70000"`},
+		{desc: "unknown enum in a key",
+			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/ipsec/sas/sa[destination-address=192.0.2.2][protocol=gre][spi=1]")}, Encoding: gpb.Encoding_JSON},
+			wantCode: codes.InvalidArgument, wantErr: `key protocol="gre"`},
 		{desc: "key on a container",
 			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp[x=1]")}, Encoding: gpb.Encoding_JSON},
 			wantCode: codes.InvalidArgument, wantErr: "isakmp is not a list"},

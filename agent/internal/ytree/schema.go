@@ -2,10 +2,13 @@ package ytree
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
+
+	"github.com/spiagent/spiagent/gen"
 )
 
 // Module is the YANG module whose prefix may qualify path element names.
@@ -77,6 +80,9 @@ func Resolve(pattern []*gpb.PathElem) (Resolved, error) {
 	}
 	if len(nodes) == 0 {
 		return Resolved{}, fmt.Errorf("path matches no schema node")
+	}
+	if err := CheckKeyValues(pattern); err != nil {
+		return Resolved{}, err
 	}
 	r := Resolved{State: true}
 	if len(nodes) == 1 {
@@ -257,4 +263,65 @@ func elemMatches(pat, e *gpb.PathElem) bool {
 		return false
 	}
 	return keysMatch(pat.GetKey(), e.GetKey())
+}
+
+// CheckKeyValues verifies that every concrete list key value in a pattern
+// (not "*") parses as the key's type: a number in range, a known enum
+// name. Elements after a "*" or "..." element are not checked.
+func CheckKeyValues(pattern []*gpb.PathElem) error {
+	t := reflect.TypeOf(gen.Device{})
+	for _, pe := range pattern {
+		if pe.GetName() == "*" || pe.GetName() == "..." {
+			return nil
+		}
+		f, ok := structFieldByPath(t, pe.GetName())
+		if !ok {
+			return nil
+		}
+		ft := f.Type
+		switch ft.Kind() {
+		case reflect.Map:
+			if err := checkKeyTypes(ft.Key(), pe); err != nil {
+				return fmt.Errorf("%s: %w", pe.GetName(), err)
+			}
+			t = ft.Elem().Elem()
+		case reflect.Pointer:
+			if ft.Elem().Kind() != reflect.Struct {
+				return nil
+			}
+			t = ft.Elem()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func structFieldByPath(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("path") == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func checkKeyTypes(kt reflect.Type, pe *gpb.PathElem) error {
+	for k, v := range pe.GetKey() {
+		if v == "*" {
+			continue
+		}
+		typ := kt
+		if kt.Kind() == reflect.Struct {
+			f, ok := structFieldByPath(kt, k)
+			if !ok {
+				continue
+			}
+			typ = f.Type
+		}
+		if _, err := parseScalar(typ, v); err != nil {
+			return fmt.Errorf("key %s=%q: %v", k, v, err)
+		}
+	}
+	return nil
 }
