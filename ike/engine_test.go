@@ -179,6 +179,10 @@ func TestQuickModeRefusals(t *testing.T) {
 	if !found {
 		t.Fatalf("A did not get INVALID-ID-INFORMATION: %v", p.a.events)
 	}
+	// The refusal ends A's Quick Mode at once: no retransmissions.
+	if c := p.a.e.Counters(); c.ChildFailed != 1 || c.Retransmits != 0 || countEvents(p.a.events, EventExchangeFailed) != 1 {
+		t.Fatalf("A counters %+v", c)
+	}
 	// B requires PFS, A offers none: NO-PROPOSAL-CHOSEN.
 	p = newPair(t, baseConfig(), baseConfig())
 	p.b.e.policies["mapB"].PFS = suite.MODP2048

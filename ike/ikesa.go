@@ -231,7 +231,7 @@ func (e *Engine) removeIKE(now time.Time, sa *ikeSA, why string) {
 		t.stop()
 	}
 	for _, x := range sa.exchanges {
-		x.stop()
+		e.endExchange(now, x, "ISAKMP SA gone")
 	}
 	if sa.state != stateEstablished {
 		e.halfOpen--

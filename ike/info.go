@@ -3,6 +3,7 @@ package ike
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 	"time"
 
 	"github.com/spiagent/spiagent/ike/suite"
@@ -141,6 +142,14 @@ func (e *Engine) notify(now time.Time, sa *ikeSA, n wire.Notify) {
 	case wire.NotifyInitialContact:
 		e.initialContact(now, sa)
 		return
+	case wire.NotifyNoProposalChosen, wire.NotifyInvalidID:
+		// The peer refused our Quick Mode: fail it now rather than
+		// retransmitting until the timeout.
+		for _, x := range sa.exchanges {
+			if x.initiator && !x.done {
+				e.endExchange(now, x, "peer refused with notify "+strconv.Itoa(int(n.Type)))
+			}
+		}
 	}
 	e.event(ev)
 }

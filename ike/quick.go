@@ -493,10 +493,10 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 		e.event(Event{Kind: EventExchangeFailed, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), NotifyType: nt, Reason: "quick mode refused"})
 		return nil
 	}
+	x.life, x.lifeKB = x.pol.Lifetime, x.pol.LifetimeKB
 	for _, r := range reply {
 		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
 		a := readP2(&r.Transforms[0])
-		x.life, x.lifeKB = x.pol.Lifetime, x.pol.LifetimeKB
 		if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
 			x.life = time.Duration(a.lifeSecs) * time.Second
 		}
