@@ -18,8 +18,8 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/gen"
@@ -190,6 +190,7 @@ func (t *Tree) Update(fn func(tx *Tx) error) error {
 }
 
 // diff lists the changes under each written path between two versions.
+// Subtrees the versions share are not visited.
 func diff(old, new *gen.Device, paths [][]*gpb.PathElem) ([]Change, error) {
 	var out []Change
 	seen := map[string]bool{}
@@ -199,55 +200,15 @@ func diff(old, new *gen.Device, paths [][]*gpb.PathElem) ([]Change, error) {
 			continue
 		}
 		seen[ps] = true
-		before, err := leafMap(old, p)
+		on, hadOld := ytree.Lookup(old, p)
+		nn, hasNew := ytree.Lookup(new, p)
+		err := ytree.DiffNodes(on, hadOld, nn, hasNew, p, func(path []*gpb.PathElem, _ *yang.Entry, val *gpb.TypedValue) error {
+			out = append(out, Change{Path: &gpb.Path{Elem: path}, Val: val})
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		after, err := leafMap(new, p)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := ytree.Lookup(new, p); !ok {
-			if _, was := ytree.Lookup(old, p); was {
-				out = append(out, Change{Path: &gpb.Path{Elem: p}})
-			}
-			continue
-		}
-		for _, l := range after.order {
-			if ov, ok := before.vals[l.key]; !ok || !proto.Equal(ov, l.Val) {
-				out = append(out, Change{Path: &gpb.Path{Elem: l.Path}, Val: l.Val})
-			}
-		}
-		for _, l := range before.order {
-			if _, ok := after.vals[l.key]; !ok {
-				out = append(out, Change{Path: &gpb.Path{Elem: l.Path}})
-			}
 		}
 	}
 	return out, nil
-}
-
-type keyedLeaf struct {
-	ytree.Leaf
-	key string
-}
-
-type leaves struct {
-	order []keyedLeaf
-	vals  map[string]*gpb.TypedValue
-}
-
-func leafMap(root *gen.Device, p []*gpb.PathElem) (leaves, error) {
-	out := leaves{vals: map[string]*gpb.TypedValue{}}
-	n, ok := ytree.Lookup(root, p)
-	if !ok {
-		return out, nil
-	}
-	err := ytree.Leaves(n, func(l ytree.Leaf) error {
-		k := ytree.PathString(l.Path)
-		out.order = append(out.order, keyedLeaf{Leaf: l, key: k})
-		out.vals[k] = l.Val
-		return nil
-	})
-	return out, err
 }

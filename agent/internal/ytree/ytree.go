@@ -128,7 +128,7 @@ type entry struct {
 // listEntries returns the entries of a list field, sorted by key.
 func listEntries(m reflect.Value, e *yang.Entry) ([]entry, error) {
 	out := make([]entry, 0, m.Len())
-	names := strings.Fields(e.Key)
+	names := splitKey(e.Key)
 	it := m.MapRange()
 	for it.Next() {
 		keys, err := keyMap(it.Key(), names)
@@ -445,3 +445,5 @@ func writeKey(b *strings.Builder, k, v string) {
 	b.WriteString(v)
 	b.WriteByte(']')
 }
+
+func splitKey(k string) []string { return strings.Fields(k) }

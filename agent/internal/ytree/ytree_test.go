@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -187,5 +189,70 @@ func TestOverlay(t *testing.T) {
 	}
 	if st.GetCrypto().GetIsakmp().GetKeys().GetKey("192.0.2.2").GetConfig() != nil {
 		t.Error("Overlay modified the state tree")
+	}
+}
+
+func TestDiffNodes(t *testing.T) {
+	old := loadSeed(t)
+	w := NewWriter(old)
+	root := w.Root()
+	// Writer-style edits: change a leaf, drop a leaf, drop a list entry,
+	// add a list entry, change a leaf-list.
+	if err := w.Replace(elems(t, "/crypto/isakmp/policies/policy[priority=1]/config"), &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config{Priority: ygot.Uint16(1), Lifetime: ygot.Uint32(600)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Delete(elems(t, "/crypto/interfaces/interface[name=lan0]")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Replace(elems(t, "/crypto/transform-sets/transform-set[name=new]"), &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet{Config: &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{Name: ygot.String("new")}}); err != nil {
+		t.Fatal(err)
+	}
+	e := root.GetCrypto().GetCryptoMaps().GetCryptoMap("testtag1").GetEntries().GetEntry(10)
+	if err := w.Replace(elems(t, "/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config"), &gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry_Config{
+		Sequence: ygot.Uint32(10), Peer: []string{"192.0.2.2", "192.0.2.3"}, TransformSet: e.GetConfig().TransformSet, MatchAddress: e.GetConfig().MatchAddress}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := DiffNodes(Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, Node{Schema: RootSchema(), Value: reflect.ValueOf(w.Root())}, true, nil,
+		func(p []*gpb.PathElem, _ *yang.Entry, v *gpb.TypedValue) error {
+			if v == nil {
+				got = append(got, "-"+PathString(p))
+				return nil
+			}
+			got = append(got, PathString(p)+"="+v.String())
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config/peer=leaflist_val:{element:{string_val:"192.0.2.2"} element:{string_val:"192.0.2.3"}}`,
+		`-/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config/type`,
+		`-/crypto/interfaces/interface[name=lan0]`,
+		`-/crypto/isakmp/policies/policy[priority=1]/config/authentication`,
+		`/crypto/isakmp/policies/policy[priority=1]/config/lifetime=uint_val:600`,
+		`/crypto/transform-sets/transform-set[name=new]/name=string_val:"new"`,
+		`/crypto/transform-sets/transform-set[name=new]/config/name=string_val:"new"`,
+	}
+	norm := func(ss []string) []string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = strings.Join(strings.Fields(s), "")
+		}
+		return out
+	}
+	if d := cmp.Diff(norm(want), norm(got), cmp.Transformer("sort", func(in []string) []string {
+		out := append([]string(nil), in...)
+		sort.Strings(out)
+		return out
+	})); d != "" {
+		t.Errorf("diff (-want +got):\n%s", d)
+	}
+	// Nothing changed: nothing reported.
+	n := 0
+	DiffNodes(Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, nil,
+		func([]*gpb.PathElem, *yang.Entry, *gpb.TypedValue) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d changes between a tree and itself", n)
 	}
 }
