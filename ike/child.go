@@ -61,6 +61,9 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 	e.out.Install = append(e.out.Install, c.ChildSA)
 	e.cfg.Log.Info("ike: child SA established", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String(),
 		"spi_in", spiList(c.In), "spi_out", spiList(c.Out))
+	if x.chosen.ESP == suite.DES || x.chosen.AH == IntegMD5 || x.chosen.ESPInteg == IntegMD5 || (x.chosen.ESP != suite.CipherNone && x.chosen.ESPInteg == IntegNone && x.chosen.AH == IntegNone) {
+		e.cfg.Log.Warn("ike: child SA uses weak algorithms", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String())
+	}
 	c.hard = e.after(now.Add(c.Lifetime), func(now time.Time) {
 		e.notifyDelete(now, c)
 		e.removeChild(c, ReasonExpired)

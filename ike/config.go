@@ -41,6 +41,12 @@ type Policy struct {
 	Lifetime time.Duration
 }
 
+// Weak reports algorithms kept for compatibility only (DES, MD5, MODP
+// groups below 2048 bits); they are accepted and logged as weak.
+func (p Policy) Weak() bool {
+	return p.Cipher == suite.DES || p.Hash == suite.MD5 || p.Group.Weak()
+}
+
 func (p Policy) String() string {
 	return fmt.Sprintf("%v-%v-%v", p.Cipher, p.Hash, p.Group)
 }

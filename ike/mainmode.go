@@ -575,6 +575,9 @@ func (e *Engine) establish(now time.Time, sa *ikeSA, ic bool) {
 	e.ctr.IKEEstablished++
 	e.event(Event{Kind: EventIKEUp, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), IKE: sa.info(now)})
 	e.cfg.Log.Info("ike: ISAKMP SA established", "peer", sa.remote, "policy", sa.pol.String(), "initiator", sa.initiator, "natt", sa.natt())
+	if sa.pol.Weak() {
+		e.cfg.Log.Warn("ike: ISAKMP SA uses weak algorithms", "peer", sa.remote, "policy", sa.pol.String())
+	}
 	if ic {
 		e.initialContact(now, sa)
 	}
