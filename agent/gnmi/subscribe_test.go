@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -440,5 +441,87 @@ func TestSlowSubscriber(t *testing.T) {
 		case <-deadline:
 			t.Fatal("slow subscriber was never ended")
 		}
+	}
+}
+
+// TestSubscribeHeartbeatAndTarget: ON_CHANGE with a heartbeat resends the
+// current values; the prefix's target is echoed; a second request on a
+// STREAM subscription is refused.
+func TestSubscribeHeartbeatAndTarget(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithCancel(ro())
+	defer cancel()
+	sc := subscribe(t, e.client(), ctx, &gpb.SubscriptionList{Prefix: &gpb.Path{Target: "routerA"}, Mode: gpb.SubscriptionList_STREAM,
+		Subscription: []*gpb.Subscription{{Path: path(t, "/crypto/isakmp/policies/policy/config/lifetime"), Mode: gpb.SubscriptionMode_ON_CHANGE, HeartbeatInterval: uint64(100 * time.Millisecond)}}})
+	line := "/crypto/isakmp/policies/policy[priority=1]/config/lifetime: json 180"
+	var targets []string
+	count := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for count < 3 && time.Now().Before(deadline) {
+		r, err := sc.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := r.GetUpdate(); n != nil {
+			targets = append(targets, n.GetPrefix().GetTarget())
+		}
+		for _, l := range respText(r) {
+			if l == line {
+				count++
+			}
+		}
+	}
+	if count < 3 {
+		t.Fatalf("heartbeat sent the value %d times (initial included), want 3", count)
+	}
+	for _, tg := range targets {
+		if tg != "routerA" {
+			t.Errorf("notification target %q, want routerA", tg)
+		}
+	}
+	if err := sc.Send(&gpb.SubscribeRequest{Request: &gpb.SubscribeRequest_Poll{Poll: &gpb.Poll{}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sc.Recv()
+		if err == nil {
+			continue
+		}
+		checkErr(t, err, codes.InvalidArgument, "accepts no further requests")
+		break
+	}
+}
+
+// TestShutdownEndsStreams: stopping the server ends open subscriptions.
+func TestShutdownEndsStreams(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	srv, err := New(Config{Store: e.st, State: e.tel, Users: e.srv.cfg.Users, TLS: e.srv.cfg.TLS, Log: e.srv.cfg.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	e2 := *e
+	e2.addr = lis.Addr().String()
+	sc := subscribe(t, e2.client(), ro(), &gpb.SubscriptionList{Mode: gpb.SubscriptionList_STREAM,
+		Subscription: []*gpb.Subscription{{Path: path(t, "/crypto/ipsec/sas"), Mode: gpb.SubscriptionMode_ON_CHANGE}}})
+	recvUntil(t, sc, hasLine("sync"))
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	_, err = sc.Recv()
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable {
+		t.Errorf("stream ended with %v, want Unavailable", err)
 	}
 }
