@@ -56,7 +56,8 @@ type lab struct {
 	t        testing.TB
 	nsOurs   string
 	nsCharon string
-	*charon  // the charon in nsCharon
+	*charon       // the charon in nsCharon
+	bindAny  bool // our transport binds 0.0.0.0 (IP_PKTINFO) instead of 192.0.2.1
 }
 
 // charon is one charon daemon in a namespace with its own directory.

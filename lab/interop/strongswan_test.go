@@ -90,6 +90,9 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 			}
 		},
 	}
+	if l.bindAny {
+		tcfg.Addrs = nil
+	}
 	err := inNetns(l.nsOurs, func() error {
 		var err error
 		o.tr, err = transport.New(cfg, tcfg, rand.Reader)
@@ -278,5 +281,31 @@ func logLines(t *testing.T, l *lab, s string) {
 		if strings.Contains(line, s) {
 			t.Log("charon: " + line)
 		}
+	}
+}
+
+// Bound to 0.0.0.0, the transport learns the local address from
+// IP_PKTINFO (our phase 1 ID is that address: charon would refuse
+// 0.0.0.0) and sends from the policy's address when initiating.
+func TestWildcardBind(t *testing.T) {
+	s := suites[0]
+	for _, weInitiate := range []bool{false, true} {
+		t.Run(fmt.Sprint("initiator=", weInitiate), func(t *testing.T) {
+			l := newLab(t)
+			l.bindAny = true
+			l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp, start: !weInitiate})
+			o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
+			l.startCharon()
+			if weInitiate {
+				if err := o.tr.Initiate("net", nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := recv(t, l, o.install, "child SA")
+			checkSameSPIs(t, l, c)
+			if c.Local != netip.MustParseAddr(addrOurs) {
+				t.Fatalf("local address %v", c.Local)
+			}
+		})
 	}
 }
