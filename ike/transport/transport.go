@@ -362,7 +362,8 @@ func (t *Transport) DPD(peer netip.Addr) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.DPD(now, peer) })
 }
 
-// SetConfig replaces the engine configuration atomically.
+// SetConfig replaces the engine configuration atomically. The sockets stay
+// as bound: a change of Port or NATTPort needs a new Transport.
 func (t *Transport) SetConfig(c ike.Config) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.SetConfig(c) })
 }
