@@ -59,7 +59,9 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 	o := &ours{install: make(chan ike.ChildSA, 64), deletes: make(chan ike.ChildDelete, 64), events: make(chan ike.Event, 256),
 		esp: make(chan espIn, 16)}
 	cfg := ike.Config{
-		Policies: []ike.Policy{p},
+		// A first policy charon does not accept: Main Mode must offer both
+		// (initiator) and pick by priority what charon proposes (responder).
+		Policies: []ike.Policy{{Priority: p.Priority - 1, Cipher: suite.TripleDES, Hash: suite.MD5, Group: suite.MODP1024}, p},
 		Keys:     map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)},
 		NATT:     ike.NATTAuto,
 		Trace:    trace,
