@@ -206,3 +206,29 @@ func BenchmarkInvalidSPIFlood(b *testing.B) {
 		d.HandleIP(pkt)
 	}
 }
+
+// TestDummyAndIPv6PayloadDropped: an authenticated ESP packet with next
+// header 59 (a TFC dummy, RFC 4303 §2.6) is dropped silently but moves the
+// replay window; next header 41 (IPv6) is dropped and counted.
+func TestDummyAndIPv6PayloadDropped(t *testing.T) {
+	for _, tc := range []struct {
+		nh        uint8
+		wantOther uint64
+	}{{protoNoNext, 0}, {protoIPv6, 1}} {
+		p := newPipe(t, layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}, 64)
+		s := p.a.sad.Load().out[outKey{reqID: 1, proto: ipsec.ProtoESP, dst: addrB}]
+		buf := make([]byte, 2048)
+		pkt, err := s.esp.Seal(buf[20:], 10, 1, tc.nh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeIPv4(buf, addrA, addrB, protoESP, 20+len(pkt), 1, 0)
+		wire := bytes.Clone(buf[:20+len(pkt)])
+		p.b.HandleIP(bytes.Clone(wire))
+		p.b.HandleIP(bytes.Clone(wire)) // replay of an accepted dummy
+		c := counters(t, p.b, addrB, ipsec.ProtoESP, 0x1234)
+		if p.tunB.written != 0 || c.OtherErrors != tc.wantOther || c.ReplayErrors != 1 || c.AuthFailures != 0 {
+			t.Fatalf("next header %d: written %d, counters %+v", tc.nh, p.tunB.written, c)
+		}
+	}
+}

@@ -171,8 +171,8 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db 
 		if !ok {
 			return
 		}
-		if !d.replayAccept(s, seq) || !d.account(s, len(next)) {
-			return
+		if !d.replayAccept(s, seq) || next == nil || !d.account(s, len(next)) {
+			return // next == nil: a dummy or non-IPv4 payload, dropped after the window moved
 		}
 		applied[n] = s
 		n++
@@ -224,6 +224,13 @@ func (d *Dataplane) openESP(s *saState, pkt []byte, ihl int) ([]byte, bool, bool
 	if err != nil {
 		d.countErr(s, err == esp.ErrAuth)
 		return nil, false, false
+	}
+	switch nh {
+	case protoNoNext: // RFC 4303 §2.6 dummy packet: authenticated, then discarded
+		return nil, false, true
+	case protoIPv6: // this dataplane carries IPv4 only
+		s.otherErr.Add(1)
+		return nil, false, true
 	}
 	if nh == protoIPIP {
 		return payload, true, true

@@ -9,13 +9,15 @@ import (
 
 // IPv4 header offsets and protocol numbers (RFC 791, IANA).
 const (
-	ipv4MinLen = 20
-	protoICMP  = 1
-	protoIPIP  = 4 // next header of a tunnel-mode payload
-	protoTCP   = 6
-	protoUDP   = 17
-	protoESP   = 50
-	protoAH    = 51
+	ipv4MinLen  = 20
+	protoICMP   = 1
+	protoIPIP   = 4 // next header of a tunnel-mode payload
+	protoTCP    = 6
+	protoUDP    = 17
+	protoESP    = 50
+	protoAH     = 51
+	protoIPv6   = 41 // next header of an IPv6 tunnel payload
+	protoNoNext = 59 // RFC 4303 §2.6 dummy packet
 )
 
 // flow is the 5-tuple of an IPv4 packet.
