@@ -87,15 +87,18 @@ func credentialsFrom(ctx context.Context, overTLS bool) (user, pass string, ok b
 
 // authenticate checks the caller's credentials against the users file.
 func (s *Server) authenticate(ctx context.Context) (principal, error) {
-	pr, _ := peer.FromContext(ctx)
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return principal{}, errStatus(codes.Unauthenticated, "unknown peer")
+	}
 	_, overTLS := pr.AuthInfo.(credentials.TLSInfo)
 	addr := ""
-	if pr != nil && pr.Addr != nil {
+	if pr.Addr != nil {
 		addr = pr.Addr.String()
 	}
-	user, pass, ok := credentialsFrom(ctx, overTLS)
+	user, pass, hasCreds := credentialsFrom(ctx, overTLS)
 	if s.cfg.Users == nil || s.cfg.Users.Empty() {
-		if s.cfg.Lab && !overTLS && pr != nil && isLoopbackAddr(pr.Addr) {
+		if s.cfg.Lab && !overTLS && pr.Addr != nil && isLoopbackAddr(pr.Addr) {
 			if user == "" {
 				user = "lab"
 			}
@@ -104,7 +107,7 @@ func (s *Server) authenticate(ctx context.Context) (principal, error) {
 		s.log.Warn("gNMI access refused: no users configured", "user", user, "remote", addr)
 		return principal{}, errStatus(codes.Unauthenticated, "no users are configured on this agent: add one with `spiagent user add NAME --role read-only|read-write`")
 	}
-	if !ok || user == "" {
+	if !hasCreds || user == "" {
 		return principal{}, errStatus(codes.Unauthenticated, "missing credentials: send username and password metadata")
 	}
 	role, err := s.cfg.Users.Authenticate(user, pass)

@@ -130,9 +130,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// GRPCServer returns a grpc.Server with the gNMI service and the
-// authentication interceptors registered, without starting the change hub;
-// Serve is the normal entry point.
+// grpcServer returns a grpc.Server with the gNMI service and the
+// authentication interceptors registered.
 func (s *Server) grpcServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.UnaryInterceptor(s.unaryAuth),

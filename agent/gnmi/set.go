@@ -18,12 +18,11 @@ import (
 // setOp is one operation of a SetRequest, in the order the spec applies
 // them: deletes, replaces, updates, then union_replaces.
 type setOp struct {
-	op     gpb.UpdateResult_Operation
-	path   *gpb.Path // as sent, for the UpdateResult
-	elems  []*gpb.PathElem
-	val    *gpb.TypedValue
-	shown  string
-	storeN int // how many store ops it became
+	op    gpb.UpdateResult_Operation
+	path  *gpb.Path // as sent, for the UpdateResult
+	elems []*gpb.PathElem
+	val   *gpb.TypedValue
+	shown string
 }
 
 func opName(o gpb.UpdateResult_Operation) string {

@@ -41,14 +41,13 @@ type lastLeaf struct {
 
 // session is one Subscribe RPC.
 type session struct {
-	s       *Server
-	stream  gpb.GNMI_SubscribeServer
-	list    *gpb.SubscriptionList
-	subs    []*subscription
-	enc     gpb.Encoding
-	target  string
-	sendFn  func(*gpb.SubscribeResponse) error
-	started time.Time
+	s      *Server
+	stream gpb.GNMI_SubscribeServer
+	list   *gpb.SubscriptionList
+	subs   []*subscription
+	enc    gpb.Encoding
+	target string
+	sendFn func(*gpb.SubscribeResponse) error
 }
 
 // Subscribe serves ONCE, POLL and STREAM subscriptions.

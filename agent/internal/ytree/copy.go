@@ -82,11 +82,10 @@ func (w *Writer) Replace(path []*gpb.PathElem, v ygot.GoStruct) error {
 	if len(path) == 0 {
 		return fmt.Errorf("replace: empty path")
 	}
-	parent, pe, f, err := w.descend(path, true)
+	_, pe, f, err := w.descend(path, true)
 	if err != nil {
 		return err
 	}
-	_ = parent
 	rv := reflect.ValueOf(v)
 	if f.schema.IsList() {
 		if rv.Type() != f.value.Type().Elem() {
