@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"syscall"
@@ -181,4 +182,39 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// The NAT-T port demultiplexes: a keepalive goes nowhere, four zero bytes
+// mean IKE (the engine counts it), anything else is ESP for the handler.
+func TestNATTPortDemux(t *testing.T) {
+	port := uint16(portBase.Add(2))
+	b := startEnd(t, loB, engineConfig(port, ike.NATTAuto), nil)
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(loB, port+1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0xff})                                        // keepalive
+	c.Write([]byte{0, 0, 0, 0, 1, 2, 3})                         // marker + garbage IKE
+	c.Write([]byte{0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1, 9, 9, 9}) // ESP
+	got := waitFor(t, b.esp, "ESP")
+	if got[0] != 0x12 || len(got) != 11 {
+		t.Fatalf("ESP handler got %x", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, _ := b.t.Snapshot()
+		if s.Counters.PacketsIn == 1 && s.Counters.Malformed == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("engine counters %+v", s.Counters)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case x := <-b.esp:
+		t.Fatalf("keepalive or IKE reached the ESP handler: %x", x)
+	default:
+	}
 }
