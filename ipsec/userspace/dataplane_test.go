@@ -610,3 +610,50 @@ func TestCloseClosesEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRekeyOverlap: a second outbound SA for the same template (a rekey)
+// takes over new packets; the old inbound SA keeps working until deleted;
+// deleting the newer outbound SA falls back to the older one.
+func TestRekeyOverlap(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.install(t, gcmSuite())
+	ctx := context.Background()
+	l := gcmSuite().layers[0]
+	newSA := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0x9999, Mode: ipsec.ModeTunnel, Cipher: l.cipher,
+		CipherKey: testKey(l.ckey, 42), ReqID: 1}
+	in := newSA
+	in.Dir, in.ReplayWindow = ipsec.DirIn, 64
+	if err := tb.b.dp.AddSA(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	out := newSA
+	out.Dir = ipsec.DirOut
+	if err := tb.a.dp.AddSA(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	old := spiFor(1, 0)
+	_, w := tb.sendAB(t, "after rekey")
+	recv(t, tb.b.tun)
+	if wiretest.SPI(w) != 0x9999 {
+		t.Fatalf("sent with SPI 0x%x, want the new 0x9999", wiretest.SPI(w))
+	}
+	// Delete the new outbound SA: the old one (still installed) carries on.
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0x9999}); err != nil {
+		t.Fatal(err)
+	}
+	_, w = tb.sendAB(t, "fallback")
+	recv(t, tb.b.tun)
+	if wiretest.SPI(w) != old {
+		t.Fatalf("sent with SPI 0x%x, want the old 0x%x", wiretest.SPI(w), old)
+	}
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: old}); err != nil {
+		t.Fatal(err)
+	}
+	tb.a.tun.Inbound <- udpPacket(hostA, hostB, 1, 2, nil)
+	if ev := nextEvent(t, tb.a.dp); ev.Kind != ipsec.EventAcquire {
+		t.Fatalf("event %+v, want acquire once no SA is left", ev)
+	}
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: old}); !errors.Is(err, ipsec.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
