@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -202,5 +203,49 @@ func TestQuickModeRefusals(t *testing.T) {
 	}
 	if err := p.a.e.Initiate(p.now, "nope", nil); err == nil {
 		t.Fatal("unknown tag accepted")
+	}
+}
+
+// Peers that only speak draft-ietf-ipsec-nat-t-ike-02: NAT-D is payload 130
+// and the encapsulation modes are 61443/61444. The harness hides the RFC
+// 3947 vendor ID on the wire (vendor IDs are not covered by HASH_I/R).
+func TestNATTDraftOnly(t *testing.T) {
+	cfg := baseConfig()
+	cfg.NATT = NATTForce
+	for _, mode := range []Mode{ModeTunnel, ModeTransport} {
+		p := newPair(t, cfg, cfg, Transform{ESP: suite.AES128, ESPInteg: IntegSHA1, Mode: mode})
+		var sawDraftNATD, sawDraftEncap bool
+		p.drop = func(from *node, pkt Packet) bool {
+			if i := bytes.Index(pkt.Data, wire.VendorNATTRFC3947); i >= 0 {
+				copy(pkt.Data[i:], bytes.Repeat([]byte{0xee}, 16))
+			}
+			return false
+		}
+		p.a.e.cfg.Trace = func(sent bool, m []byte) {
+			h, _ := wire.ParseHeader(m)
+			ps, _, err := wire.ParsePayloads(h.Next, m[wire.HeaderLen:h.Length])
+			if err != nil {
+				return
+			}
+			for _, x := range ps {
+				if x.Type == wire.PayloadNATDDraft {
+					sawDraftNATD = true
+				}
+				if x.Type == wire.PayloadSA && h.Exchange == wire.ExchangeQuick {
+					sa, _ := wire.DecodeSA(x.Body)
+					if v, ok := sa.Proposals[0].Transforms[0].Attr(wire.AttrEncapMode); ok && v == wire.EncapUDPTunnelDraft+uint64(mode) {
+						sawDraftEncap = true
+					}
+				}
+			}
+		}
+		p.initiate(p.a, "mapA")
+		if len(p.a.install) != 1 || len(p.b.install) != 1 || p.a.install[0].Encap == nil {
+			t.Fatalf("%v: installs A %d B %d", mode, len(p.a.install), len(p.b.install))
+		}
+		if !sawDraftNATD || !sawDraftEncap {
+			t.Fatalf("%v: draft NAT-D %v, draft encapsulation %v", mode, sawDraftNATD, sawDraftEncap)
+		}
+		checkChildPair(t, p.a.install[0], p.b.install[0])
 	}
 }
