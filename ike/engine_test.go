@@ -249,3 +249,23 @@ func TestNATTDraftOnly(t *testing.T) {
 		checkChildPair(t, p.a.install[0], p.b.install[0])
 	}
 }
+
+// IPv6 outer addresses and selectors (RFC 3849 documentation prefix).
+func TestIPv6(t *testing.T) {
+	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	l6a, l6b := netip.MustParsePrefix("2001:db8:a::/48"), netip.MustParsePrefix("2001:db8:b::/48")
+	cfg := baseConfig()
+	cfg.Keys = map[netip.Addr]PSK{netip.IPv6Unspecified(): psk}
+	cfg.NATT = NATTForce
+	p := &pair{t: t, now: t0,
+		a: newNode(t, a6, cfg, 1, childPolicy("mapA", a6, b6, l6a, l6b)),
+		b: newNode(t, b6, cfg, 2, childPolicy("mapB", b6, a6, l6b, l6a))}
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 1 || len(p.b.install) != 1 {
+		t.Fatalf("installs A %d B %d", len(p.a.install), len(p.b.install))
+	}
+	checkChildPair(t, p.a.install[0], p.b.install[0])
+	if p.b.install[0].RemoteTS.Prefix != l6a || p.a.install[0].Remote != b6 {
+		t.Fatalf("child %+v", p.b.install[0])
+	}
+}
