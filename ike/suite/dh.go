@@ -123,8 +123,8 @@ func (g Group) GenerateKey(r io.Reader) (*DHKey, error) {
 			return nil, fmt.Errorf("suite: DH %v key: %w", g, err)
 		}
 		x := new(big.Int).SetBytes(buf[:])
-		x.SetBit(x, 255, 1)
-		y := new(big.Int).Exp(big.NewInt(2), x, p)
+		x.SetBit(x, expBits-1, 1)
+		y := g.fixedBase().exp(x)
 		return &DHKey{g: g, x: x, pub: y.FillBytes(make([]byte, g.PublicLen()))}, nil
 	}
 	c := g.curve()

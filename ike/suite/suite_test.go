@@ -244,3 +244,39 @@ func TestAttributeMaps(t *testing.T) {
 		}
 	}
 }
+
+func TestFixedBaseMatchesExp(t *testing.T) {
+	r := rand.New(rand.NewSource(6))
+	for g := range modpPrimes {
+		f := g.fixedBase()
+		for i := 0; i < 10; i++ {
+			x := new(big.Int).Rand(r, new(big.Int).Lsh(big.NewInt(1), expBits))
+			if i == 0 {
+				x.SetInt64(0)
+			}
+			if i == 1 {
+				x.Sub(new(big.Int).Lsh(big.NewInt(1), expBits), big.NewInt(1))
+			}
+			if want := new(big.Int).Exp(big.NewInt(2), x, g.modp()); f.exp(x).Cmp(want) != 0 {
+				t.Fatalf("%v: 2^x differs for i=%d", g, i)
+			}
+		}
+	}
+}
+
+func BenchmarkKeygen2048(b *testing.B) {
+	r := rand.New(rand.NewSource(7))
+	x := new(big.Int).Rand(r, new(big.Int).Lsh(big.NewInt(1), expBits))
+	p := MODP2048.modp()
+	f := MODP2048.fixedBase()
+	b.Run("big.Exp", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			new(big.Int).Exp(big.NewInt(2), x, p)
+		}
+	})
+	b.Run("fixed-base", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			f.exp(x)
+		}
+	})
+}
