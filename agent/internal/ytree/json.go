@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
-	"github.com/openconfig/ygot/ygot"
 )
 
 // LeafFunc renders a leaf's scalar value as a JSON-marshalable value.
@@ -83,7 +83,7 @@ func writeMember(w *bytes.Buffer, f field, leaf LeafFunc) (bool, error) {
 		if !isSet(f.value) {
 			return false, nil
 		}
-		tv, err := ygot.EncodeTypedValue(f.value.Interface(), gpb.Encoding_JSON)
+		tv, err := typedValue(f.value)
 		if err != nil || tv == nil {
 			return false, err
 		}
@@ -113,6 +113,24 @@ func writeString(w *bytes.Buffer, s string) { _ = writeValue(w, s) }
 
 // writeValue writes a JSON value without HTML escaping.
 func writeValue(w *bytes.Buffer, x any) error {
+	switch v := x.(type) {
+	case string:
+		if plainString(v) {
+			w.WriteByte('"')
+			w.WriteString(v)
+			w.WriteByte('"')
+			return nil
+		}
+	case bool:
+		w.WriteString(strconv.FormatBool(v))
+		return nil
+	case uint64:
+		w.WriteString(strconv.FormatUint(v, 10))
+		return nil
+	case int64:
+		w.WriteString(strconv.FormatInt(v, 10))
+		return nil
+	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(x); err != nil {
@@ -120,4 +138,15 @@ func writeValue(w *bytes.Buffer, x any) error {
 	}
 	w.Truncate(w.Len() - 1) // Encode's newline
 	return nil
+}
+
+// plainString reports whether s needs no escaping in JSON.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -125,10 +125,13 @@ type entry struct {
 	value reflect.Value
 }
 
-// listEntries returns the entries of a list field, sorted by key.
+// listEntries returns the entries of a list field, sorted by key
+// (numerically for numeric keys).
 func listEntries(m reflect.Value, e *yang.Entry) ([]entry, error) {
 	out := make([]entry, 0, m.Len())
 	names := splitKey(e.Key)
+	kind := m.Type().Key().Kind()
+	var mk []reflect.Value
 	it := m.MapRange()
 	for it.Next() {
 		keys, err := keyMap(it.Key(), names)
@@ -136,9 +139,25 @@ func listEntries(m reflect.Value, e *yang.Entry) ([]entry, error) {
 			return nil, err
 		}
 		out = append(out, entry{keys: keys, value: it.Value()})
+		mk = append(mk, it.Key())
 	}
-	sort.Slice(out, func(i, j int) bool { return lessKeys(out[i].keys, out[j].keys, names) })
-	return out, nil
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	switch kind {
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		sort.Slice(idx, func(i, j int) bool { return mk[idx[i]].Uint() < mk[idx[j]].Uint() })
+	case reflect.String:
+		sort.Slice(idx, func(i, j int) bool { return mk[idx[i]].String() < mk[idx[j]].String() })
+	default:
+		sort.Slice(idx, func(i, j int) bool { return lessKeys(out[idx[i]].keys, out[idx[j]].keys, names) })
+	}
+	sorted := make([]entry, len(out))
+	for i, k := range idx {
+		sorted[i] = out[k]
+	}
+	return sorted, nil
 }
 
 // keyMap renders a map key (a scalar or a generated key struct) as gNMI keys.
@@ -375,7 +394,7 @@ func leavesOf(v reflect.Value, e *yang.Entry, at []*gpb.PathElem, fn func(Leaf) 
 }
 
 func emitLeaf(p []*gpb.PathElem, e *yang.Entry, v reflect.Value, fn func(Leaf) error) error {
-	tv, err := ygot.EncodeTypedValue(v.Interface(), gpb.Encoding_JSON)
+	tv, err := typedValue(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", PathString(p), err)
 	}
@@ -447,3 +466,22 @@ func writeKey(b *strings.Builder, k, v string) {
 }
 
 func splitKey(k string) []string { return strings.Fields(k) }
+
+// typedValue encodes a set leaf field as a scalar TypedValue: directly for
+// pointers to strings, booleans and integers, through ygot for enums,
+// unions, binaries and leaf-lists.
+func typedValue(v reflect.Value) (*gpb.TypedValue, error) {
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		switch x := v.Elem(); x.Kind() {
+		case reflect.String:
+			return &gpb.TypedValue{Value: &gpb.TypedValue_StringVal{StringVal: x.String()}}, nil
+		case reflect.Bool:
+			return &gpb.TypedValue{Value: &gpb.TypedValue_BoolVal{BoolVal: x.Bool()}}, nil
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: x.Uint()}}, nil
+		case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			return &gpb.TypedValue{Value: &gpb.TypedValue_IntVal{IntVal: x.Int()}}, nil
+		}
+	}
+	return ygot.EncodeTypedValue(v.Interface(), gpb.Encoding_JSON)
+}
