@@ -91,7 +91,7 @@ func newPipe(tb testing.TB, l layer, window uint32) *pipe {
 // step encrypts one packet on A and decrypts it on B.
 func (p *pipe) step() {
 	n := copy(p.outBuf[headroom:], p.inner)
-	p.a.outbound(p.outBuf, headroom, headroom+n)
+	p.a.outbound(p.outBuf, headroom, headroom+n, nil)
 	if p.encap {
 		p.b.HandleESPInUDP(p.link.buf[:p.link.n], netip.AddrPortFrom(addrA, 4500), netip.AddrPortFrom(addrB, 4500))
 	} else {

@@ -28,12 +28,51 @@ type pktBuf struct {
 	start, end int
 }
 
-// readTUN is the outbound loop: one goroutine, one buffer, no allocation
-// per packet.
+// sendBatchSize is how many encrypted packets the TUN reader collects
+// before one sendmmsg(2), while the TUN has split segments pending.
+const sendBatchSize = 64
+
+// pendingReader is a TUN that can say whether more packets are ready
+// without a read (package tun with offload: segments of a super-packet).
+type pendingReader interface{ Pending() int }
+
+// batchLink and batchUDPSender send several packets per system call.
+type batchLink interface {
+	SendBatch(pkts [][]byte) (int, error)
+}
+
+type batchUDPSender interface {
+	SendESPInUDPBatch(pkts [][]byte, dsts []netip.AddrPort) (int, error)
+}
+
+// sendBatch collects the outbound packets of one TUN burst.
+type sendBatch struct {
+	raw      [][]byte
+	udp      [][]byte
+	udpSrc   []netip.AddrPort
+	udpDst   []netip.AddrPort
+	batchRaw bool
+	batchUDP bool
+}
+
+func (b *sendBatch) len() int { return len(b.raw) + len(b.udp) }
+
+// readTUN is the outbound loop: one goroutine, a fixed set of buffers, no
+// allocation per packet. While the TUN has segments of a split
+// super-packet pending, encrypted packets are collected and sent together.
 func (d *Dataplane) readTUN() {
 	defer d.wg.Done()
-	buf := make([]byte, bufSize)
+	pr, _ := d.cfg.TUN.(pendingReader)
+	bufs := make([][]byte, 1)
+	if pr != nil {
+		bufs = make([][]byte, sendBatchSize)
+	}
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	sb := &sendBatch{}
 	for {
+		buf := bufs[sb.len()]
 		n, err := d.cfg.TUN.Read(buf[headroom : headroom+maxPacket])
 		if err != nil {
 			select {
@@ -48,12 +87,47 @@ func (d *Dataplane) readTUN() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		d.outbound(buf, headroom, headroom+n)
+		var batch *sendBatch
+		if pr != nil {
+			batch = sb
+		}
+		d.outbound(buf, headroom, headroom+n, batch)
+		if sb.len() > 0 && (sb.len() == len(bufs) || pr.Pending() == 0) {
+			d.flushSend(sb)
+		}
 	}
 }
 
+// flushSend transmits a collected batch and empties it.
+func (d *Dataplane) flushSend(sb *sendBatch) {
+	if len(sb.raw) > 0 {
+		n, _ := d.cfg.Link.(batchLink).SendBatch(sb.raw)
+		d.stats.outPackets.Add(uint64(n))
+		d.stats.sendErrors.Add(uint64(len(sb.raw) - n))
+	}
+	if len(sb.udp) > 0 {
+		sent := 0
+		if u := d.udp.Load(); u != nil {
+			if bu, ok := u.UDPSender.(batchUDPSender); ok {
+				sent, _ = bu.SendESPInUDPBatch(sb.udp, sb.udpDst)
+			} else {
+				for i, p := range sb.udp {
+					if u.SendESPInUDP(p, sb.udpSrc[i], sb.udpDst[i]) == nil {
+						sent++
+					}
+				}
+			}
+		}
+		d.stats.outPackets.Add(uint64(sent))
+		d.stats.sendErrors.Add(uint64(len(sb.udp) - sent))
+	}
+	clear(sb.raw)
+	clear(sb.udp)
+	sb.raw, sb.udp, sb.udpSrc, sb.udpDst = sb.raw[:0], sb.udp[:0], sb.udpSrc[:0], sb.udpDst[:0]
+}
+
 // outbound applies the SPD to one cleartext packet at buf[start:end].
-func (d *Dataplane) outbound(buf []byte, start, end int) {
+func (d *Dataplane) outbound(buf []byte, start, end int, sb *sendBatch) {
 	pkt, _, f, ok := parseIPv4(buf[start:end])
 	if !ok {
 		d.stats.malformed.Add(1)
@@ -83,12 +157,12 @@ func (d *Dataplane) outbound(buf []byte, start, end int) {
 		}
 		chain[i] = s
 	}
-	d.send(&pktBuf{b: buf, start: start, end: end}, chain[:len(pol.Templates)])
+	d.send(&pktBuf{b: buf, start: start, end: end}, chain[:len(pol.Templates)], sb)
 }
 
 // send encapsulates p with the SAs of a bundle, innermost first, and
-// transmits it.
-func (d *Dataplane) send(p *pktBuf, chain []*saState) {
+// transmits it, or adds it to sb when the sender can take batches.
+func (d *Dataplane) send(p *pktBuf, chain []*saState, sb *sendBatch) {
 	outer := false
 	for _, s := range chain {
 		seq := s.seq.Add(1)
@@ -123,11 +197,20 @@ func (d *Dataplane) send(p *pktBuf, chain []*saState) {
 		ihl := int(p.b[p.start]&0x0f) * 4
 		src := netip.AddrPortFrom(last.sa.Src, last.sa.Encap.SrcPort)
 		dst := netip.AddrPortFrom(last.sa.Dst, last.sa.Encap.DstPort)
-		if u := d.udp.Load(); u != nil {
-			err = u.SendESPInUDP(p.b[p.start+ihl:p.end], src, dst)
-		} else {
+		u := d.udp.Load()
+		switch {
+		case u == nil:
 			err = errNoSender
+		case sb != nil:
+			sb.udp = append(sb.udp, p.b[p.start+ihl:p.end])
+			sb.udpSrc, sb.udpDst = append(sb.udpSrc, src), append(sb.udpDst, dst)
+			return
+		default:
+			err = u.SendESPInUDP(p.b[p.start+ihl:p.end], src, dst)
 		}
+	} else if _, ok := d.cfg.Link.(batchLink); ok && sb != nil {
+		sb.raw = append(sb.raw, p.b[p.start:p.end])
+		return
 	} else if d.cfg.Link != nil {
 		err = d.cfg.Link.Send(p.b[p.start:p.end])
 	} else {
@@ -303,6 +386,6 @@ func (d *Dataplane) flushAcquires() {
 	for _, pkt := range ready {
 		buf := make([]byte, bufSize)
 		n := copy(buf[headroom:headroom+maxPacket], pkt)
-		d.outbound(buf, headroom, headroom+n)
+		d.outbound(buf, headroom, headroom+n, nil)
 	}
 }

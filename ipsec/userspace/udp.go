@@ -20,6 +20,9 @@ type UDPListener struct {
 	local  netip.AddrPort
 	wg     sync.WaitGroup
 	closed atomic.Bool
+
+	mu sync.Mutex // guards w
+	w  *batch.Writer
 }
 
 // ListenESPInUDP binds addr (normally port 4500 on a specific address),
@@ -37,6 +40,7 @@ func (d *Dataplane) ListenESPInUDP(addr netip.AddrPort) (*UDPListener, error) {
 		c.Close()
 		return nil, fmt.Errorf("userspace: ESP-in-UDP socket: %w", err)
 	}
+	l.w = batch.NewWriter(rc, sendBatchSize)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -65,6 +69,31 @@ func (d *Dataplane) ListenESPInUDP(addr netip.AddrPort) (*UDPListener, error) {
 func (l *UDPListener) SendESPInUDP(b []byte, src, dst netip.AddrPort) error {
 	_, err := l.conn.WriteToUDPAddrPort(b, dst)
 	return err
+}
+
+// SendESPInUDPBatch sends pkts[i] to dsts[i] with sendmmsg(2) and returns
+// how many went out.
+func (l *UDPListener) SendESPInUDPBatch(pkts [][]byte, dsts []netip.AddrPort) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sent := 0
+	var last error
+	for i, p := range pkts {
+		if !l.w.Add(p, dsts[i]) {
+			n, err := l.w.Flush()
+			sent, last = sent+n, cmpErr(err, last)
+			l.w.Add(p, dsts[i])
+		}
+	}
+	n, err := l.w.Flush()
+	return sent + n, cmpErr(err, last)
+}
+
+func cmpErr(err, last error) error {
+	if err != nil {
+		return err
+	}
+	return last
 }
 
 // Close closes the socket.

@@ -10,9 +10,11 @@ package rawnet
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -21,10 +23,15 @@ import (
 
 // Conn is the raw-socket link.
 type Conn struct {
-	send int
+	sendFile *os.File
+	sendRC   syscall.RawConn
 
-	mu sync.Mutex // guards sa
-	sa unix.SockaddrInet4
+	mu     sync.Mutex // guards the send state below
+	sa     unix.SockaddrInet4
+	one    []byte
+	oneErr error
+	oneFn  func(fd uintptr) bool
+	w      *batch.Writer
 
 	recv   []*os.File
 	wg     sync.WaitGroup
@@ -38,11 +45,24 @@ const BatchSize = 32
 // the IPv4 packets of each receive batch (it may modify them, and must not
 // keep them after it returns).
 func Open(handler func(pkts [][]byte)) (*Conn, error) {
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_RAW)
 	if err != nil {
 		return nil, fmt.Errorf("rawnet: send socket: %w", err)
 	}
-	c := &Conn{send: s}
+	c := &Conn{sendFile: os.NewFile(uintptr(s), "raw-ip-send")}
+	if c.sendRC, err = c.sendFile.SyscallConn(); err != nil {
+		c.sendFile.Close()
+		return nil, fmt.Errorf("rawnet: send socket: %w", err)
+	}
+	c.w = batch.NewWriter(c.sendRC, BatchSize*2)
+	c.oneFn = func(fd uintptr) bool {
+		err := unix.Sendto(int(fd), c.one, unix.MSG_DONTWAIT, &c.sa)
+		if err == unix.EAGAIN {
+			return false
+		}
+		c.oneErr = err
+		return true
+	}
 	for _, proto := range []int{50, 51} {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
 		if err != nil {
@@ -82,7 +102,8 @@ func (c *Conn) read(f *os.File, handler func([][]byte)) {
 }
 
 // Send transmits one IPv4 packet with its header (the kernel fills in the
-// checksum and, when zero, the identification).
+// checksum and, when zero, the identification). It waits while the socket
+// buffer is full.
 func (c *Conn) Send(pkt []byte) error {
 	if len(pkt) < 20 {
 		return errors.New("rawnet: short packet")
@@ -90,10 +111,48 @@ func (c *Conn) Send(pkt []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	copy(c.sa.Addr[:], pkt[16:20])
-	if err := unix.Sendto(c.send, pkt, 0, &c.sa); err != nil {
+	c.one = pkt
+	err := c.sendRC.Write(c.oneFn)
+	c.one = nil
+	if err == nil {
+		err = c.oneErr
+	}
+	if err != nil {
 		return fmt.Errorf("rawnet: send: %w", err)
 	}
 	return nil
+}
+
+// SendBatch transmits IPv4 packets with sendmmsg(2) and returns how many
+// went out.
+func (c *Conn) SendBatch(pkts [][]byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent := 0
+	var last error
+	for _, p := range pkts {
+		if len(p) < 20 {
+			last = errors.New("rawnet: short packet")
+			continue
+		}
+		if !c.w.Add(p, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[16:20])), 0)) {
+			n, err := c.w.Flush()
+			sent += n
+			if err != nil {
+				last = err
+			}
+			c.w.Add(p, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[16:20])), 0))
+		}
+	}
+	n, err := c.w.Flush()
+	sent += n
+	if err != nil {
+		last = err
+	}
+	if last != nil {
+		return sent, fmt.Errorf("rawnet: send: %w", last)
+	}
+	return sent, nil
 }
 
 // Close closes the sockets and waits for the readers.
@@ -103,9 +162,5 @@ func (c *Conn) Close() error {
 		f.Close()
 	}
 	c.wg.Wait()
-	if c.send >= 0 {
-		unix.Close(c.send)
-		c.send = -1
-	}
-	return nil
+	return c.sendFile.Close()
 }

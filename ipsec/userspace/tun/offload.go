@@ -209,3 +209,12 @@ func (d *Device) Coalesced() uint64 {
 	}
 	return d.off.merged.Load()
 }
+
+// Pending is how many segments of a split super-packet the next Reads
+// will return without reading the device.
+func (d *Device) Pending() int {
+	if d.off == nil {
+		return 0
+	}
+	return len(d.off.segs) - d.off.next
+}
