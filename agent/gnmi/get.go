@@ -4,6 +4,7 @@ import (
 	"context"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"google.golang.org/grpc/codes"
 
 	"github.com/spiagent/spiagent/agent/internal/ytree"
@@ -17,12 +18,11 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 	if err := checkEncoding(req.GetEncoding()); err != nil {
 		return nil, errStatus(codes.Unimplemented, "%v", err)
 	}
-	if len(req.GetUseModels()) > 0 {
-		for _, m := range req.GetUseModels() {
-			if m.GetName() != ytree.Module && m.GetName() != "spiagent-types" {
-				return nil, errStatus(codes.InvalidArgument, "use_models: unknown model %q", m.GetName())
-			}
-		}
+	if err := checkModels(req.GetUseModels()); err != nil {
+		return nil, err
+	}
+	if err := checkReadExtensions(req.GetExtension()); err != nil {
+		return nil, err
 	}
 	if _, ok := gpb.GetRequest_DataType_name[int32(req.GetType())]; !ok {
 		return nil, errStatus(codes.InvalidArgument, "unknown data type %d", req.GetType())
@@ -110,4 +110,28 @@ func (s *Server) getOne(v view, elems []*gpb.PathElem, t gpb.GetRequest_DataType
 		n.Update = append(n.Update, &gpb.Update{Path: &gpb.Path{Elem: nd.path}, Val: val})
 	}
 	return n, nil
+}
+
+// checkModels accepts use_models naming this server's modules only.
+func checkModels(ms []*gpb.ModelData) error {
+	for _, m := range ms {
+		if m.GetName() != ytree.Module && m.GetName() != "spiagent-types" {
+			return errStatus(codes.InvalidArgument, "use_models: unknown model %q", m.GetName())
+		}
+	}
+	return nil
+}
+
+// checkReadExtensions refuses extensions that would change what a Get or
+// Subscribe means (history); others are ignored.
+func checkReadExtensions(exts []*gnmi_ext.Extension) error {
+	for _, e := range exts {
+		switch e.GetExt().(type) {
+		case *gnmi_ext.Extension_History:
+			return errStatus(codes.Unimplemented, "the history extension is not supported")
+		case *gnmi_ext.Extension_Commit:
+			return errStatus(codes.InvalidArgument, "the commit extension belongs on Set")
+		}
+	}
+	return nil
 }

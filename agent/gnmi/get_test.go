@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"github.com/openconfig/ygot/ygot"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -196,6 +197,9 @@ func TestGet(t *testing.T) {
 		{desc: "BYTES encoding",
 			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto")}, Encoding: gpb.Encoding_BYTES},
 			wantCode: codes.Unimplemented, wantErr: "encoding BYTES"},
+		{desc: "history extension",
+			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto")}, Extension: []*gnmi_ext.Extension{{Ext: &gnmi_ext.Extension_History{History: &gnmi_ext.History{}}}}},
+			wantCode: codes.Unimplemented, wantErr: "history extension"},
 		{desc: "unknown model",
 			req:      &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto")}, UseModels: []*gpb.ModelData{{Name: "openconfig-interfaces"}}},
 			wantCode: codes.InvalidArgument, wantErr: "unknown model"},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"github.com/openconfig/goyang/pkg/yang"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,7 @@ type session struct {
 	enc    gpb.Encoding
 	target string
 	sendFn func(*gpb.SubscribeResponse) error
+	exts   []*gnmi_ext.Extension
 }
 
 // Subscribe serves ONCE, POLL and STREAM subscriptions.
@@ -63,7 +65,7 @@ func (s *Server) Subscribe(stream gpb.GNMI_SubscribeServer) error {
 	if list == nil {
 		return errStatus(codes.InvalidArgument, "the first SubscribeRequest must carry a SubscriptionList")
 	}
-	ss := &session{s: s, stream: stream, list: list, enc: list.GetEncoding(), target: list.GetPrefix().GetTarget()}
+	ss := &session{s: s, stream: stream, list: list, enc: list.GetEncoding(), target: list.GetPrefix().GetTarget(), exts: req.GetExtension()}
 	ss.sendFn = stream.Send
 	if err := ss.parse(); err != nil {
 		return err
@@ -90,6 +92,12 @@ func (ss *session) parse() error {
 	}
 	if len(l.GetSubscription()) == 0 {
 		return errStatus(codes.InvalidArgument, "the subscription list has no subscriptions")
+	}
+	if err := checkModels(l.GetUseModels()); err != nil {
+		return err
+	}
+	if err := checkReadExtensions(ss.exts); err != nil {
+		return err
 	}
 	minI := ss.s.cfg.MinSampleInterval
 	for _, sub := range l.GetSubscription() {
