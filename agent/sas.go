@@ -230,9 +230,35 @@ func (a *Agent) recover(ev ipsec.Event) {
 			a.notifies.failed++
 			a.mu.Unlock()
 			a.log.Warn("invalid SPI recovery failed", "peer", ev.Src, "err", err)
+		} else {
+			a.reestablish(ev.Src)
 		}
 	}
 	a.publishInvalidSPI()
+}
+
+// reestablish negotiates fresh SAs for every crypto-map entry towards peer
+// that has none, right after a recovery. The peer may not renegotiate by
+// itself once it drops its stale SAs (strongSwan's userspace IPsec raises
+// no acquire, for one), and with one-way traffic this side would never ask.
+func (a *Agent) reestablish(peer netip.Addr) {
+	a.mu.Lock()
+	have := map[string]bool{}
+	for _, c := range a.children {
+		have[c.sa.Tag] = true
+	}
+	var tags []string
+	for tag, rs := range a.applied.rules {
+		if !have[tag] && len(rs.tun.Peers) > 0 && rs.tun.Peers[0] == peer {
+			tags = append(tags, tag)
+		}
+	}
+	a.mu.Unlock()
+	for _, tag := range tags {
+		if err := a.ike.Initiate(tag, nil); err != nil {
+			a.log.Warn("re-establish after recovery", "crypto_map", tag, "err", err)
+		}
+	}
 }
 
 // ClearSA implements clear crypto sa / clear crypto isakmp.
