@@ -25,7 +25,9 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 		return fmt.Sprintf("/crypto/crypto-maps/crypto-map[name=VPN]/entries/entry[sequence=%d]", seq)
 	}
 	gens := []func(r *rand.Rand) Op{
-		func(r *rand.Rand) Op { return del(t, fmt.Sprintf("/crypto/isakmp/keys/key[address=%s]", peer(1+r.Intn(10)))) },
+		func(r *rand.Rand) Op {
+			return del(t, fmt.Sprintf("/crypto/isakmp/keys/key[address=%s]", peer(1+r.Intn(10))))
+		},
 		func(r *rand.Rand) Op {
 			return upd(t, fmt.Sprintf("/crypto/isakmp/keys/key[address=%s]/config/key", peer(1+r.Intn(10))), strV("k"))
 		},
@@ -37,7 +39,9 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 		func(r *rand.Rand) Op {
 			return upd(t, cm(1+r.Intn(10))+"/config/match-address", strV(fmt.Sprintf("acl-%d", 1+r.Intn(10))))
 		},
-		func(r *rand.Rand) Op { return del(t, fmt.Sprintf("/crypto/access-lists/access-list[name=acl-%d]", 1+r.Intn(10))) },
+		func(r *rand.Rand) Op {
+			return del(t, fmt.Sprintf("/crypto/access-lists/access-list[name=acl-%d]", 1+r.Intn(10)))
+		},
 		func(r *rand.Rand) Op {
 			return del(t, fmt.Sprintf("/crypto/access-lists/access-list[name=acl-%d]/entries/entry[sequence=10]", 1+r.Intn(10)))
 		},
@@ -55,7 +59,9 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 		func(r *rand.Rand) Op {
 			return upd(t, "/crypto/interfaces/interface[name=eth0]/config/crypto-map", strV([]string{"VPN", "testtag1", "none"}[r.Intn(3)]))
 		},
-		func(r *rand.Rand) Op { return upd(t, cm(1+r.Intn(10))+"/config/sa-lifetime-seconds", uintV(uint64(100+r.Intn(200)))) },
+		func(r *rand.Rand) Op {
+			return upd(t, cm(1+r.Intn(10))+"/config/sa-lifetime-seconds", uintV(uint64(100+r.Intn(200))))
+		},
 		func(r *rand.Rand) Op {
 			return upd(t, fmt.Sprintf("/crypto/access-lists/access-list[name=acl-%d]/entries/entry[sequence=%d]/config/source", 1+r.Intn(10), 10*(1+r.Intn(2))), strV("192.0.2.0/24"))
 		},
