@@ -50,8 +50,10 @@ commands:
   show crypto isakmp sa                 IKE (ISAKMP) SAs
   show crypto ipsec sa                  IPsec SAs: peer, SPIs in/out, transform, counters, lifetime left
   show running-config                   the running configuration (JSON_IETF, keys redacted)
-  clear crypto sa [peer ADDR | map NAME]  delete IPsec SAs (all, of a peer, or of a crypto map)
-  clear crypto isakmp                   delete IKE SAs (and their IPsec SAs)
+  clear crypto sa [peer ADDR | map NAME] [no-notify]
+                                        delete IPsec SAs (all, of a peer, or of a crypto map)
+  clear crypto isakmp [no-notify]       delete IKE SAs (and their IPsec SAs)
+                                        no-notify: without DELETE notifications (makes a black hole)
 flags:
 `
 
@@ -140,7 +142,19 @@ func dial(o options) (*grpc.ClientConn, error) {
 type command func(ctx context.Context, c gpb.GNMIClient, w io.Writer) error
 
 // parseCommand maps the command words to a command.
+// A clear command may end in "no-notify": delete without telling the peer
+// (how the seed's black hole is made on purpose).
 func parseCommand(w []string) (command, error) {
+	noNotify := len(w) > 2 && w[0] == "clear" && w[len(w)-1] == "no-notify"
+	if noNotify {
+		w = w[:len(w)-1]
+	}
+	clear := func(in map[string]any) command {
+		if noNotify {
+			in["no-notify"] = true
+		}
+		return clearCmd(in)
+	}
 	line := strings.Join(w, " ")
 	switch {
 	case line == "show crypto isakmp sa":
@@ -150,13 +164,13 @@ func parseCommand(w []string) (command, error) {
 	case line == "show running-config" || line == "show run":
 		return showRunning, nil
 	case line == "clear crypto isakmp":
-		return clearCmd(map[string]any{"isakmp": true}), nil
+		return clear(map[string]any{"isakmp": true}), nil
 	case line == "clear crypto sa":
-		return clearCmd(map[string]any{}), nil
+		return clear(map[string]any{}), nil
 	case len(w) == 5 && strings.Join(w[:4], " ") == "clear crypto sa peer":
-		return clearCmd(map[string]any{"peer": w[4]}), nil
+		return clear(map[string]any{"peer": w[4]}), nil
 	case len(w) == 5 && strings.Join(w[:4], " ") == "clear crypto sa map":
-		return clearCmd(map[string]any{"crypto-map": w[4]}), nil
+		return clear(map[string]any{"crypto-map": w[4]}), nil
 	case line == "":
 		return nil, errors.New("no command")
 	}

@@ -134,6 +134,7 @@ func TestSpictl(t *testing.T) {
 		{desc: "clear crypto sa peer", args: append(creds, "clear", "crypto", "sa", "peer", "192.0.2.2"), want: "cleared 4 IPsec SA(s), 1 IKE SA(s)\n"},
 		{desc: "clear crypto sa map", args: append(creds, "clear", "crypto", "sa", "map", "testtag1"), want: "cleared 4 IPsec SA(s), 1 IKE SA(s)\n"},
 		{desc: "clear crypto isakmp", args: append(creds, "clear", "crypto", "isakmp"), want: "cleared 4 IPsec SA(s), 1 IKE SA(s)\n"},
+		{desc: "clear crypto sa peer no-notify", args: append(creds, "clear", "crypto", "sa", "peer", "192.0.2.2", "no-notify"), want: "cleared 4 IPsec SA(s), 1 IKE SA(s)\n"},
 		{desc: "skip-verify", args: []string{"-a", addr, "-u", "admin", "-p", "pw", "--skip-verify", "show", "crypto", "isakmp", "sa"}, contains: []string{"QM_IDLE"}},
 		{desc: "untrusted certificate", args: []string{"-a", addr, "-u", "admin", "-p", "pw", "show", "crypto", "isakmp", "sa"}, wantCode: 1, stderr: "certificate"},
 		{desc: "wrong password", args: []string{"-a", addr, "-u", "admin", "-p", "x", "--skip-verify", "show", "run"}, wantCode: 1, stderr: "authentication failed: bad username or password"},
@@ -165,7 +166,7 @@ func TestSpictl(t *testing.T) {
 			}
 		})
 	}
-	want := []gnmi.ClearRequest{{Peer: "192.0.2.2"}, {CryptoMap: "testtag1"}, {ISAKMP: true}}
+	want := []gnmi.ClearRequest{{Peer: "192.0.2.2"}, {CryptoMap: "testtag1"}, {ISAKMP: true}, {Peer: "192.0.2.2", NoNotify: true}}
 	if d := cmp.Diff(want, ops.calls); d != "" {
 		t.Errorf("clear calls (-want +got):\n%s", d)
 	}
