@@ -552,3 +552,36 @@ func TestRepeatedAcquireDeduplicated(t *testing.T) {
 		t.Fatalf("installs A %d", len(p.a.install))
 	}
 }
+
+// SetConfig replaces the configuration: established SAs stay, new
+// negotiations use the new keys; a bad config or child policy set is
+// refused whole and the old one kept.
+func TestSetConfigAtRuntime(t *testing.T) {
+	p := established(t)
+	cfg := baseConfig()
+	cfg.Keys = map[netip.Addr]PSK{addrA: PSK("another key")}
+	if err := p.b.e.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.e.InitiateNew(p.now, "mapA"); err != nil {
+		t.Fatal(err)
+	}
+	p.pump()
+	if len(p.a.install) != 1 || p.b.e.Counters().Malformed == 0 {
+		t.Fatal("negotiated with a replaced key")
+	}
+	if len(p.b.e.Snapshot(p.now).Children) != 1 {
+		t.Fatal("SetConfig dropped an established child SA")
+	}
+	bad := baseConfig()
+	bad.Policies = []Policy{{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: 99}}
+	if err := p.b.e.SetConfig(bad); err == nil {
+		t.Fatal("unsupported group accepted")
+	}
+	if err := p.b.e.SetChildPolicies([]ChildPolicy{childPolicy("x", addrB, addrA, lanB, lanA), {Tag: "x"}}); err == nil {
+		t.Fatal("bad child policies accepted")
+	}
+	if p.b.e.policies["mapB"] == nil {
+		t.Fatal("old child policies lost after a refused update")
+	}
+}
