@@ -6,7 +6,7 @@ GO      ?= go
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build gen check-gen deps vet test unit race bench demo clean
+.PHONY: all build gen check-gen deps vet test unit race bench demo clean tools
 
 all: build
 
@@ -32,7 +32,11 @@ vet:
 		if [ -n "$$out" ]; then echo "not gofmt-clean:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet ./...
 
-unit:
+# Third-party clients the tests drive (openconfig's gnmi_cli).
+tools:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/openconfig/gnmi/cmd/gnmi_cli@v0.14.1
+
+unit: tools
 	$(GO) test -count=1 -timeout 20m ./...
 
 race:
