@@ -5,6 +5,7 @@ package yang
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,34 @@ func TestYanglintClean(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil || out.Len() > 0 {
 		t.Fatalf("yanglint %v: %v\n%s", files, err, out.String())
+	}
+}
+
+// TestExamplesValidateWithYanglint checks examples/ against the modules with
+// libyang, a validator independent of ygot and the store.
+func TestExamplesValidateWithYanglint(t *testing.T) {
+	bin, err := exec.LookPath("yanglint")
+	if err != nil {
+		t.Fatalf("yanglint missing (Debian package libyang-tools; run scripts/deps.sh): %v", err)
+	}
+	files, _ := filepath.Glob("../examples/*/*.json")
+	if len(files) < 4 {
+		t.Fatalf("found %d example files, want the seed and lab routers", len(files))
+	}
+	for _, f := range files {
+		var out bytes.Buffer
+		cmd := exec.Command(bin, "-f", "json", "-t", "config", "-p", ".", "spiagent-crypto.yang", "spiagent-types.yang", f)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Errorf("yanglint %s: %v\n%s", f, err, out.String())
+		}
+	}
+	// And it must be able to fail: a lifetime out of range.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"spiagent-crypto:crypto":{"isakmp":{"policies":{"policy":[{"priority":1,"config":{"priority":1,"lifetime":59}}]}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(bin, "-f", "json", "-t", "config", "-p", ".", "spiagent-crypto.yang", "spiagent-types.yang", bad).Run(); err == nil {
+		t.Error("yanglint accepted lifetime 59")
 	}
 }
