@@ -2,6 +2,7 @@ package seedlab
 
 import (
 	"context"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,12 +71,21 @@ func TestRecoverySeedTransform(t *testing.T) {
 	l := newLab(t, "e2r")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	events := subscribeLastEvent(ctx, t, l.B)
 	res, err := l.Run(ctx, Scenario{Recovery: true, Watch: 5 * time.Second, Say: Narrator{W: testWriter{t}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Recovered {
 		t.Fatalf("no recovery: %+v", res)
+	}
+	select {
+	case ev := <-events:
+		if !strings.Contains(ev, "notified") || !strings.Contains(ev, "192.0.2.1") {
+			t.Errorf("gNMI ON_CHANGE invalid-SPI event %q: want outcome notified from 192.0.2.1", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the gNMI subscription to /crypto/invalid-spi/last-event saw no event")
 	}
 	if res.RecoveryLag > 2*time.Second {
 		t.Errorf("recovery took %v, want under 2 s", res.RecoveryLag)
@@ -107,6 +117,46 @@ func TestNoRecoveryBlackHole(t *testing.T) {
 	if res.Lost < 150 {
 		t.Errorf("lost %d packets in 10 s at 20/s, want about 200", res.Lost)
 	}
+}
+
+// subscribeLastEvent subscribes ON_CHANGE to routerB's last invalid-SPI
+// event and sends each notification's values, joined, on the channel.
+func subscribeLastEvent(ctx context.Context, t *testing.T, r *Router) <-chan string {
+	t.Helper()
+	c, err := r.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Send(&gpb.SubscribeRequest{Request: &gpb.SubscribeRequest_Subscribe{Subscribe: &gpb.SubscriptionList{
+		Mode: gpb.SubscriptionList_STREAM, Encoding: gpb.Encoding_JSON_IETF, UpdatesOnly: true,
+		Subscription: []*gpb.Subscription{{Path: path("crypto", "invalid-spi", "last-event"), Mode: gpb.SubscriptionMode_ON_CHANGE}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 16)
+	go func() {
+		for {
+			resp, err := sub.Recv()
+			if err != nil {
+				return
+			}
+			var vals []string
+			for _, u := range resp.GetUpdate().GetUpdate() {
+				vals = append(vals, u.GetVal().String())
+			}
+			if len(vals) > 0 && strings.Contains(strings.Join(vals, " "), "notified") {
+				select {
+				case out <- strings.Join(vals, " "):
+				default:
+				}
+			}
+		}
+	}()
+	return out
 }
 
 type testWriter struct{ t *testing.T }
