@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -112,8 +113,18 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	}
 	a.dp = dp
 	tcfg := transport.Config{OnOutput: a.onIKEOutput}
-	if us, ok := dp.(*userspace.Dataplane); ok {
-		tcfg.ESPHandler = us.HandleESPInUDP
+	switch d := dp.(type) {
+	case *userspace.Dataplane:
+		tcfg.ESPHandler = d.HandleESPInUDP
+	case *xfrm.Dataplane:
+		// The kernel decapsulates ESP-in-UDP arriving on IKE's NAT-T
+		// socket and passes IKE (behind the non-ESP marker) through.
+		tcfg.OnSocket = func(c *net.UDPConn, natt bool) error {
+			if !natt {
+				return nil
+			}
+			return xfrm.EnableUDPEncap(c)
+		}
 	}
 	base := ike.Config{Port: cfg.IKEPort, NATTPort: cfg.NATTPort, Log: a.log.With("component", "ike")}
 	t, err := transport.New(base, tcfg, rand.Reader)

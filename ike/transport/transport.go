@@ -37,6 +37,11 @@ type Config struct {
 	// called on the socket's reader goroutine and must not block long; pkt
 	// is only valid during the call.
 	ESPHandler func(pkt []byte, src, dst netip.AddrPort)
+	// OnSocket, if set, is called for each socket after it is bound and
+	// before it is read, with natt true for the NAT-T port. The agent uses
+	// it to make the NAT-T socket the kernel's ESP-in-UDP decapsulation
+	// socket when the dataplane is XFRM; an error fails New.
+	OnSocket func(c *net.UDPConn, natt bool) error
 	// OnOutput receives everything the engine produced except datagrams
 	// (child SAs to install or delete, events). It runs on the engine
 	// goroutine; it must not call back into the Transport synchronously.
@@ -95,6 +100,12 @@ func New(ecfg ike.Config, cfg Config, rand io.Reader) (*Transport, error) {
 				return nil, err
 			}
 			t.socks = append(t.socks, s)
+			if cfg.OnSocket != nil {
+				if err := cfg.OnSocket(s.conn, s.natt); err != nil {
+					t.closeSocks()
+					return nil, fmt.Errorf("ike/transport: socket %v: %w", s.local, err)
+				}
+			}
 		}
 	}
 	for _, s := range t.socks {
