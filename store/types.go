@@ -140,9 +140,9 @@ func valString(v *gpb.TypedValue) string {
 	return strings.TrimSpace(prototext.Format(v))
 }
 
-// Diff is the change between two snapshots, leaf by leaf, in schema order
-// (list entries in unspecified order). An added or removed list entry is
-// reported as its leaves.
+// Diff is the change between two snapshots, leaf by leaf, grouped by subtree
+// (the order of list entries is unspecified). An added or removed list entry
+// is reported as its leaves.
 type Diff []Change
 
 // String formats the diff one change per line, secrets redacted.
