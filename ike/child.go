@@ -25,13 +25,31 @@ func (x *exchange) keyedSA(p Protocol, spi uint32, t Transform) SA {
 	case ProtoESP:
 		s.TransformID, _ = t.ESP.ESPID()
 		s.Cipher, s.Integ = t.ESP, t.ESPInteg
-		k := suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoESP), spi, x.ni, x.nr, t.ESP.KeyLen()+t.ESPInteg.KeyLen())
-		s.EncKey, s.IntegKey = Key(k[:t.ESP.KeyLen()]), Key(k[t.ESP.KeyLen():])
+		// Encryption key first (for AES-GCM: key then 4-byte salt, RFC 4106
+		// §8.1), then the integrity key; ESP NULL takes no encryption key.
+		n := t.ESP.KeyMatLen()
+		k := suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoESP), spi, x.ni, x.nr, n+t.ESPInteg.KeyLen())
+		s.EncKey, s.IntegKey = Key(k[:n]), Key(k[n:])
+		if n == 0 {
+			s.EncKey = nil
+		}
 		if len(s.IntegKey) == 0 {
 			s.IntegKey = nil
 		}
 	}
 	return s
+}
+
+// weak reports transforms logged as weak: DES, NULL encryption, MD5, or
+// ESP without integrity (neither HMAC, AH nor an AEAD).
+func (t Transform) weak() bool {
+	switch {
+	case t.ESP == suite.DES || t.ESP == suite.ESPNull:
+		return true
+	case t.AH == IntegMD5 || t.ESPInteg == IntegMD5:
+		return true
+	}
+	return t.ESP != suite.CipherNone && !t.ESP.IsAEAD() && t.ESPInteg == IntegNone && t.AH == IntegNone
 }
 
 func (e *Engine) addChild(now time.Time, x *exchange) {
@@ -61,7 +79,7 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 	e.out.Install = append(e.out.Install, c.ChildSA)
 	e.cfg.Log.Info("ike: child SA established", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String(),
 		"spi_in", spiList(c.In), "spi_out", spiList(c.Out))
-	if x.chosen.ESP == suite.DES || x.chosen.AH == IntegMD5 || x.chosen.ESPInteg == IntegMD5 || (x.chosen.ESP != suite.CipherNone && x.chosen.ESPInteg == IntegNone && x.chosen.AH == IntegNone) {
+	if x.chosen.weak() {
 		e.cfg.Log.Warn("ike: child SA uses weak algorithms", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String())
 	}
 	c.hard = e.after(now.Add(c.Lifetime), func(now time.Time) {

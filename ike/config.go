@@ -138,6 +138,8 @@ func (i Integrity) String() string {
 	return fmt.Sprintf("integ(%d)", uint8(i))
 }
 
+func (i Integrity) valid() bool { return i >= IntegMD5 && i <= IntegSHA512 }
+
 // KeyLen is the HMAC key length in bytes.
 func (i Integrity) KeyLen() int { return [...]int{0, 16, 20, 32, 48, 64}[i%6] }
 
@@ -177,6 +179,27 @@ type Transform struct {
 	ESP      suite.Cipher // CipherNone: no ESP
 	ESPInteg Integrity
 	Mode     Mode
+}
+
+// validate checks the combination of algorithms in t.
+func (t Transform) validate() error {
+	switch {
+	case t.AH == IntegNone && t.ESP == suite.CipherNone:
+		return errors.New("empty transform")
+	case t.AH != IntegNone && !t.AH.valid():
+		return fmt.Errorf("transform %v: unsupported AH algorithm", t)
+	case t.ESP == suite.CipherNone:
+		return nil
+	case !t.ESP.ValidESP():
+		return fmt.Errorf("transform %v: unsupported ESP cipher", t)
+	case t.ESPInteg != IntegNone && !t.ESPInteg.valid():
+		return fmt.Errorf("transform %v: unsupported ESP integrity algorithm", t)
+	case t.ESP == suite.ESPNull && t.ESPInteg == IntegNone:
+		return fmt.Errorf("transform %v: ESP NULL needs an integrity algorithm", t)
+	case t.ESP.IsAEAD() && t.ESPInteg != IntegNone:
+		return fmt.Errorf("transform %v: %v is an AEAD and takes no separate integrity algorithm", t, t.ESP)
+	}
+	return nil
 }
 
 func (t Transform) String() string {
@@ -275,7 +298,10 @@ func (c *Config) normalize() error {
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Priority < ps[j].Priority })
 	for i := range ps {
 		p := &ps[i]
-		if p.Cipher.BlockSize() == 0 || !p.Hash.Valid() || !p.Group.Valid() {
+		if p.Cipher.ESPOnly() {
+			return fmt.Errorf("ike: policy %d: cipher %v is ESP-only and cannot be a phase 1 (ISAKMP) cipher", p.Priority, p.Cipher)
+		}
+		if !p.Cipher.ValidP1() || !p.Hash.Valid() || !p.Group.Valid() {
 			return fmt.Errorf("ike: policy %d: unsupported %v", p.Priority, p)
 		}
 		if p.Lifetime == 0 {
@@ -314,8 +340,8 @@ func validateChild(p *ChildPolicy) error {
 		return fmt.Errorf("ike: child policy %q: no proposals", p.Tag)
 	}
 	for _, t := range p.Proposals {
-		if t.AH == IntegNone && t.ESP == suite.CipherNone {
-			return fmt.Errorf("ike: child policy %q: empty transform", p.Tag)
+		if err := t.validate(); err != nil {
+			return fmt.Errorf("ike: child policy %q: %w", p.Tag, err)
 		}
 	}
 	if p.PFS != suite.GroupNone && !p.PFS.Valid() {

@@ -172,7 +172,7 @@ func checkChildPair(t *testing.T, a, b ChildSA) {
 		if bytes.Equal(a.In[i].EncKey, a.Out[i].EncKey) && len(a.In[i].EncKey) > 0 {
 			t.Fatal("inbound and outbound keys are equal")
 		}
-		if a.In[i].Cipher != suite.CipherNone && len(a.In[i].EncKey) != a.In[i].Cipher.KeyLen() {
+		if a.In[i].Cipher != suite.CipherNone && len(a.In[i].EncKey) != a.In[i].Cipher.KeyMatLen() {
 			t.Fatalf("enc key length %d", len(a.In[i].EncKey))
 		}
 		if len(a.In[i].IntegKey) != a.In[i].Integ.KeyLen() {

@@ -21,10 +21,14 @@ import (
 	"hash"
 )
 
-// Cipher is a phase 1 (and ESP) encryption algorithm.
+// Cipher is a phase 1 (and ESP) encryption algorithm. DES, TripleDES and
+// AES128/192/256 (CBC) serve both phase 1 and ESP; ESPNull, AESGCM128 and
+// AESGCM256 are ESP-only (ESPOnly reports it) and are refused as phase 1
+// ciphers.
 type Cipher uint8
 
-// Ciphers. The values are this package's; WireID maps them to RFC 2409.
+// Ciphers. The values are this package's; P1ID and ESPID map them to
+// RFC 2409 and the IPsec DOI. CipherNone means "no ESP" in a transform.
 const (
 	CipherNone Cipher = iota
 	DES
@@ -32,9 +36,18 @@ const (
 	AES128
 	AES192
 	AES256
+	// ESPNull is ESP without encryption (RFC 2410, ESP_NULL = 11); it needs
+	// an integrity algorithm.
+	ESPNull
+	// AESGCM128 and AESGCM256 are AES-GCM with a 16-byte ICV (RFC 4106,
+	// ESP_AES_GCM_16 = 20, Key Length 128 or 256). They are AEADs: no
+	// separate integrity algorithm, and their KEYMAT is the AES key
+	// followed by a 4-byte salt (RFC 4106 §8.1).
+	AESGCM128
+	AESGCM256
 )
 
-var cipherNames = [...]string{"none", "des", "3des", "aes128", "aes192", "aes256"}
+var cipherNames = [...]string{"none", "des", "3des", "aes128", "aes192", "aes256", "null", "aes128gcm16", "aes256gcm16"}
 
 func (c Cipher) String() string {
 	if int(c) < len(cipherNames) {
@@ -43,12 +56,37 @@ func (c Cipher) String() string {
 	return fmt.Sprintf("cipher(%d)", uint8(c))
 }
 
-// KeyLen is the key length in bytes.
+// KeyLen is the cipher key length in bytes (for AES-GCM, without the salt;
+// for ESPNull, 0).
 func (c Cipher) KeyLen() int {
-	return [...]int{0, 8, 24, 16, 24, 32}[c%6]
+	switch c {
+	case DES:
+		return 8
+	case TripleDES, AES192:
+		return 24
+	case AES128, AESGCM128:
+		return 16
+	case AES256, AESGCM256:
+		return 32
+	}
+	return 0
 }
 
-// BlockSize is the cipher block size in bytes.
+// SaltLen is the length of the salt taken from KEYMAT after the key: 4 for
+// AES-GCM (RFC 4106 §8.1), 0 otherwise.
+func (c Cipher) SaltLen() int {
+	if c.IsAEAD() {
+		return 4
+	}
+	return 0
+}
+
+// KeyMatLen is how many bytes of ESP KEYMAT the cipher takes: KeyLen plus
+// SaltLen (20 or 36 for AES-GCM, key then salt).
+func (c Cipher) KeyMatLen() int { return c.KeyLen() + c.SaltLen() }
+
+// BlockSize is the CBC block size in bytes; 0 for ciphers that are not
+// phase 1 block ciphers (CipherNone and the ESP-only ciphers).
 func (c Cipher) BlockSize() int {
 	switch c {
 	case DES, TripleDES:
@@ -59,8 +97,20 @@ func (c Cipher) BlockSize() int {
 	return 0
 }
 
-// IsAES reports whether c is an AES variant (which carries a key length attribute).
+// IsAES reports whether c is an AES-CBC variant (which carries a key length attribute).
 func (c Cipher) IsAES() bool { return c >= AES128 && c <= AES256 }
+
+// IsAEAD reports whether c is a combined-mode (AES-GCM) ESP cipher.
+func (c Cipher) IsAEAD() bool { return c == AESGCM128 || c == AESGCM256 }
+
+// ESPOnly reports whether c exists for ESP only and cannot protect phase 1.
+func (c Cipher) ESPOnly() bool { return c >= ESPNull && c <= AESGCM256 }
+
+// ValidP1 reports whether c can be a phase 1 cipher.
+func (c Cipher) ValidP1() bool { return c >= DES && c <= AES256 }
+
+// ValidESP reports whether c can be an ESP cipher.
+func (c Cipher) ValidESP() bool { return c >= DES && c <= AESGCM256 }
 
 // Phase 1 encryption algorithm IDs (RFC 2409 App. A) and ESP transform IDs (RFC 2407 §4.4.4).
 const (
@@ -70,15 +120,21 @@ const (
 	espDES  = 2
 	esp3DES = 3
 	espAES  = 12
+	espNull = 11
+	espGCM  = 20 // ESP_AES_GCM_16 (RFC 4106)
 )
 
-// P1ID returns the phase 1 encryption attribute value and key length attribute (0 if none).
+// P1ID returns the phase 1 encryption attribute value and key length
+// attribute (0 if none); (0, 0) for a cipher that is not ValidP1.
 func (c Cipher) P1ID() (id, keyBits uint16) {
 	switch c {
 	case DES:
 		return p1DES, 0
 	case TripleDES:
 		return p1TDES, 0
+	}
+	if !c.IsAES() {
+		return 0, 0
 	}
 	return p1AES, uint16(c.KeyLen() * 8)
 }
@@ -90,6 +146,10 @@ func (c Cipher) ESPID() (id uint8, keyBits uint16) {
 		return espDES, 0
 	case TripleDES:
 		return esp3DES, 0
+	case ESPNull:
+		return espNull, 0
+	case AESGCM128, AESGCM256:
+		return espGCM, uint16(c.KeyLen() * 8)
 	}
 	return espAES, uint16(c.KeyLen() * 8)
 }
@@ -116,6 +176,15 @@ func CipherFromESP(id uint8, keyBits uint64) (Cipher, bool) {
 		return TripleDES, keyBits == 0
 	case espAES:
 		return aesBits(keyBits)
+	case espNull:
+		return ESPNull, keyBits == 0
+	case espGCM:
+		switch keyBits {
+		case 128:
+			return AESGCM128, true
+		case 256:
+			return AESGCM256, true
+		}
 	}
 	return CipherNone, false
 }

@@ -280,3 +280,49 @@ func BenchmarkKeygen2048(b *testing.B) {
 		}
 	})
 }
+
+// ESP-only ciphers: IPsec DOI IDs (ESP_NULL = 11, ESP_AES_GCM_16 = 20 with
+// Key Length 128/256), key and salt lengths, and no phase 1 use.
+func TestESPOnlyCiphers(t *testing.T) {
+	for _, tc := range []struct {
+		c                 Cipher
+		id                uint8
+		bits              uint16
+		key, salt, keymat int
+		name              string
+	}{
+		{ESPNull, 11, 0, 0, 0, 0, "null"},
+		{AESGCM128, 20, 128, 16, 4, 20, "aes128gcm16"},
+		{AESGCM256, 20, 256, 32, 4, 36, "aes256gcm16"},
+	} {
+		id, bits := tc.c.ESPID()
+		if id != tc.id || bits != tc.bits || tc.c.KeyLen() != tc.key || tc.c.SaltLen() != tc.salt || tc.c.KeyMatLen() != tc.keymat || tc.c.String() != tc.name {
+			t.Errorf("%v: id %d bits %d key %d salt %d keymat %d", tc.c, id, bits, tc.c.KeyLen(), tc.c.SaltLen(), tc.c.KeyMatLen())
+		}
+		if got, ok := CipherFromESP(id, uint64(bits)); !ok || got != tc.c {
+			t.Errorf("%v: CipherFromESP %v %v", tc.c, got, ok)
+		}
+		if !tc.c.ESPOnly() || tc.c.ValidP1() || !tc.c.ValidESP() || tc.c.BlockSize() != 0 || tc.c.IsAES() {
+			t.Errorf("%v: classification", tc.c)
+		}
+		if id, _ := tc.c.P1ID(); id != 0 {
+			t.Errorf("%v: phase 1 ID %d", tc.c, id)
+		}
+		if _, _, err := tc.c.Encrypt(make([]byte, 32), make([]byte, 16), []byte("x")); err == nil {
+			t.Errorf("%v: used as a phase 1 CBC cipher", tc.c)
+		}
+	}
+	for _, bad := range [][2]uint64{{20, 0}, {20, 192}, {11, 128}} {
+		if c, ok := CipherFromESP(uint8(bad[0]), bad[1]); ok {
+			t.Errorf("ESP id %d key length %d gave %v", bad[0], bad[1], c)
+		}
+	}
+	for _, c := range []Cipher{DES, TripleDES, AES128, AES192, AES256} {
+		if c.ESPOnly() || !c.ValidP1() || !c.ValidESP() || c.SaltLen() != 0 || c.KeyMatLen() != c.KeyLen() || c.IsAEAD() {
+			t.Errorf("%v: classification", c)
+		}
+	}
+	if CipherNone.ValidESP() || CipherNone.ValidP1() || CipherNone.KeyLen() != 0 {
+		t.Error("CipherNone")
+	}
+}

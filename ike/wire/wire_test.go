@@ -241,3 +241,33 @@ func TestCharonCaptures(t *testing.T) {
 		}
 	}
 }
+
+// ESP_AES_GCM_16 (20) with Key Length 128/256 and no Authentication
+// Algorithm, ESP_NULL (11) with one: byte layout and round trip.
+func TestESPGCMNullTransformRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		tr   Transform
+		want []byte // the attribute TVs after the 8-byte transform header
+	}{
+		{Transform{Number: 1, ID: 20, Attrs: []Attr{{Type: AttrEncapMode, Value: EncapTunnel}, {Type: AttrSAKeyLength, Value: 128}}},
+			[]byte{0x80, 0x04, 0x00, 0x01, 0x80, 0x06, 0x00, 0x80}},
+		{Transform{Number: 1, ID: 20, Attrs: []Attr{{Type: AttrEncapMode, Value: EncapUDPTransport}, {Type: AttrSAKeyLength, Value: 256}}},
+			[]byte{0x80, 0x04, 0x00, 0x04, 0x80, 0x06, 0x01, 0x00}},
+		{Transform{Number: 1, ID: 11, Attrs: []Attr{{Type: AttrEncapMode, Value: EncapTunnel}, {Type: AttrSAAuthAlg, Value: 2}}},
+			[]byte{0x80, 0x04, 0x00, 0x01, 0x80, 0x05, 0x00, 0x02}},
+	} {
+		sa := SA{DOI: DOIIPsec, Situation: SituationIdentOnly, Proposals: []Proposal{
+			{Number: 1, Protocol: ProtoESP, SPI: []byte{5, 6, 7, 8}, Transforms: []Transform{tc.tr}}}}
+		enc := sa.Encode()
+		got, err := DecodeSA(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(sa, got); d != "" {
+			t.Fatalf("round trip (-want +got):\n%s", d)
+		}
+		if !bytes.HasSuffix(enc, tc.want) || enc[len(enc)-len(tc.want)-3] != tc.tr.ID {
+			t.Fatalf("transform %d encoded as % x", tc.tr.ID, enc)
+		}
+	}
+}
