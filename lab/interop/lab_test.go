@@ -162,7 +162,7 @@ func (c *charon) writeConf(cc charonConf) {
 		cc.local, cc.remote, cc.localLAN, cc.remoteLAN = addrCharon, addrOurs, lanCharon, lanOurs
 	}
 	conf := fmt.Sprintf(`charon {
-	load = random nonce aes sha1 sha2 md5 hmac gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
+	load = random nonce aes gcm sha1 sha2 md5 hmac gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
 	install_virtual_ip = no
 	block_threshold = %[2]d
 	retransmit_tries = 3

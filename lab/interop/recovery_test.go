@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spiagent/spiagent/ike"
+	"github.com/spiagent/spiagent/ike/suite"
 )
 
 // charon's libipsec sends real ESP-in-UDP to us: it must reach the
@@ -106,4 +107,58 @@ func TestInvalidSPIRecoveryAfterRestart(t *testing.T) {
 	}
 	logLines(t, l, "INITIAL_CONTACT")
 	logLines(t, l, "INVALID_SPI")
+}
+
+// The same with AES-GCM-16 (RFC 4106): charon's ESP opens with our inbound
+// KEYMAT taken as AES-128 key || 4-byte salt, the salt being the nonce's
+// first 4 bytes and the packet's 8-byte IV the rest, SPI | seq as AAD.
+// This pins the salt placement against a real peer.
+func TestCharonGCMESPDecrypts(t *testing.T) {
+	s := suites[len(suites)-1]
+	if s.tr.ESP != suite.AESGCM128 {
+		t.Fatal("the last interop suite must be aes128gcm16")
+	}
+	l := newLab(t)
+	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
+	l.startCharon()
+	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
+	if err := o.tr.Initiate("net", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := recv(t, l, o.install, "child SA")
+	checkSameSPIs(t, l, c)
+	if list := l.listSAs(); !strings.Contains(list, "AES_GCM_16-128") {
+		t.Fatalf("charon's CHILD_SA is not AES_GCM_16-128:\n%s", list)
+	}
+	exec.Command("ip", "netns", "exec", l.nsCharon, "ping", "-c", "1", "-W", "1", "-I", "203.0.113.1", "198.51.100.1").Run()
+	in := recv(t, l, o.esp, "ESP-in-UDP from charon")
+	sa := c.In[0]
+	if spi := binary.BigEndian.Uint32(in.pkt); spi != sa.SPI {
+		t.Fatalf("ESP SPI %#x, our inbound SPI %#x", spi, sa.SPI)
+	}
+	if sa.Cipher != suite.AESGCM128 || sa.TransformID != 20 || len(sa.EncKey) != 20 || sa.Integ != ike.IntegNone || sa.IntegKey != nil {
+		t.Fatalf("our SA: %v id %d key %d bytes integ %v", sa.Cipher, sa.TransformID, len(sa.EncKey), sa.Integ)
+	}
+	// SPI | seq | IV(8) | ciphertext | ICV(16).
+	p := in.pkt
+	if len(p) < 8+8+16+20 {
+		t.Fatalf("ESP packet of %d bytes", len(p))
+	}
+	blk, err := aes.NewCipher(sa.EncKey[:16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append(append([]byte{}, sa.EncKey[16:]...), p[8:16]...)
+	pt, err := aead.Open(nil, nonce, p[16:], p[:8])
+	if err != nil {
+		t.Fatalf("charon's ESP does not open with our key || salt: %v", err)
+	}
+	if pt[len(pt)-1] != 4 || pt[0]>>4 != 4 || pt[9] != 1 || !bytes.Equal(pt[12:16], []byte{203, 0, 113, 1}) || !bytes.Equal(pt[16:20], []byte{198, 51, 100, 1}) {
+		t.Fatalf("inner packet %x", pt)
+	}
+	t.Logf("ESP seq %d: AES-GCM-16 opened with our key || salt, inner ICMP 203.0.113.1 -> 198.51.100.1", binary.BigEndian.Uint32(p[4:]))
 }

@@ -170,6 +170,10 @@ var suites = []struct {
 	{"aes256-sha256-modp2048-pfs", "aes256-sha256-modp2048", "aes256-sha256-modp2048",
 		ike.Policy{Priority: 1, Cipher: suite.AES256, Hash: suite.SHA256, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
 		ike.Transform{ESP: suite.AES256, ESPInteg: ike.IntegSHA256}, suite.MODP2048},
+	// AES-GCM-16 (RFC 4106): ESP_AES_GCM_16 with Key Length 128, no HMAC.
+	{"aes128gcm16-sha256-modp2048", "aes128-sha256-modp2048", "aes128gcm16",
+		ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA256, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
+		ike.Transform{ESP: suite.AESGCM128}, suite.GroupNone},
 }
 
 // We initiate; charon responds. Then INVALID-SPI and DPD over the ISAKMP
