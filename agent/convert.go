@@ -88,6 +88,8 @@ func ikeESPCipher(c ipsec.Cipher, bits int) (suite.Cipher, error) {
 		return suite.DES, nil
 	case ipsec.Cipher3DESCBC:
 		return suite.TripleDES, nil
+	case ipsec.CipherNull:
+		return suite.ESPNull, nil
 	case ipsec.CipherAESCBC:
 		switch bits {
 		case 128:
@@ -96,6 +98,13 @@ func ikeESPCipher(c ipsec.Cipher, bits int) (suite.Cipher, error) {
 			return suite.AES192, nil
 		case 256:
 			return suite.AES256, nil
+		}
+	case ipsec.CipherAESGCM16:
+		switch bits {
+		case 128:
+			return suite.AESGCM128, nil
+		case 256:
+			return suite.AESGCM256, nil
 		}
 	}
 	return suite.CipherNone, fmt.Errorf("ESP %s %d is not negotiable by the IKE engine", c, bits)
@@ -189,6 +198,11 @@ func fromIKECipher(c suite.Cipher) ipsec.Cipher {
 		return ipsec.Cipher3DESCBC
 	case suite.AES128, suite.AES192, suite.AES256:
 		return ipsec.CipherAESCBC
+	case suite.AESGCM128, suite.AESGCM256:
+		// The key already carries the 4-byte salt at its end.
+		return ipsec.CipherAESGCM16
+	case suite.ESPNull:
+		return ipsec.CipherNull
 	}
 	return ipsec.CipherNull
 }

@@ -97,10 +97,15 @@ func TestChildPoliciesFromTunnels(t *testing.T) {
 		len(cp.Proposals) != 1 || cp.Proposals[0].ESP != suite.AES256 || cp.Proposals[0].ESPInteg != ike.IntegSHA256 {
 		t.Errorf("child policy %+v", cp)
 	}
-	// GCM is not negotiable by the engine yet: a clear error, not a silent downgrade.
-	in.Tunnels[0].Transforms[0] = intent.Transform{Name: "g", ESP: true, Cipher: ipsec.CipherAESGCM16, KeyBits: 128}
+	// GCM maps to the engine's ESP-only GCM ciphers; an unsupported key
+	// size is a clear error, not a silent downgrade.
+	in.Tunnels[0].Transforms[0] = intent.Transform{Name: "g", ESP: true, Cipher: ipsec.CipherAESGCM16, KeyBits: 256}
+	if cps, err := childPolicies(in, nil); err != nil || cps[0].Proposals[0].ESP != suite.AESGCM256 {
+		t.Errorf("esp-gcm 256: %v, %+v", err, cps)
+	}
+	in.Tunnels[0].Transforms[0].KeyBits = 192
 	if _, err := childPolicies(in, nil); err == nil {
-		t.Error("esp-gcm accepted although the IKE engine cannot negotiate it")
+		t.Error("esp-gcm 192 accepted: the engine has no GCM-192")
 	}
 }
 

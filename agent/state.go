@@ -208,6 +208,10 @@ func iosTransform(s ike.SA) string {
 		w = append(w, "esp-aes 192")
 	case suite.AES256:
 		w = append(w, "esp-aes 256")
+	case suite.AESGCM128:
+		w = append(w, "esp-gcm 128")
+	case suite.AESGCM256:
+		w = append(w, "esp-gcm 256")
 	default:
 		w = append(w, "esp-null")
 	}

@@ -165,3 +165,35 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
+
+// gcmEdit makes the lab's transform set ESP-only AES-GCM-128.
+func gcmEdit(cfg map[string]any) {
+	c := cfg["spiagent-crypto:crypto"].(map[string]any)
+	ts := c["transform-sets"].(map[string]any)["transform-set"].([]any)[0].(map[string]any)
+	ts["config"] = map[string]any{"name": ts["name"], "esp-encryption": "esp-gcm", "esp-key-bits": 128}
+}
+
+// TestRecoveryESPGCM: the same recovery with an ESP-only aes-gcm transform
+// set (esp-gcm 128).
+func TestRecoveryESPGCM(t *testing.T) {
+	l := newLab(t, "e2g")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	res, err := l.Run(ctx, Scenario{Recovery: true, Watch: 5 * time.Second, Edit: gcmEdit, Show: true, Say: Narrator{W: testWriter{t}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Recovered || res.RecoveryLag > 2*time.Second {
+		t.Fatalf("recovery with esp-gcm: %+v, want within 2 s", res)
+	}
+	if !strings.Contains(res.LogLineB, "prot=50") {
+		t.Errorf("routerB log line %q: want an ESP (prot=50) invalid SPI", res.LogLineB)
+	}
+	out, err := l.Spictl(ctx, l.A, "show", "crypto", "ipsec", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "esp-gcm 128") {
+		t.Errorf("routerA's SAs are not esp-gcm 128:\n%s", out)
+	}
+}
