@@ -67,6 +67,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	ikePort := fs.Uint("ike-port", 500, "local IKE port")
 	nattPort := fs.Uint("natt-port", 4500, "local NAT-T (IKE and ESP-in-UDP) port")
 	gf := addGNMIFlags(fs)
+	nf := addNETCONFFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -84,14 +85,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	acfg := agent.Config{Dataplane: *dataplane, TUNName: *tunName, IKEPort: uint16(*ikePort), NATTPort: uint16(*nattPort), Log: log}
-	if err := runAgent(ctx, log, *dataDir, acfg, gf); err != nil {
+	if err := runAgent(ctx, log, *dataDir, acfg, gf, nf); err != nil {
 		log.Error("spiagent stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags) error {
+func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags, nf *netconfFlags) error {
 	st, err := store.Open(dataDir)
 	if err != nil {
 		return fmt.Errorf("open datastore: %w", err)
@@ -111,6 +112,11 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 	if err != nil {
 		return fmt.Errorf("gNMI: %w", err)
 	}
+	waitNETCONF, err := startNETCONF(ctx, log, st, tel, a, dataDir, gf.usersFile, nf)
+	if err != nil {
+		return fmt.Errorf("NETCONF: %w", err)
+	}
+	defer waitNETCONF()
 	log.Info("spiagent running", "data_dir", dataDir, "commit", snap.ID)
 	<-ctx.Done()
 	log.Info("spiagent shutting down", "reason", context.Cause(ctx))

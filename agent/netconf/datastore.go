@@ -1,0 +1,150 @@
+package netconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/store"
+)
+
+// Datastore names.
+const (
+	dsRunning   = "running"
+	dsCandidate = "candidate"
+)
+
+// runningTree is the running config as a tree (secrets in clear), cached
+// per commit. The tree is shared: never modify it.
+func (s *Server) runningTree() (*node, error) {
+	snap := s.cfg.Store.Running()
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if c := s.runCache; c != nil && c.id == snap.ID {
+		return c.tree, nil
+	}
+	b, err := store.EmitJSONWithSecrets(snap.Root, true)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: running config: %w", err)
+	}
+	t, err := treeFromJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	s.runCache = &cachedTree{id: snap.ID, tree: t}
+	return t, nil
+}
+
+// stateTree is the operational state as a tree.
+func (s *Server) stateTree() (*node, error) {
+	root := s.cfg.State.Snapshot().Root
+	obj, err := ygot.ConstructIETFJSON(root, nil)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: state: %w", err)
+	}
+	return fromJSON(rootEntry(), obj), nil
+}
+
+// candidateLocked is the candidate tree (shared; never modify it); s.mu is
+// held.
+func (s *Server) candidateLocked() (*node, error) {
+	if s.candidate != nil {
+		return s.candidate, nil
+	}
+	return s.runningTree()
+}
+
+// source returns the tree of a datastore; s.mu is held.
+func (s *Server) sourceLocked(ds string) (*node, error) {
+	if ds == dsCandidate {
+		return s.candidateLocked()
+	}
+	return s.runningTree()
+}
+
+// lockedByOther returns an in-use error if another session holds ds; s.mu
+// is held.
+func (s *Server) lockedByOther(ds string, id uint32) *rpcError {
+	if holder, ok := s.locks[ds]; ok && holder != id {
+		return newErr("protocol", "in-use", "the %s datastore is locked by session %d", ds, holder).info("session-id", strconv.FormatUint(uint64(holder), 10))
+	}
+	return nil
+}
+
+// commitTree makes tree the running config in one store transaction.
+func (s *Server) commitTree(ctx context.Context, tree *node, user, comment string) rpcErrors {
+	b, err := marshalTree(tree)
+	if err != nil {
+		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
+	}
+	tx := store.Tx{
+		Ops:     []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: b}}}},
+		User:    user,
+		Comment: comment,
+	}
+	if _, err := s.cfg.Store.Commit(ctx, tx); err != nil {
+		return storeErrors(err)
+	}
+	return nil
+}
+
+// storeErrors maps a store commit error to rpc-errors.
+func storeErrors(err error) rpcErrors {
+	var verr *store.ValidationError
+	var oerr *store.OpError
+	var rerr *store.RefusedError
+	switch {
+	case errors.As(err, &verr):
+		return problemErrors(verr.Problems)
+	case errors.As(err, &oerr):
+		return rpcErrors{newErr("application", "invalid-value", "%v", oerr)}
+	case errors.As(err, &rerr):
+		return rpcErrors{newErr("application", "operation-failed", "the agent refused the configuration: %v", rerr.Err)}
+	}
+	return rpcErrors{newErr("application", "operation-failed", "%v", err)}
+}
+
+// validateTree runs the store's full validation on tree.
+func validateTree(tree *node) rpcErrors {
+	b, err := marshalTree(tree)
+	if err != nil {
+		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
+	}
+	root, err := store.LoadJSON(b)
+	if err != nil {
+		var verr *store.ValidationError
+		if errors.As(err, &verr) {
+			return problemErrors(verr.Problems)
+		}
+		return rpcErrors{newErr("application", "invalid-value", "%v", err)}
+	}
+	if ps := store.Validate(root); len(ps) > 0 {
+		return problemErrors(ps)
+	}
+	return nil
+}
+
+// endSession releases what the session held: its locks (and, with the
+// candidate lock, the candidate's uncommitted changes; RFC 6241 §8.3.5.2).
+func (s *Server) endSession(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss.id]; !ok {
+		return
+	}
+	delete(s.sessions, ss.id)
+	for ds, holder := range s.locks {
+		if holder != ss.id {
+			continue
+		}
+		delete(s.locks, ds)
+		if ds == dsCandidate && s.candidate != nil {
+			s.candidate = nil
+			ss.log.Info("NETCONF candidate changes discarded: the session holding the lock ended")
+		}
+	}
+}

@@ -1,0 +1,488 @@
+package netconf
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/gnmi"
+)
+
+// unsupportedOps are NETCONF operations this server knows of but does not
+// implement.
+var unsupportedOps = map[string]bool{
+	"create-subscription": true, "cancel-commit": true, "get-schema": true,
+	"partial-lock": true, "partial-unlock": true,
+}
+
+// writeOps need the read-write role.
+var writeOps = map[string]bool{
+	"edit-config": true, "copy-config": true, "delete-config": true, "commit": true,
+	"discard-changes": true, "lock": true, "unlock": true, "kill-session": true, "clear-crypto-sa": true,
+}
+
+// dispatch runs one operation; a nil body with no errors means <ok/>.
+func (ss *session) dispatch(op *elem) ([]byte, rpcErrors) {
+	name := op.Name.Local
+	ns := op.Name.Space
+	if ns == moduleNamespaces[cryptoModule] && name == "clear-crypto-sa" {
+		if ss.role != auth.RoleReadWrite {
+			return nil, ss.denied(name)
+		}
+		return ss.clearSA(op)
+	}
+	if ns != baseNS {
+		return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s> in namespace %q", name, ns).info("bad-element", name)}
+	}
+	if writeOps[name] && ss.role != auth.RoleReadWrite {
+		return nil, ss.denied(name)
+	}
+	switch name {
+	case "get":
+		return ss.get(op)
+	case "get-config":
+		return ss.getConfig(op)
+	case "edit-config":
+		return nil, ss.editConfig(op)
+	case "copy-config":
+		return nil, ss.copyConfig(op)
+	case "delete-config":
+		return nil, ss.deleteConfig(op)
+	case "validate":
+		return nil, ss.validate(op)
+	case "commit":
+		return nil, ss.commit(op)
+	case "discard-changes":
+		return nil, ss.discard(op)
+	case "lock":
+		return nil, ss.lock(op, true)
+	case "unlock":
+		return nil, ss.lock(op, false)
+	case "close-session":
+		ss.closing = true
+		return nil, nil
+	case "kill-session":
+		return nil, ss.kill(op)
+	}
+	if unsupportedOps[name] {
+		return nil, rpcErrors{newErr("protocol", "operation-not-supported", "%s is not supported by this server", name)}
+	}
+	return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s>", name).info("bad-element", name)}
+}
+
+func (ss *session) denied(op string) rpcErrors {
+	ss.log.Warn("NETCONF access denied", "op", op, "role", ss.role)
+	return rpcErrors{newErr("protocol", "access-denied", "user %q has role %s: %s needs read-write", ss.user, ss.role, op)}
+}
+
+// params checks that op's children are among allowed and returns them by
+// name.
+func params(op *elem, allowed ...string) (map[string]*elem, *rpcError) {
+	out := map[string]*elem{}
+	for _, k := range op.Kids {
+		ok := false
+		for _, a := range allowed {
+			if k.Name.Local == a {
+				ok = true
+			}
+		}
+		if !ok || k.Name.Space != baseNS {
+			return nil, newErr("protocol", "unknown-element", "unexpected element <%s> in <%s>", k.Name.Local, op.Name.Local).info("bad-element", k.Name.Local)
+		}
+		out[k.Name.Local] = k
+	}
+	return out, nil
+}
+
+// datastoreName reads <running/> or <candidate/> from a source or target.
+func datastoreName(p *elem, op string, allowed ...string) (string, *rpcError) {
+	if p == nil {
+		return "", newErr("protocol", "missing-element", "%s without its datastore", op).info("bad-element", op)
+	}
+	if len(p.Kids) != 1 {
+		return "", newErr("protocol", "missing-element", "<%s> must name one datastore", p.Name.Local).info("bad-element", p.Name.Local)
+	}
+	k := p.Kids[0]
+	for _, a := range allowed {
+		if k.Name.Local == a && k.Name.Space == baseNS {
+			return a, nil
+		}
+	}
+	return "", newErr("protocol", "invalid-value", "datastore <%s> is not supported here (want one of %v)", k.Name.Local, allowed).info("bad-element", k.Name.Local)
+}
+
+// readFilter returns the subtree filter of a get or get-config (nil: none).
+func readFilter(f *elem) (*elem, *rpcError) {
+	if f == nil {
+		return nil, nil
+	}
+	if t, ok := f.attr(baseNS, "type"); ok && t != "subtree" {
+		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree only)", t).info("bad-attribute", "type").info("bad-element", "filter")
+	}
+	if t, ok := f.attr("", "type"); ok && t != "subtree" {
+		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree only)", t).info("bad-attribute", "type").info("bad-element", "filter")
+	}
+	return f, nil
+}
+
+// dataReply renders tree (filtered) as <data>, secrets redacted.
+func dataReply(tree *node, f *elem) []byte {
+	if f != nil {
+		tree = filterTree(tree, f)
+	}
+	var b bytes.Buffer
+	b.WriteString("<data>")
+	writeKids(&b, tree, baseNS, true)
+	b.WriteString("</data>")
+	return b.Bytes()
+}
+
+func (ss *session) get(op *elem) ([]byte, rpcErrors) {
+	p, perr := params(op, "filter")
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	f, perr := readFilter(p["filter"])
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	cfg, err := ss.srv.runningTree()
+	if err != nil {
+		return nil, internalErr(err)
+	}
+	st, err := ss.srv.stateTree()
+	if err != nil {
+		return nil, internalErr(err)
+	}
+	return dataReply(mergeTrees(cfg, st), f), nil
+}
+
+func (ss *session) getConfig(op *elem) ([]byte, rpcErrors) {
+	p, perr := params(op, "source", "filter")
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	ds, perr := datastoreName(p["source"], "get-config", dsRunning, dsCandidate)
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	f, perr := readFilter(p["filter"])
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	ss.srv.mu.Lock()
+	tree, err := ss.srv.sourceLocked(ds)
+	ss.srv.mu.Unlock()
+	if err != nil {
+		return nil, internalErr(err)
+	}
+	return dataReply(tree, f), nil
+}
+
+func internalErr(err error) rpcErrors {
+	return rpcErrors{newErr("application", "operation-failed", "%v", err)}
+}
+
+func (ss *session) editConfig(op *elem) rpcErrors {
+	p, perr := params(op, "target", "default-operation", "test-option", "error-option", "config")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	ds, perr := datastoreName(p["target"], "edit-config", dsRunning, dsCandidate)
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	defOp, testOpt, errOpt := opMerge, "test-then-set", stopOnError
+	if e := p["default-operation"]; e != nil {
+		defOp = e.text()
+		if defOp != opMerge && defOp != opReplace && defOp != opNone {
+			return rpcErrors{newErr("protocol", "invalid-value", "default-operation %q: want merge, replace or none", defOp).info("bad-element", "default-operation")}
+		}
+	}
+	if e := p["test-option"]; e != nil {
+		testOpt = e.text()
+		if testOpt != "test-then-set" && testOpt != "set" && testOpt != "test-only" {
+			return rpcErrors{newErr("protocol", "invalid-value", "test-option %q: want test-then-set, set or test-only", testOpt).info("bad-element", "test-option")}
+		}
+	}
+	if e := p["error-option"]; e != nil {
+		errOpt = e.text()
+		if errOpt != stopOnError && errOpt != continueOnError && errOpt != rollbackOnError {
+			return rpcErrors{newErr("protocol", "invalid-value", "error-option %q: want stop-on-error, continue-on-error or rollback-on-error", errOpt).info("bad-element", "error-option")}
+		}
+	}
+	cfg := p["config"]
+	if cfg == nil {
+		return rpcErrors{newErr("protocol", "missing-element", "edit-config without <config>").info("bad-element", "config")}
+	}
+	edit, derr := decodeConfig(cfg, true)
+	if derr != nil {
+		return rpcErrors{derr}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if e := srv.lockedByOther(ds, ss.id); e != nil {
+		return rpcErrors{e}
+	}
+	base, err := srv.sourceLocked(ds)
+	if err != nil {
+		return internalErr(err)
+	}
+	work := base.clone()
+	if defOp == opReplace {
+		work = &node{e: base.e}
+		// replace: the config given becomes the datastore's content.
+		ed := &editor{errOpt: errOpt}
+		ed.apply(work, edit, opMerge, "")
+		if len(ed.errs) > 0 {
+			return ed.errs
+		}
+	} else {
+		ed := &editor{errOpt: errOpt}
+		ed.apply(work, edit, defOp, "")
+		if len(ed.errs) > 0 && (errOpt == rollbackOnError || ds == dsRunning || testOpt == "test-only") {
+			return ed.errs
+		}
+		if len(ed.errs) > 0 {
+			// stop-on-error and continue-on-error keep what was applied.
+			if ds == dsCandidate {
+				srv.candidate = work
+			}
+			return ed.errs
+		}
+	}
+	if testOpt == "test-only" {
+		return validateTree(work)
+	}
+	if ds == dsRunning {
+		return srv.commitTree(ss.ctx, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id))
+	}
+	srv.candidate = work
+	return nil
+}
+
+// configSource reads a source that may be a datastore or inline <config>;
+// s.mu is held.
+func (ss *session) configSourceLocked(src *elem, op string) (*node, rpcErrors) {
+	if src != nil && len(src.Kids) == 1 && src.Kids[0].Name.Local == "config" && src.Kids[0].Name.Space == baseNS {
+		t, derr := decodeConfig(src.Kids[0], false)
+		if derr != nil {
+			return nil, rpcErrors{derr}
+		}
+		return t, nil
+	}
+	ds, perr := datastoreName(src, op, dsRunning, dsCandidate)
+	if perr != nil {
+		return nil, rpcErrors{perr}
+	}
+	t, err := ss.srv.sourceLocked(ds)
+	if err != nil {
+		return nil, internalErr(err)
+	}
+	return t, nil
+}
+
+func (ss *session) copyConfig(op *elem) rpcErrors {
+	p, perr := params(op, "target", "source")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	ds, perr := datastoreName(p["target"], "copy-config", dsRunning, dsCandidate)
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	tree, errs := ss.configSourceLocked(p["source"], "copy-config")
+	if errs != nil {
+		return errs
+	}
+	if e := srv.lockedByOther(ds, ss.id); e != nil {
+		return rpcErrors{e}
+	}
+	if ds == dsRunning {
+		return srv.commitTree(ss.ctx, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id))
+	}
+	srv.candidate = tree.clone()
+	return nil
+}
+
+func (ss *session) deleteConfig(op *elem) rpcErrors {
+	p, perr := params(op, "target")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	ds, perr := datastoreName(p["target"], "delete-config", dsRunning, dsCandidate)
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	if ds == dsRunning {
+		return rpcErrors{newErr("protocol", "operation-not-supported", "the running datastore cannot be deleted")}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if e := srv.lockedByOther(ds, ss.id); e != nil {
+		return rpcErrors{e}
+	}
+	srv.candidate = &node{e: rootEntry()}
+	return nil
+}
+
+func (ss *session) validate(op *elem) rpcErrors {
+	p, perr := params(op, "source")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	ss.srv.mu.Lock()
+	tree, errs := ss.configSourceLocked(p["source"], "validate")
+	ss.srv.mu.Unlock()
+	if errs != nil {
+		return errs
+	}
+	return validateTree(tree)
+}
+
+func (ss *session) commit(op *elem) rpcErrors {
+	if _, perr := params(op); perr != nil {
+		return rpcErrors{perr}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, ds := range []string{dsRunning, dsCandidate} {
+		if e := srv.lockedByOther(ds, ss.id); e != nil {
+			return rpcErrors{e}
+		}
+	}
+	if srv.candidate == nil {
+		return nil
+	}
+	if errs := srv.commitTree(ss.ctx, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
+		return errs
+	}
+	srv.candidate = nil
+	ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID)
+	return nil
+}
+
+func (ss *session) discard(op *elem) rpcErrors {
+	if _, perr := params(op); perr != nil {
+		return rpcErrors{perr}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if e := srv.lockedByOther(dsCandidate, ss.id); e != nil {
+		return rpcErrors{e}
+	}
+	srv.candidate = nil
+	return nil
+}
+
+func (ss *session) lock(op *elem, lock bool) rpcErrors {
+	p, perr := params(op, "target")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	ds, perr := datastoreName(p["target"], op.Name.Local, dsRunning, dsCandidate)
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	srv := ss.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	holder, held := srv.locks[ds]
+	if lock {
+		if held {
+			return rpcErrors{newErr("protocol", "lock-denied", "the %s datastore is already locked by session %d", ds, holder).info("session-id", strconv.FormatUint(uint64(holder), 10))}
+		}
+		if ds == dsCandidate && srv.candidate != nil {
+			return rpcErrors{newErr("protocol", "lock-denied", "the candidate has uncommitted changes: commit or discard them first").info("session-id", "0")}
+		}
+		srv.locks[ds] = ss.id
+		ss.log.Info("NETCONF lock", "datastore", ds)
+		return nil
+	}
+	if !held || holder != ss.id {
+		return rpcErrors{newErr("protocol", "operation-failed", "the %s datastore is not locked by this session", ds)}
+	}
+	delete(srv.locks, ds)
+	ss.log.Info("NETCONF unlock", "datastore", ds)
+	return nil
+}
+
+func (ss *session) kill(op *elem) rpcErrors {
+	p, perr := params(op, "session-id")
+	if perr != nil {
+		return rpcErrors{perr}
+	}
+	e := p["session-id"]
+	if e == nil {
+		return rpcErrors{newErr("protocol", "missing-element", "kill-session without session-id").info("bad-element", "session-id")}
+	}
+	id, err := strconv.ParseUint(e.text(), 10, 32)
+	if err != nil || id == 0 {
+		return rpcErrors{newErr("protocol", "invalid-value", "session-id %q is not a session number", e.text()).info("bad-element", "session-id")}
+	}
+	if uint32(id) == ss.id {
+		return rpcErrors{newErr("protocol", "invalid-value", "a session cannot kill itself: use close-session").info("bad-element", "session-id")}
+	}
+	ss.srv.mu.Lock()
+	victim := ss.srv.sessions[uint32(id)]
+	ss.srv.mu.Unlock()
+	if victim == nil {
+		return rpcErrors{newErr("protocol", "invalid-value", "no session %d", id).info("bad-element", "session-id")}
+	}
+	ss.log.Info("NETCONF kill-session", "victim", id)
+	victim.close()
+	ss.srv.endSession(victim)
+	return nil
+}
+
+// clearSA runs the model's clear-crypto-sa RPC.
+func (ss *session) clearSA(op *elem) ([]byte, rpcErrors) {
+	var req gnmi.ClearRequest
+	ns := moduleNamespaces[cryptoModule]
+	for _, k := range op.Kids {
+		if k.Name.Space != ns {
+			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", k.Name.Local).info("bad-element", k.Name.Local)}
+		}
+		v := k.text()
+		var err error
+		switch k.Name.Local {
+		case "peer":
+			if a, perr := netip.ParseAddr(v); perr != nil || !a.Is4() {
+				err = fmt.Errorf("not an IPv4 address")
+			}
+			req.Peer = v
+		case "crypto-map":
+			req.CryptoMap = v
+		case "isakmp":
+			req.ISAKMP, err = strconv.ParseBool(v)
+		case "no-notify":
+			req.NoNotify, err = strconv.ParseBool(v)
+		default:
+			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", k.Name.Local).info("bad-element", k.Name.Local)}
+		}
+		if err != nil {
+			return nil, rpcErrors{newErr("protocol", "invalid-value", "clear-crypto-sa %s %q: %v", k.Name.Local, v, err).info("bad-element", k.Name.Local)}
+		}
+	}
+	if ss.srv.cfg.Ops == nil {
+		return nil, rpcErrors{newErr("application", "operation-failed", "clear-crypto-sa: no IPsec engine is attached to this agent")}
+	}
+	res, err := ss.srv.cfg.Ops.ClearSA(ss.ctx, req)
+	if err != nil {
+		return nil, rpcErrors{newErr("application", "operation-failed", "clear-crypto-sa: %v", err)}
+	}
+	ss.log.Info("clear crypto sa", "peer", req.Peer, "crypto_map", req.CryptoMap, "isakmp", req.ISAKMP, "no_notify", req.NoNotify,
+		"ipsec_sas", res.IPsecSAsCleared, "ike_sas", res.IKESAsCleared)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<ipsec-sas-cleared xmlns="%s">%d</ipsec-sas-cleared><ike-sas-cleared xmlns="%s">%d</ike-sas-cleared>`, ns, res.IPsecSAsCleared, ns, res.IKESAsCleared)
+	return b.Bytes(), nil
+}
