@@ -142,7 +142,7 @@ func hasSecretExt(e *yang.Entry) bool {
 	return false
 }
 
-// configOf returns the "config" container field of a list entry type.
+// configField returns the "config" container field of a list entry type.
 func (ti *typeInfo) configField() *fieldInfo { return ti.byName["config"] }
 
 // stripPrefix removes a module prefix ("spiagent-crypto:crypto" -> "crypto").
@@ -266,20 +266,4 @@ func IsSecret(p *gpb.Path) bool {
 		ti = f.elem
 	}
 	return false
-}
-
-// containsSecret reports whether path names a secret leaf or an ancestor of one.
-func containsSecret(elems []*gpb.PathElem) bool {
-	ti := rootInfo
-	for i, e := range elems {
-		f := ti.byName[stripPrefix(e.GetName())]
-		if f == nil {
-			return false
-		}
-		if f.kind == kLeaf || f.kind == kLeafList {
-			return f.secret && i == len(elems)-1
-		}
-		ti = f.elem
-	}
-	return ti.secrets
 }
