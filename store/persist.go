@@ -107,34 +107,44 @@ func decodeRecord(payload []byte) (CommitInfo, []Op, error) {
 // writeFileAtomic writes data to dir/name through a temporary file in dir:
 // write, fsync, rename, fsync of the directory. Mode 0600.
 func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, name+".tmp*")
+	tmp, err := writeTemp(dir, name, data)
 	if err != nil {
 		return err
 	}
+	return installTemp(dir, name, tmp)
+}
+
+// writeTemp writes data to a new temporary file next to dir/name and fsyncs
+// it; installTemp then renames it into place.
+func writeTemp(dir, name string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return "", err
+	}
 	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return err
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
 	}
-	if _, err := f.Write(data); err != nil {
-		return err
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
 	}
+	return tmp, nil
+}
+
+// installTemp renames tmp to dir/name and fsyncs the directory.
+func installTemp(dir, name, tmp string) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
 		return err
 	}
-	ok = true
 	return syncDir(dir)
 }
 

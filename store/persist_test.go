@@ -350,3 +350,14 @@ func TestHistoryCapped(t *testing.T) {
 		t.Errorf("history after reopen has %d entries", n)
 	}
 }
+
+func TestDirLocked(t *testing.T) {
+	s, dir := seedStore(t)
+	if _, err := Open(dir, WithLogger(quietLogger())); !errors.Is(err, errDirInUse) {
+		t.Fatalf("second Open of a data dir in use: %v, want errDirInUse", err)
+	}
+	s2 := reopen(t, s, dir) // after Close it opens
+	if s2.Running().ID != 1 {
+		t.Error("wrong config after reopen")
+	}
+}

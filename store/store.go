@@ -29,6 +29,7 @@ type Store struct {
 	running atomic.Pointer[Snapshot]
 
 	mu      sync.Mutex // serializes commits, rollbacks and journal rotation
+	lock    *os.File   // flock on dir/LOCK
 	journal *journal
 	points  map[uint64]*Snapshot // configs Rollback can return to
 	refs    *refIndex            // references in the running config
@@ -95,6 +96,22 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("store: %v", err)
 		}
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", dir, err)
+	}
+	s.lock = lock
+	if err := s.open(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+var errDirInUse = errors.New("data directory is in use by another store (LOCK is held)")
+
+func (s *Store) open() error {
+	dir := s.dir
 	s.removeTemps()
 	snapPath := filepath.Join(dir, snapshotName)
 	_, serr := os.Stat(snapPath)
@@ -102,16 +119,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	switch {
 	case errors.Is(serr, fs.ErrNotExist) && errors.Is(jerr, fs.ErrNotExist):
 		if err := s.create(); err != nil {
-			return nil, fmt.Errorf("store: create %s: %v", dir, err)
+			return fmt.Errorf("store: create %s: %v", dir, err)
 		}
-		return s, nil
+		return nil
 	case errors.Is(serr, fs.ErrNotExist):
-		return nil, fmt.Errorf("store: %s has a journal but no %s: refusing to start from nothing", dir, snapshotName)
+		return fmt.Errorf("store: %s has a journal but no %s: refusing to start from nothing", dir, snapshotName)
 	}
-	if err := s.load(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s.load()
 }
 
 // removeTemps deletes temporary files left by a crash during an atomic write
@@ -250,7 +264,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.journal.close()
+	err := s.journal.close()
+	s.lock.Close()
+	return err
 }
 
 // Running returns the running config. It never blocks: commits swap an
@@ -470,15 +486,19 @@ func (s *Store) compact(snap *Snapshot, hist []CommitInfo) error {
 	if err != nil {
 		return err
 	}
+	// The big write and its fsync happen outside the commit lock; only the
+	// rename and the journal rotation (small) hold it.
+	tmp, err := writeTemp(s.dir, snapshotName, b)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("store: closed")
+	if s.closed || snap.ID < s.journal.base {
+		os.Remove(tmp) // closed, or a newer compaction got there first
+		return nil
 	}
-	if snap.ID < s.journal.base {
-		return nil // a newer compaction got there first
-	}
-	if err := writeFileAtomic(s.dir, snapshotName, b); err != nil {
+	if err := installTemp(s.dir, snapshotName, tmp); err != nil {
 		return err
 	}
 	return s.journal.rotate(snap.ID)

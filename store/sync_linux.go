@@ -16,3 +16,20 @@ func syncData(f *os.File) error {
 		}
 	}
 }
+
+// lockDir takes an exclusive, non-blocking flock on dir/LOCK, so that two
+// processes never use one data directory. The lock goes with the file.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir+"/LOCK", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, errDirInUse
+		}
+		return nil, err
+	}
+	return f, nil
+}
