@@ -48,8 +48,9 @@
 // effect.
 // Open replays the journal over the snapshot. After 1000 records or 16 MiB
 // (WithCompaction) a background compaction writes a new snapshot file
-// (temporary file, fsync, rename, fsync of the directory) and rotates the
-// journal the same way. A torn final record (a crash mid-append: never
+// (temporary file, fsync, rename, fsync of the directory; only the rename
+// and the journal rotation hold the commit lock) and rotates the journal
+// the same way. The directory is flocked while a Store has it open. A torn final record (a crash mid-append: never
 // acknowledged) is logged and cut off; any other damage is an error and the
 // files are left as they are. Files are mode 0600 in a 0700 directory: they
 // hold the pre-shared keys in clear, as the engines need them.

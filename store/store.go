@@ -77,6 +77,8 @@ func WithCompaction(records int, bytes int64) Option {
 // A data file that cannot be read or is corrupt is an error and is left as it
 // is; so is a config that does not validate. A torn final journal record (a
 // commit interrupted by a crash, never acknowledged) is logged and cut off.
+// The directory is locked (flock on dir/LOCK) until Close: a second Open of
+// it, in this process or another, fails.
 func Open(dir string, opts ...Option) (*Store, error) {
 	s := &Store{
 		dir: dir, log: slog.Default(), now: time.Now,
