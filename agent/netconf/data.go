@@ -89,7 +89,8 @@ func (n *node) kid(name string) *node {
 	return nil
 }
 
-// clone deep-copies n (without edit operations).
+// clone deep-copies n (without edit operations), children in canonical
+// order.
 func (n *node) clone() *node {
 	c := &node{e: n.e, val: n.val}
 	if len(n.kids) > 0 {
@@ -97,6 +98,7 @@ func (n *node) clone() *node {
 		for i, k := range n.kids {
 			c.kids[i] = k.clone()
 		}
+		c.sortKids()
 	}
 	return c
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/spiagent/spiagent/store"
@@ -75,21 +74,44 @@ func (s *Server) lockedByOther(ds string, id uint32) *rpcError {
 	return nil
 }
 
-// commitTree makes tree the running config in one store transaction.
+// commitTree makes tree the running config in one store transaction: the
+// operations that turn the running tree into tree.
 func (s *Server) commitTree(ctx context.Context, tree *node, user, comment string) rpcErrors {
-	b, err := marshalTree(tree)
+	base, err := s.runningTree()
 	if err != nil {
-		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
+		return internalErr(err)
 	}
-	tx := store.Tx{
-		Ops:     []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: b}}}},
-		User:    user,
-		Comment: comment,
+	baseID := s.runCacheID()
+	ops, err := diffOps(base, tree)
+	if err != nil {
+		return internalErr(err)
 	}
-	if _, err := s.cfg.Store.Commit(ctx, tx); err != nil {
+	if len(ops) == 0 {
+		return nil
+	}
+	info, err := s.cfg.Store.Commit(ctx, store.Tx{Ops: ops, User: user, Comment: comment, IgnoreMissing: true})
+	if err != nil {
 		return storeErrors(err)
 	}
+	// The committed tree is the new running tree, unless someone else
+	// committed in between.
+	if info.ID == baseID+1 {
+		s.runMu.Lock()
+		if s.runCache != nil && s.runCache.id == baseID {
+			s.runCache = &cachedTree{id: info.ID, tree: tree}
+		}
+		s.runMu.Unlock()
+	}
 	return nil
+}
+
+func (s *Server) runCacheID() uint64 {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.runCache == nil {
+		return 0
+	}
+	return s.runCache.id
 }
 
 // storeErrors maps a store commit error to rpc-errors.

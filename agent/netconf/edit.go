@@ -24,16 +24,27 @@ func (ed *editor) fail(e *rpcError) bool {
 	return ed.errOpt != continueOnError
 }
 
-// apply applies the children of edit to target (same schema node); it
-// returns true when processing must stop.
+// own returns a private shallow copy of n: its own node and kids slice,
+// sharing the children (trees are copy-on-write: a shared node is never
+// modified).
+func own(n *node) *node {
+	c := &node{e: n.e, val: n.val}
+	if len(n.kids) > 0 {
+		c.kids = append(make([]*node, 0, len(n.kids)+1), n.kids...)
+	}
+	return c
+}
+
+// apply applies the children of edit to target (same schema node, a
+// private copy made with own); it returns true when processing must stop.
 func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 	idx := make(map[string]int, len(target.kids))
 	for i, k := range target.kids {
 		idx[k.identity()] = i
 	}
-	changed := false
+	removed, added := false, false
 	defer func() {
-		if changed {
+		if removed {
 			kids := target.kids[:0]
 			for _, k := range target.kids {
 				if k != nil {
@@ -41,6 +52,8 @@ func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 				}
 			}
 			target.kids = kids
+		}
+		if added {
 			target.sortKids()
 		}
 	}()
@@ -55,12 +68,12 @@ func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 		remove := func() {
 			target.kids[i] = nil
 			delete(idx, id)
-			changed = true
+			removed = true
 		}
 		add := func(n *node) *node {
 			idx[id] = len(target.kids)
 			target.kids = append(target.kids, n)
-			changed = true
+			added = true
 			return n
 		}
 		switch op {
@@ -70,7 +83,7 @@ func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 					continue
 				}
 				if exists {
-					target.kids[i].val = ek.val
+					target.kids[i] = &node{e: ek.e, val: ek.val}
 				} else {
 					add(&node{e: ek.e, val: ek.val})
 				}
@@ -78,7 +91,8 @@ func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 			}
 			var m *node
 			if exists {
-				m = target.kids[i]
+				m = own(target.kids[i])
+				target.kids[i] = m
 			} else if op == opMerge || hasOp(ek, opMerge, opReplace, opCreate) {
 				m = add(keysOf(ek))
 			} else if hasOp(ek, opDelete) {
@@ -95,7 +109,6 @@ func (ed *editor) apply(target, edit *node, inherited, path string) bool {
 		case opReplace:
 			if exists {
 				target.kids[i] = ek.clone()
-				changed = true
 			} else {
 				add(ek.clone())
 			}

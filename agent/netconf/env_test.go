@@ -83,6 +83,16 @@ func ietfVal(s string) *gpb.TypedValue {
 // router A config.
 func newEnv(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
+	seed, err := os.ReadFile("../../examples/lab/router-a.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvWith(t, seed, tweak)
+}
+
+// newEnvWith is newEnv with the store seeded with a JSON_IETF config.
+func newEnvWith(t testing.TB, seed []byte, tweak func(*Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -93,10 +103,6 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	seed, err := os.ReadFile("../../examples/lab/router-a.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := st.Commit(context.Background(), store.Tx{User: "seed", Ops: []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: ietfVal(string(seed))}}}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}

@@ -231,7 +231,7 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 	if err != nil {
 		return internalErr(err)
 	}
-	work := base.clone()
+	work := own(base)
 	if defOp == opReplace {
 		work = &node{e: base.e}
 		// replace: the config given becomes the datastore's content.
@@ -307,7 +307,7 @@ func (ss *session) copyConfig(op *elem) rpcErrors {
 	if ds == dsRunning {
 		return srv.commitTree(ss.ctx, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id))
 	}
-	srv.candidate = tree.clone()
+	srv.candidate = tree
 	return nil
 }
 

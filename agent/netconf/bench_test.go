@@ -1,0 +1,136 @@
+package netconf
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bigConfigJSON is a JSON_IETF config with n crypto-map entries in one
+// crypto map, each with its own peer and that peer's pre-shared key (the
+// config bench/gnmi_test.go measures gNMI with).
+func bigConfigJSON(n int) []byte {
+	var b strings.Builder
+	peer := func(i int) string { return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1) }
+	b.WriteString(`{"spiagent-crypto:crypto":{"isakmp":{"policies":{"policy":[{"priority":1,"config":{"priority":1,"encryption":"aes-256","hash":"sha256","group":"group14"}}]},"keys":{"key":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"address":%q,"config":{"address":%q,"key":"k%06d"}}`, peer(i), peer(i), i)
+	}
+	b.WriteString(`]}},"transform-sets":{"transform-set":[{"name":"ts","config":{"name":"ts","esp-encryption":"esp-aes","esp-key-bits":256,"esp-integrity":"esp-sha256-hmac"}}]},`)
+	b.WriteString(`"access-lists":{"access-list":[{"name":"150","config":{"name":"150"},"entries":{"entry":[{"sequence":10,"config":{"sequence":10,"action":"permit","source":"198.51.100.0/24","destination":"203.0.113.0/24"}}]}}]},`)
+	b.WriteString(`"crypto-maps":{"crypto-map":[{"name":"big","config":{"name":"big"},"entries":{"entry":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"sequence":%d,"config":{"sequence":%d,"peer":[%q],"transform-set":["ts"],"match-address":"150"}}`, i+1, i+1, peer(i))
+	}
+	b.WriteString(`]}}]}}}`)
+	return []byte(b.String())
+}
+
+// latencies reports p50 and p99 of the samples as custom metrics.
+func latencies(b *testing.B, name string, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, name+"-p50-ms")
+	b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, name+"-p99-ms")
+}
+
+// BenchmarkEditCommit10k: edit-config of one leaf into the candidate, then
+// commit, with 10,000 crypto-map entries and 10,000 keys; over SSH on
+// loopback, base:1.1.
+func BenchmarkEditCommit10k(b *testing.B) {
+	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	c := e.dial(rwUser, rwPass, true)
+	c.rpc(getRunning) // warm the running tree cache
+	var edit, commit []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		seq := i%10000 + 1
+		cfg := fmt.Sprintf(`<crypto xmlns="%s"><crypto-maps><crypto-map><name>big</name><entries><entry><sequence>%d</sequence><config><sa-lifetime-seconds>%d</sa-lifetime-seconds></config></entry></entries></crypto-map></crypto-maps></crypto>`, cryptoNS, seq, 3600+i%1000)
+		t0 := time.Now()
+		isOK(b, c.rpc(editCandidate(cfg, "")))
+		t1 := time.Now()
+		isOK(b, c.rpc(`<commit/>`))
+		edit, commit = append(edit, t1.Sub(t0)), append(commit, time.Since(t1))
+	}
+	b.StopTimer()
+	latencies(b, "edit", edit)
+	latencies(b, "commit", commit)
+}
+
+// BenchmarkEditRunning10k: edit-config of one leaf straight into running
+// (:writable-running), 10k entries.
+func BenchmarkEditRunning10k(b *testing.B) {
+	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	c := e.dial(rwUser, rwPass, true)
+	c.rpc(getRunning) // warm the running tree cache
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cfg := fmt.Sprintf(`<crypto xmlns="%s"><crypto-maps><crypto-map><name>big</name><entries><entry><sequence>%d</sequence><config><sa-lifetime-seconds>%d</sa-lifetime-seconds></config></entry></entries></crypto-map></crypto-maps></crypto>`, cryptoNS, i%10000+1, 3600+i%1000)
+		t0 := time.Now()
+		isOK(b, c.rpc(`<edit-config><target><running/></target><config>`+cfg+`</config></edit-config>`))
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	latencies(b, "edit-running", lat)
+}
+
+// BenchmarkGetConfig10k: get-config of the whole running config (10k
+// crypto-map entries, 10k redacted keys).
+func BenchmarkGetConfig10k(b *testing.B) {
+	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	c := e.dial(roUser, roPass, true)
+	var size int
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		raw, err := c.rawBytes(fmt.Sprintf(`<rpc message-id="%d" xmlns="%s">%s</rpc>`, i, baseNS, getRunning))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		size = len(raw)
+		if !strings.Contains(string(raw), "<sequence>10000</sequence>") {
+			b.Fatal("reply lacks entry 10000")
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(size)/1e6, "reply-MB")
+	latencies(b, "get-config", lat)
+}
+
+// TestBigConfig runs one edit, commit and get-config at 10k entries (the
+// benchmarks' workload) within the normal test run.
+func TestBigConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10k entries")
+	}
+	e := newEnvWith(t, bigConfigJSON(10000), nil)
+	c := e.dial(rwUser, rwPass, true)
+	cfg := `<crypto xmlns="` + cryptoNS + `"><crypto-maps><crypto-map><name>big</name><entries><entry><sequence>5000</sequence><config><sa-lifetime-seconds>1234</sa-lifetime-seconds></config></entry></entries></crypto-map></crypto-maps></crypto>`
+	isOK(t, c.rpc(editCandidate(cfg, "")))
+	isOK(t, c.rpc(`<commit/>`))
+	ent := e.st.Running().Root.GetCrypto().GetCryptoMaps().GetCryptoMap("big").GetEntries().GetEntry(5000)
+	if ent.GetConfig().GetSaLifetimeSeconds() != 1234 {
+		t.Fatalf("entry 5000: %+v", ent.GetConfig())
+	}
+	r := c.rpc(getRunning)
+	ents := findAll(find(r, "data", "crypto", "crypto-maps", "crypto-map", "entries"), "entry")
+	if len(ents) != 10000 || find(ents[9999], "sequence").text() != "10000" {
+		t.Fatalf("%d entries", len(ents))
+	}
+	if keys := findAll(find(r, "data", "crypto", "isakmp", "keys"), "key"); len(keys) != 10000 || find(keys[0], "config", "key").text() != "<redacted>" {
+		t.Fatalf("%d keys", len(keys))
+	}
+}
