@@ -10,6 +10,7 @@ pkgs=(
   libstrongswan-extra-plugins libstrongswan-standard-plugins   # interop peer
   qemu-system-x86 busybox-static        # XFRM proof in a real Debian kernel
   python3-ncclient                      # NETCONF client tests
+  iperf3                                # throughput benchmarks (bench/userspace_tput.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
