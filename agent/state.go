@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"time"
@@ -129,7 +131,7 @@ func ipsecSAsIn(root *gen.Device) map[ipsec.SAKey]bool {
 func saKeyOf(sa *gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa) ipsec.SAKey {
 	st := sa.GetState()
 	k := ipsec.SAKey{SPI: st.GetSpi(), Proto: ipsec.ProtoESP}
-	k.Dst, _ = parseAddr(st.GetDestinationAddress())
+	k.Dst, _ = netip.ParseAddr(st.GetDestinationAddress())
 	if st.GetProtocol() == gen.SpiagentTypes_IpsecProtocol_ah {
 		k.Proto = ipsec.ProtoAH
 	}
@@ -364,7 +366,7 @@ func (a *Agent) publishConfigState(in *intent.Intent, root *gen.Device) {
 			mirror(s, g)
 			put(statePath("crypto", "isakmp", "state"), s)
 		}
-		for name, ifc := range interfacesOf(c) {
+		for name, ifc := range intent.InterfacesOf(c) {
 			s := &gen.SpiagentCrypto_Crypto_Interfaces_Interface_State{}
 			mirror(s, ifc.GetConfig())
 			var p intent.Interface
@@ -377,18 +379,18 @@ func (a *Agent) publishConfigState(in *intent.Intent, root *gen.Device) {
 			s.Present, s.AddressApplied = ygot.Bool(present), ygot.Bool(applied)
 			put(keyed(statePath("crypto", "interfaces", "interface", "state"), 2, "name", name), s)
 		}
-		for addr, k := range keysOf(c) {
+		for addr, k := range intent.KeysOf(c) {
 			s := &gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key_State{
 				Address: ygot.String(addr), KeyConfigured: ygot.Bool(k.GetConfig().GetKey() != ""),
 			}
 			put(keyed(statePath("crypto", "isakmp", "keys", "key", "state"), 3, "address", addr), s)
 		}
-		for prio, p := range policiesOf(c) {
+		for prio, p := range intent.PoliciesOf(c) {
 			s := &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_State{}
 			mirror(s, p.GetConfig())
 			put(keyed(statePath("crypto", "isakmp", "policies", "policy", "state"), 3, "priority", fmt.Sprint(prio)), s)
 		}
-		return joinErrs(errs)
+		return errors.Join(errs...)
 	})
 	if err != nil {
 		a.log.Warn("publish applied-config state", "err", err)

@@ -118,7 +118,7 @@ func FromConfig(root *gen.Device) (*Intent, error) {
 	c := root.GetCrypto()
 	in := &Intent{Keys: map[netip.Addr]Secret{}}
 	in.Global = global(c)
-	for _, p := range policiesOf(c) {
+	for _, p := range PoliciesOf(c) {
 		pol, err := policy(p.GetConfig())
 		if err != nil {
 			return nil, err
@@ -126,7 +126,7 @@ func FromConfig(root *gen.Device) (*Intent, error) {
 		in.Policies = append(in.Policies, pol)
 	}
 	slices.SortFunc(in.Policies, func(a, b Policy) int { return int(a.Priority) - int(b.Priority) })
-	for _, k := range keysOf(c) {
+	for _, k := range KeysOf(c) {
 		a, err := netip.ParseAddr(k.GetConfig().GetAddress())
 		if err != nil {
 			return nil, fmt.Errorf("intent: key %q: %w", k.GetAddress(), err)
@@ -207,7 +207,7 @@ func policy(p *gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config) (Policy,
 
 func interfaces(c *gen.SpiagentCrypto_Crypto) ([]Interface, error) {
 	var out []Interface
-	for name, i := range interfacesOf(c) {
+	for name, i := range InterfacesOf(c) {
 		cfg := i.GetConfig()
 		ifc := Interface{Name: name, CryptoMap: cfg.GetCryptoMap()}
 		if cfg.Ipv4Address != nil {
@@ -417,22 +417,24 @@ func portRange(lo, hi *uint16) ipsec.PortRange {
 }
 
 // Nil-safe views of the generated lists (ygot's list getters take a key).
+// PoliciesOf, KeysOf and InterfacesOf are exported for the agent's state
+// publisher.
 
-func policiesOf(c *gen.SpiagentCrypto_Crypto) map[uint16]*gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy {
+func PoliciesOf(c *gen.SpiagentCrypto_Crypto) map[uint16]*gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy {
 	if p := c.GetIsakmp().GetPolicies(); p != nil {
 		return p.Policy
 	}
 	return nil
 }
 
-func keysOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key {
+func KeysOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key {
 	if k := c.GetIsakmp().GetKeys(); k != nil {
 		return k.Key
 	}
 	return nil
 }
 
-func interfacesOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Interfaces_Interface {
+func InterfacesOf(c *gen.SpiagentCrypto_Crypto) map[string]*gen.SpiagentCrypto_Crypto_Interfaces_Interface {
 	if i := c.GetInterfaces(); i != nil {
 		return i.Interface
 	}
