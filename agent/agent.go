@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/intent"
 	"github.com/spiagent/spiagent/agent/recovery"
@@ -70,6 +72,9 @@ type Agent struct {
 	connIDs  map[[16]byte]uint32
 	nextConn uint32
 	notifies notifyStats
+	// published tracks the config containers mirrored into state.
+	published      map[string]any
+	publishedPaths map[string]*gpb.Path
 }
 
 // child is a negotiated SA bundle installed in the dataplane.
@@ -99,12 +104,14 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Log, store: st, state: state,
-		ikeOut:   make(chan ike.Output, 256),
-		done:     make(chan struct{}),
-		children: make(map[uint64]*child),
-		connIDs:  make(map[[16]byte]uint32),
-		applied:  newApplied(),
-		cur:      &intent.Intent{},
+		ikeOut:         make(chan ike.Output, 256),
+		done:           make(chan struct{}),
+		children:       make(map[uint64]*child),
+		connIDs:        make(map[[16]byte]uint32),
+		applied:        newApplied(),
+		published:      map[string]any{},
+		publishedPaths: map[string]*gpb.Path{},
+		cur:            &intent.Intent{},
 	}
 	a.rec = recovery.New(recovery.Config{}, func(netip.Addr) bool { return false }, a.log)
 	dp, err := a.openDataplane()

@@ -3,17 +3,14 @@ package agent
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
 	"time"
 
-	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
-	"github.com/spiagent/spiagent/agent/intent"
 	"github.com/spiagent/spiagent/agent/recovery"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
@@ -351,63 +348,6 @@ func (a *Agent) publishInvalidSPI() {
 	if err != nil {
 		a.log.Warn("publish invalid-SPI state", "err", err)
 	}
-}
-
-// publishConfigState mirrors the applied configuration into the model's
-// state containers (what `state` means in OpenConfig: the applied config),
-// with the pre-shared keys left out.
-func (a *Agent) publishConfigState(in *intent.Intent, root *gen.Device) {
-	c := root.GetCrypto()
-	err := a.state.Update(func(tx *telemetry.Tx) error {
-		var errs []error
-		put := func(p *gpb.Path, v ygot.GoStruct) { errs = append(errs, tx.Replace(p, v)) }
-		if g := c.GetIsakmp().GetConfig(); g != nil {
-			s := &gen.SpiagentCrypto_Crypto_Isakmp_State{}
-			mirror(s, g)
-			put(statePath("crypto", "isakmp", "state"), s)
-		}
-		for name, ifc := range intent.InterfacesOf(c) {
-			s := &gen.SpiagentCrypto_Crypto_Interfaces_Interface_State{}
-			mirror(s, ifc.GetConfig())
-			var p intent.Interface
-			for _, x := range in.Interfaces {
-				if x.Name == name {
-					p = x
-				}
-			}
-			present, applied := interfaceState(name, p.Prefix)
-			s.Present, s.AddressApplied = ygot.Bool(present), ygot.Bool(applied)
-			put(keyed(statePath("crypto", "interfaces", "interface", "state"), 2, "name", name), s)
-		}
-		for addr, k := range intent.KeysOf(c) {
-			s := &gen.SpiagentCrypto_Crypto_Isakmp_Keys_Key_State{
-				Address: ygot.String(addr), KeyConfigured: ygot.Bool(k.GetConfig().GetKey() != ""),
-			}
-			put(keyed(statePath("crypto", "isakmp", "keys", "key", "state"), 3, "address", addr), s)
-		}
-		for prio, p := range intent.PoliciesOf(c) {
-			s := &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_State{}
-			mirror(s, p.GetConfig())
-			put(keyed(statePath("crypto", "isakmp", "policies", "policy", "state"), 3, "priority", fmt.Sprint(prio)), s)
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
-		a.log.Warn("publish applied-config state", "err", err)
-	}
-}
-
-func statePath(names ...string) *gpb.Path {
-	p := &gpb.Path{}
-	for _, n := range names {
-		p.Elem = append(p.Elem, &gpb.PathElem{Name: n})
-	}
-	return p
-}
-
-func keyed(p *gpb.Path, i int, k, v string) *gpb.Path {
-	p.Elem[i].Key = map[string]string{k: v}
-	return p
 }
 
 // mirror copies the leaves of a config container into the state container

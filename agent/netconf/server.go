@@ -55,7 +55,8 @@ type Server struct {
 	log    *slog.Logger
 	ssh    *ssh.ServerConfig
 	nextID atomic.Uint32
-	active atomic.Int32
+	active atomic.Int32 // NETCONF sessions
+	conns  atomic.Int32 // SSH connections, authenticated or not
 
 	mu        sync.Mutex // the datastores: candidate, locks, sessions
 	candidate *node      // nil: the candidate equals running
@@ -141,6 +142,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
+	// Connections that have not (yet) got a session are bounded too.
+	if n := s.conns.Add(1); int(n) > 2*s.cfg.MaxSessions+8 {
+		s.conns.Add(-1)
+		s.log.Warn("NETCONF connection refused: too many connections", "remote", nc.RemoteAddr().String())
+		return
+	}
+	defer s.conns.Add(-1)
 	_ = nc.SetDeadline(time.Now().Add(defaultHandshakeLimit))
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {

@@ -84,6 +84,17 @@ func TestCommitTouchesOnlyWhatChanged(t *testing.T) {
 		t.Errorf("%d packets lost while an unrelated entry changed", lost)
 	}
 
+	// The applied config is in the state containers, the key never is.
+	if got := getJSON(ctx, t, l.A, "crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=20]/state"); !strings.Contains(got, "1800") {
+		t.Errorf("entry 20's state after the commit: %s, want sa-lifetime-seconds 1800", got)
+	}
+	if got := getJSON(ctx, t, l.A, "crypto/isakmp/keys/key[address=192.0.2.2]/state"); !strings.Contains(got, "key-configured") || strings.Contains(got, "1234") {
+		t.Errorf("key state %s: want key-configured and no key", got)
+	}
+	if got := getJSON(ctx, t, l.A, "crypto/interfaces/interface[name=wan0]/state"); !strings.Contains(got, `address-applied":true`) {
+		t.Errorf("wan0 state %s: want address-applied true (the agent put 192.0.2.1 on it)", got)
+	}
+
 	// 2. A refused commit (crypto map on an interface without an address)
 	// changes nothing: not the running config, not the SAs.
 	err = l.A.set(ctx, &gpb.SetRequest{Update: []*gpb.Update{{
