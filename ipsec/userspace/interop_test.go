@@ -25,28 +25,15 @@ import (
 )
 
 // Interop with strongSwan 5.9.8's userspace IPsec (kernel-libipsec, ESP in
-// UDP only), using the lab of ../shared/interop/strongswan: two charons
-// negotiate (IKEv1, ESP aes128-sha1) between namespaces A and B; the test
-// reads the CHILD_SA keys from charon A's log (level 4), then
-//   - encrypts a packet with this package's dataplane using A's outbound
-//     SA and sends it from A's namespace: charon B must decrypt it and
-//     forward it to H2, where a socket receives it;
-//   - captures ESP-in-UDP that charon B sends to A and decrypts it with
-//     this package's dataplane (HandleESPInUDP).
-// It needs root and charon; it skips otherwise.
-
-const swanlib = "/work/shared/interop/strongswan/swanlib.sh"
-
-func swan(t *testing.T, env []string, script string) string {
-	t.Helper()
-	cmd := exec.Command("bash", "-c", ". "+swanlib+"; "+script)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("swanlib %q: %v\n%s", script, err, out)
-	}
-	return string(out)
-}
+// UDP only), in the lab of swanlab_test.go: two charons negotiate (IKEv1,
+// the ESP proposal under test) between routers a and b; the test reads the
+// CHILD_SA keys from charon a's log, then
+//   - captures ESP-in-UDP that charon b sends to a and decrypts it with
+//     this package's dataplane (HandleESPInUDP);
+//   - encrypts a packet with this package's dataplane using a's outbound
+//     SA and sends it from a's namespace: charon b must decrypt it and
+//     forward it to h2, where a socket receives it.
+// It needs root (it skips without) and strongSwan (it fails without).
 
 type childKeys struct {
 	encrI, encrR, integI, integR []byte
@@ -61,7 +48,7 @@ var (
 )
 
 // parseChildKeys reads the first CHILD_SA's keys and SPIs from a charon
-// log written with default = 4.
+// log written with chd = 4 and ike_name = yes.
 func parseChildKeys(log []byte) (childKeys, error) {
 	var k childKeys
 	lines := strings.Split(string(log), "\n")
@@ -121,13 +108,8 @@ func (r *rawUDPSender) SendESPInUDP(b []byte, src, dst netip.AddrPort) error {
 
 func TestStrongSwanInterop(t *testing.T) {
 	requireRoot(t)
-	if _, err := os.Stat("/usr/lib/ipsec/charon"); err != nil {
-		t.Skip("strongSwan charon not installed (scripts/deps.sh installs it)")
-	}
-	if _, err := os.Stat(swanlib); err != nil {
-		t.Skip("strongSwan lab scripts not found at " + swanlib)
-	}
-	for i, tc := range []struct {
+	requireStrongSwan(t)
+	for _, tc := range []struct {
 		prop   string
 		cipher ipsec.Cipher
 		integ  ipsec.Integrity
@@ -138,24 +120,19 @@ func TestStrongSwanInterop(t *testing.T) {
 		{"aes192-sha384", ipsec.CipherAESCBC, ipsec.IntegHMACSHA384192},
 		{"aes256gcm16", ipsec.CipherAESGCM16, ipsec.IntegNone},
 	} {
-		t.Run(tc.prop, func(t *testing.T) { swanInterop(t, i, tc.prop, tc.cipher, tc.integ) })
+		t.Run(tc.prop, func(t *testing.T) { swanInterop(t, tc.prop, tc.cipher, tc.integ) })
 	}
 }
 
-func swanInterop(t *testing.T, i int, prop string, cipher ipsec.Cipher, integ ipsec.Integrity) {
-	p := fmt.Sprintf("upTi%d%d", os.Getpid()%1000, i)
-	env := []string{"SW_P=" + p, "SW_DIR=" + t.TempDir(), "LOGLEVEL=4", "IKE_VERSION=1", "ESP_PROP=" + prop}
-	t.Cleanup(func() {
-		cmd := exec.Command("bash", "-c", ". "+swanlib+"; sw_topology_down")
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Run()
-	})
-	swan(t, env, "sw_topology_up && sw_write_conf A && sw_write_conf B && sw_start B && sw_start A && sw_wait_child A 30")
-	if out, err := exec.Command("ip", "netns", "exec", p+"H1", "ping", "-c", "2", "-W", "2", "203.0.113.10").CombinedOutput(); err != nil {
+func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Integrity) {
+	lab := newSwanLab(t)
+	lab.startCharon(t, swanB, prop) // b responds, a initiates as soon as it is loaded
+	lab.startCharon(t, swanA, prop)
+	lab.waitChild(t, "a", 30*time.Second)
+	if out, err := exec.Command("ip", "netns", "exec", lab.ns("h1"), "ping", "-c", "2", "-i", "0.2", "-W", "2", "203.0.113.10").CombinedOutput(); err != nil {
 		t.Fatalf("charon tunnel does not carry ping: %v\n%s", err, out)
 	}
-	dir := strings.TrimPrefix(env[1], "SW_DIR=")
-	log, err := os.ReadFile(dir + "/A/charon.log")
+	log, err := os.ReadFile(lab.log("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,12 +140,12 @@ func swanInterop(t *testing.T, i int, prop string, cipher ipsec.Cipher, integ ip
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsA, err := netns.GetFromName(p + "A")
+	nsA, err := netns.GetFromName(lab.ns("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nsA.Close()
-	nsH2, err := netns.GetFromName(p + "H2")
+	nsH2, err := netns.GetFromName(lab.ns("h2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +206,7 @@ func swanInterop(t *testing.T, i int, prop string, cipher ipsec.Cipher, integ ip
 		}
 		defer unix.Close(fd)
 		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
-		ping := exec.Command("ip", "netns", "exec", p+"H1", "ping", "-c", "5", "-i", "0.2", "203.0.113.10")
+		ping := exec.Command("ip", "netns", "exec", lab.ns("h1"), "ping", "-c", "5", "-i", "0.2", "203.0.113.10")
 		if err := ping.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -100,7 +100,7 @@ func topology(t testing.TB, udp bool) (a, b *nsSide) {
 }
 
 // buildTopology is topology, optionally with a host namespace behind each
-// router (the 4-namespace lab of ../shared/interop/strongswan):
+// router (the same 4-namespace layout as the strongSwan lab of swanlab_test.go):
 //
 //	h1 198.51.100.10 -- 198.51.100.1 a 192.0.2.1 -- 192.0.2.2 b 203.0.113.1 -- 203.0.113.10 h2
 //
