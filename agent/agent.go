@@ -65,6 +65,10 @@ type Agent struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
+	// needsFwd: the dataplane (XFRM) wants fwd policies for forwarded
+	// decapsulated traffic; the userspace one checks inbound policy itself.
+	needsFwd bool
+
 	mu       sync.Mutex
 	cur      *intent.Intent
 	applied  applied
@@ -119,6 +123,7 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 		return nil, err
 	}
 	a.dp = dp
+	_, a.needsFwd = dp.(*xfrm.Dataplane)
 	tcfg := transport.Config{OnOutput: a.onIKEOutput}
 	switch d := dp.(type) {
 	case *userspace.Dataplane:

@@ -190,6 +190,17 @@ func (a *Agent) desiredPolicies(in *intent.Intent) (map[ipsec.PolicyKey]ipsec.Po
 				owner[out.Key()], owner[inb.Key()] = tag, tag
 			}
 			want[out.Key()], want[inb.Key()] = out, inb
+			if a.needsFwd {
+				// The kernel checks decapsulated traffic that it forwards
+				// (host to host through this router) against fwd
+				// policies, and drops tunnel-mode traffic that has none.
+				fwd := inb
+				fwd.Dir = ipsec.DirFwd
+				want[fwd.Key()] = fwd
+				if r.Permit {
+					owner[fwd.Key()] = tag
+				}
+			}
 		}
 	}
 	return want, owner
