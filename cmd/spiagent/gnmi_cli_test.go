@@ -95,7 +95,7 @@ func startAgent(t *testing.T, bin, dir string, extra ...string) *agentProc {
 	// The engines run for real, on ports and a TUN name of their own so
 	// that concurrent tests and a running lab do not collide.
 	ike, natt := freeUDPPort(t), freeUDPPort(t)
-	args := append([]string{"run", "--data-dir", dir, "--gnmi-addr", p.addr,
+	args := append([]string{"run", "--data-dir", dir, "--gnmi-addr", p.addr, "--netconf-addr", "127.0.0.1:0",
 		"--dataplane", "userspace", "--tun", fmt.Sprintf("spiT%d.%d", os.Getpid()%10000, tunSeq.Add(1)),
 		"--ike-port", strconv.Itoa(ike), "--natt-port", strconv.Itoa(natt)}, extra...)
 	p.cmd = exec.Command(bin, args...)
