@@ -159,6 +159,9 @@ func (s *Server) endSession(ss *session) {
 		return
 	}
 	delete(s.sessions, ss.id)
+	if pc := s.pending; pc != nil && pc.persist == "" && pc.session == ss.id {
+		s.revertLocked(fmt.Sprintf("session %d ended before confirming", ss.id))
+	}
 	for ds, holder := range s.locks {
 		if holder != ss.id {
 			continue

@@ -13,14 +13,14 @@ import (
 // unsupportedOps are NETCONF operations this server knows of but does not
 // implement.
 var unsupportedOps = map[string]bool{
-	"create-subscription": true, "cancel-commit": true, "get-schema": true,
+	"create-subscription": true, "get-schema": true,
 	"partial-lock": true, "partial-unlock": true,
 }
 
 // writeOps need the read-write role.
 var writeOps = map[string]bool{
 	"edit-config": true, "copy-config": true, "delete-config": true, "commit": true,
-	"discard-changes": true, "lock": true, "unlock": true, "kill-session": true, "clear-crypto-sa": true,
+	"discard-changes": true, "cancel-commit": true, "lock": true, "unlock": true, "kill-session": true, "clear-crypto-sa": true,
 }
 
 // dispatch runs one operation; a nil body with no errors means <ok/>.
@@ -56,6 +56,8 @@ func (ss *session) dispatch(op *elem) ([]byte, rpcErrors) {
 		return nil, ss.commit(op)
 	case "discard-changes":
 		return nil, ss.discard(op)
+	case "cancel-commit":
+		return nil, ss.cancelCommit(op)
 	case "lock":
 		return nil, ss.lock(op, true)
 	case "unlock":
@@ -348,7 +350,8 @@ func (ss *session) validate(op *elem) rpcErrors {
 }
 
 func (ss *session) commit(op *elem) rpcErrors {
-	if _, perr := params(op); perr != nil {
+	cp, perr := parseCommit(op)
+	if perr != nil {
 		return rpcErrors{perr}
 	}
 	srv := ss.srv
@@ -359,14 +362,29 @@ func (ss *session) commit(op *elem) rpcErrors {
 			return rpcErrors{e}
 		}
 	}
-	if srv.candidate == nil {
-		return nil
+	if srv.pending != nil {
+		if e := srv.mayConfirmLocked(ss, cp.persistID); e != nil {
+			return rpcErrors{e}
+		}
+	} else if cp.persistID != nil {
+		return rpcErrors{newErr("protocol", "invalid-value", "no confirmed commit is pending for persist-id %q", *cp.persistID).info("bad-element", "persist-id")}
 	}
-	if errs := srv.commitTree(ss.ctx, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
-		return errs
+	before := srv.cfg.Store.Running().ID
+	if srv.candidate != nil {
+		if errs := srv.commitTree(ss.ctx, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
+			return errs
+		}
+		srv.candidate = nil
+		ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID, "confirmed", cp.confirmed)
 	}
-	srv.candidate = nil
-	ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID)
+	switch {
+	case cp.confirmed:
+		srv.startPendingLocked(ss, before, cp)
+	case srv.pending != nil:
+		srv.pending.timer.Stop()
+		srv.pending = nil
+		ss.log.Info("NETCONF confirmed commit confirmed")
+	}
 	return nil
 }
 

@@ -62,6 +62,7 @@ type Server struct {
 	candidate *node      // nil: the candidate equals running
 	locks     map[string]uint32
 	sessions  map[uint32]*session
+	pending   *pendingCommit // a confirmed commit awaiting confirmation
 
 	runMu    sync.Mutex
 	runCache *cachedTree

@@ -465,9 +465,14 @@ func TestSessionLimits(t *testing.T) {
 		}
 	})
 	t.Run("idle timeout", func(t *testing.T) {
-		e := newEnv(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+		e := newEnv(t, func(c *Config) { c.IdleTimeout = 1500 * time.Millisecond })
 		c := e.dial(rwUser, rwPass, true)
+		// Activity resets the timer.
 		time.Sleep(600 * time.Millisecond)
+		isOK(t, c.rpc(`<lock><target><running/></target></lock>`))
+		time.Sleep(600 * time.Millisecond)
+		isOK(t, c.rpc(`<unlock><target><running/></target></unlock>`))
+		time.Sleep(3200 * time.Millisecond)
 		if _, err := c.rawBytes(`<rpc message-id="1" xmlns="` + baseNS + `"><get/></rpc>`); err == nil {
 			t.Fatal("idle session still open")
 		}

@@ -112,9 +112,10 @@ def run(base):
     m2 = connect(base)
     m.lock(target="candidate")
     e = expect_error(lambda: m2.edit_config(target="candidate", config=ts_config("ts-blocked")), "in-use", base + ": edit under another session's lock")
-    check(str(m.session_id) in str(e.info), base + ": in-use names the lock holder (%s)" % e.info)
+    holder = "<session-id>%s</session-id>" % m.session_id
+    check(holder in str(e.info), base + ": in-use names the lock holder (%s)" % e.info)
     e = expect_error(lambda: m2.lock(target="candidate"), "lock-denied", base + ": second lock")
-    check(str(m.session_id) in str(e.info), base + ": lock-denied names the lock holder")
+    check(holder in str(e.info), base + ": lock-denied names the lock holder (%s)" % e.info)
     m.unlock(target="candidate")
     m2.lock(target="candidate")
     m2.unlock(target="candidate")
