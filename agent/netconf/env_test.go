@@ -73,6 +73,7 @@ type env struct {
 	ops  *recordingOps
 	srv  *Server
 	addr string
+	stop func() error // cancels Serve and waits for it (idempotent)
 }
 
 func ietfVal(s string) *gpb.TypedValue {
@@ -130,9 +131,14 @@ func newEnvWith(t testing.TB, seed []byte, tweak func(*Config)) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Serve(ctx, lis) }()
+	var once sync.Once
+	var serveErr error
+	e.stop = func() error {
+		once.Do(func() { cancel(); serveErr = <-done })
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := e.stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})

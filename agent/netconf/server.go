@@ -128,6 +128,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		nc, err := lis.Accept()
 		if err != nil {
 			wg.Wait()
+			s.mu.Lock()
+			if s.pending != nil {
+				// Left applied: the store keeps it across the restart.
+				s.pending.timer.Stop()
+				s.log.Warn("NETCONF shutting down with a confirmed commit pending: it stays applied")
+			}
+			s.mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -150,6 +157,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.conns.Add(-1)
+	// Shutting down ends connections without a session too.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
 	_ = nc.SetDeadline(time.Now().Add(defaultHandshakeLimit))
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -507,3 +509,27 @@ func TestHostKeyPersisted(t *testing.T) {
 }
 
 var _ = store.OpReplace
+
+// TestShutdownWithIdleConnection: Serve returns on cancel even with an
+// authenticated SSH connection that never asked for the subsystem.
+func TestShutdownWithIdleConnection(t *testing.T) {
+	e := newEnv(t, nil)
+	conn, err := ssh.Dial("tcp", e.addr, &ssh.ClientConfig{
+		User: rwUser, Auth: []ssh.AuthMethod{ssh.Password(rwPass)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return with an idle SSH connection open")
+	}
+}
