@@ -115,18 +115,34 @@ func datastoreName(p *elem, op string, allowed ...string) (string, *rpcError) {
 	return "", newErr("protocol", "invalid-value", "datastore <%s> is not supported here (want one of %v)", k.Name.Local, allowed).info("bad-element", k.Name.Local)
 }
 
-// readFilter returns the subtree filter of a get or get-config (nil: none).
+// readFilter returns the subtree filter of a get or get-config (nil: none);
+// an xpath filter is turned into the equivalent subtree filter.
 func readFilter(f *elem) (*elem, *rpcError) {
 	if f == nil {
 		return nil, nil
 	}
-	if t, ok := f.attr(baseNS, "type"); ok && t != "subtree" {
-		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree only)", t).info("bad-attribute", "type").info("bad-element", "filter")
+	t, ok := f.attr(baseNS, "type")
+	if !ok {
+		t, ok = f.attr("", "type")
 	}
-	if t, ok := f.attr("", "type"); ok && t != "subtree" {
-		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree only)", t).info("bad-attribute", "type").info("bad-element", "filter")
+	if !ok || t == "subtree" {
+		return f, nil
 	}
-	return f, nil
+	if t != "xpath" {
+		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree or xpath)", t).info("bad-attribute", "type").info("bad-element", "filter")
+	}
+	sel, ok := f.attr(baseNS, "select")
+	if !ok {
+		sel, ok = f.attr("", "select")
+	}
+	if !ok {
+		return nil, newErr("protocol", "missing-attribute", "xpath filter without select").info("bad-attribute", "select").info("bad-element", "filter")
+	}
+	xf, err := xpathFilter(sel)
+	if err != nil {
+		return nil, newErr("protocol", "invalid-value", "xpath filter: %v", err).info("bad-attribute", "select").info("bad-element", "filter")
+	}
+	return xf, nil
 }
 
 // dataReply renders tree (filtered) as <data>, secrets redacted.

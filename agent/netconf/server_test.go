@@ -144,7 +144,7 @@ func TestSubtreeFilter(t *testing.T) {
 			tc.check(t, d)
 		})
 	}
-	r := c.rpc(`<get-config><source><running/></source><filter type="xpath" select="/crypto"/></get-config>`)
+	r := c.rpc(`<get-config><source><running/></source><filter type="regex" select="/crypto"/></get-config>`)
 	wantErr(t, r, "protocol", "bad-attribute", "")
 }
 

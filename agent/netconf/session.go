@@ -29,7 +29,7 @@ const (
 // Capabilities is what the server's hello advertises.
 func Capabilities() []string {
 	return []string{
-		capBase10, capBase11, capWritableRunning, capCandidate, capConfirmed10, capConfirmed11, capValidate10, capValidate11, capRollback,
+		capBase10, capBase11, capWritableRunning, capCandidate, capConfirmed10, capConfirmed11, capValidate10, capValidate11, capRollback, capXPath,
 		moduleNamespaces[cryptoModule] + "?module=" + cryptoModule + "&revision=" + cryptoRevision,
 		"urn:spiagent:yang:spiagent-types?module=spiagent-types&revision=" + cryptoRevision,
 	}

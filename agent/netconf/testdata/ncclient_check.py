@@ -98,6 +98,10 @@ def run(base):
     sub = m.get_config(source="running", filter=("subtree", filt)).data_xml
     check("<priority>1</priority>" in sub and "transform-sets" not in sub, base + ": subtree filter with a key content match")
 
+    xp = m.get_config(source="running", filter=("xpath", "/crypto/isakmp/policies/policy[priority='1']/config/lifetime")).data_xml
+    check("<lifetime>" in xp and "<priority>1</priority>" in xp and "transform-sets" not in xp and "authentication" not in xp,
+          base + ": xpath filter (simple location path with a key predicate)")
+
     name = "ts-py-" + base
     m.edit_config(target="candidate", config=ts_config(name))
     cand = m.get_config(source="candidate").data_xml
