@@ -123,7 +123,7 @@ func storeErrors(err error) rpcErrors {
 	case errors.As(err, &verr):
 		return problemErrors(verr.Problems)
 	case errors.As(err, &oerr):
-		return rpcErrors{newErr("application", "invalid-value", "%v", oerr)}
+		return rpcErrors{newErr("application", "invalid-value", "%v", oerr.Err).at(xpathOf(oerr.Path))}
 	case errors.As(err, &rerr):
 		return rpcErrors{newErr("application", "operation-failed", "the agent refused the configuration: %v", rerr.Err)}
 	}
