@@ -9,9 +9,9 @@ import (
 
 func TestXPathOf(t *testing.T) {
 	for in, want := range map[string]string{
-		"/crypto/isakmp/policies/policy[priority=1]/config/lifetime": "/spc:crypto/spc:isakmp/spc:policies/spc:policy[spc:priority='1']/spc:config/spc:lifetime",
+		"/crypto/isakmp/policies/policy[priority=1]/config/lifetime":               "/spc:crypto/spc:isakmp/spc:policies/spc:policy[spc:priority='1']/spc:config/spc:lifetime",
 		"/crypto/ipsec/sas/sa[destination-address=192.0.2.1][protocol=esp][spi=5]": "/spc:crypto/spc:ipsec/spc:sas/spc:sa[spc:destination-address='192.0.2.1'][spc:protocol='esp'][spc:spi='5']",
-		"/crypto/access-lists/access-list[name=a/b]/config": "/spc:crypto/spc:access-lists/spc:access-list[spc:name='a/b']/spc:config",
+		"/crypto/access-lists/access-list[name=a/b]/config":                        "/spc:crypto/spc:access-lists/spc:access-list[spc:name='a/b']/spc:config",
 		"/crypto/x[name=it's]": `/spc:crypto/spc:x[spc:name="it's"]`,
 	} {
 		if got := xpathOf(in); got != want {
