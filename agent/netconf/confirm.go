@@ -112,7 +112,7 @@ func (s *Server) revertLocked(reason string) *rpcError {
 		s.log.Error("NETCONF confirmed commit: rollback failed", "reason", reason, "rollback_to", pc.rollbackID, "err", err)
 		return newErr("application", "operation-failed", "rollback to commit %d failed: %v", pc.rollbackID, err)
 	}
-	s.candidate = nil
+	s.setCandidateLocked(nil, nil)
 	s.log.Info("NETCONF confirmed commit reverted", "reason", reason, "rollback_to", pc.rollbackID, "commit", info.ID)
 	return nil
 }

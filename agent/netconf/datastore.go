@@ -74,15 +74,32 @@ func (s *Server) lockedByOther(ds string, id uint32) *rpcError {
 	return nil
 }
 
-// commitTree makes tree the running config in one store transaction: the
-// operations that turn the running tree into tree.
-func (s *Server) commitTree(ctx context.Context, tree *node, user, comment string) rpcErrors {
-	base, err := s.runningTree()
+// setCandidateLocked makes tree the candidate. When the candidate was
+// following running, tree was derived from running tree base, which becomes
+// the candidate's base: commit applies the candidate's changes from its base
+// to running, so commits made meanwhile by others (gNMI, other NETCONF edits
+// of running) are kept. A nil tree resets the candidate to follow running.
+// s.mu is held.
+func (s *Server) setCandidateLocked(tree, base *node) {
+	if tree == nil {
+		s.candidate, s.candBase = nil, nil
+		return
+	}
+	if s.candidate == nil {
+		s.candBase = base
+	}
+	s.candidate = tree
+}
+
+// commitTree applies the changes from tree from to tree to (diffOps) to
+// running in one store transaction.
+func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment string) rpcErrors {
+	cur, err := s.runningTree()
 	if err != nil {
 		return internalErr(err)
 	}
-	baseID := s.runCacheID()
-	ops, err := diffOps(base, tree)
+	curID := s.runCacheID()
+	ops, err := diffOps(from, to)
 	if err != nil {
 		return internalErr(err)
 	}
@@ -93,12 +110,13 @@ func (s *Server) commitTree(ctx context.Context, tree *node, user, comment strin
 	if err != nil {
 		return storeErrors(err)
 	}
-	// The committed tree is the new running tree, unless someone else
-	// committed in between.
-	if info.ID == baseID+1 {
+	// When the changes were made on the current running tree and nobody
+	// committed in between, the result is to: keep it as the running tree
+	// (sharing its subtrees with the next edits).
+	if from == cur && info.ID == curID+1 {
 		s.runMu.Lock()
-		if s.runCache != nil && s.runCache.id == baseID {
-			s.runCache = &cachedTree{id: info.ID, tree: tree}
+		if s.runCache != nil && s.runCache.id == curID {
+			s.runCache = &cachedTree{id: info.ID, tree: to}
 		}
 		s.runMu.Unlock()
 	}
@@ -168,7 +186,7 @@ func (s *Server) endSession(ss *session) {
 		}
 		delete(s.locks, ds)
 		if ds == dsCandidate && s.candidate != nil {
-			s.candidate = nil
+			s.setCandidateLocked(nil, nil)
 			ss.log.Info("NETCONF candidate changes discarded: the session holding the lock ended")
 		}
 	}

@@ -267,7 +267,7 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 		if len(ed.errs) > 0 {
 			// stop-on-error and continue-on-error keep what was applied.
 			if ds == dsCandidate {
-				srv.candidate = work
+				srv.setCandidateLocked(work, base)
 			}
 			return ed.errs
 		}
@@ -276,9 +276,9 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 		return validateTree(work)
 	}
 	if ds == dsRunning {
-		return srv.commitTree(ss.ctx, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id))
+		return srv.commitTree(ss.ctx, base, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id))
 	}
-	srv.candidate = work
+	srv.setCandidateLocked(work, base)
 	return nil
 }
 
@@ -323,9 +323,18 @@ func (ss *session) copyConfig(op *elem) rpcErrors {
 		return rpcErrors{e}
 	}
 	if ds == dsRunning {
-		return srv.commitTree(ss.ctx, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id))
+		cur, err := srv.runningTree()
+		if err != nil {
+			return internalErr(err)
+		}
+		return srv.commitTree(ss.ctx, cur, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id))
 	}
-	srv.candidate = tree
+	cur, err := srv.runningTree()
+	if err != nil {
+		return internalErr(err)
+	}
+	srv.setCandidateLocked(nil, nil)
+	srv.setCandidateLocked(tree, cur)
 	return nil
 }
 
@@ -347,7 +356,12 @@ func (ss *session) deleteConfig(op *elem) rpcErrors {
 	if e := srv.lockedByOther(ds, ss.id); e != nil {
 		return rpcErrors{e}
 	}
-	srv.candidate = &node{e: rootEntry()}
+	cur, err := srv.runningTree()
+	if err != nil {
+		return internalErr(err)
+	}
+	srv.setCandidateLocked(nil, nil)
+	srv.setCandidateLocked(&node{e: rootEntry()}, cur)
 	return nil
 }
 
@@ -387,10 +401,10 @@ func (ss *session) commit(op *elem) rpcErrors {
 	}
 	before := srv.cfg.Store.Running().ID
 	if srv.candidate != nil {
-		if errs := srv.commitTree(ss.ctx, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
+		if errs := srv.commitTree(ss.ctx, srv.candBase, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
 			return errs
 		}
-		srv.candidate = nil
+		srv.setCandidateLocked(nil, nil)
 		ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID, "confirmed", cp.confirmed)
 	}
 	switch {
@@ -414,7 +428,7 @@ func (ss *session) discard(op *elem) rpcErrors {
 	if e := srv.lockedByOther(dsCandidate, ss.id); e != nil {
 		return rpcErrors{e}
 	}
-	srv.candidate = nil
+	srv.setCandidateLocked(nil, nil)
 	return nil
 }
 

@@ -60,6 +60,7 @@ type Server struct {
 
 	mu        sync.Mutex // the datastores: candidate, locks, sessions
 	candidate *node      // nil: the candidate equals running
+	candBase  *node      // the running tree the candidate was derived from
 	locks     map[string]uint32
 	sessions  map[uint32]*session
 	pending   *pendingCommit // a confirmed commit awaiting confirmation
