@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,33 +30,9 @@ import (
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/internal/testconfig"
 	"github.com/spiagent/spiagent/store"
 )
-
-// bigConfigJSON is a JSON_IETF config with n crypto-map entries in one
-// crypto map, each with its own peer and that peer's pre-shared key.
-func bigConfigJSON(n int) []byte {
-	var b strings.Builder
-	peer := func(i int) string { return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1) }
-	b.WriteString(`{"spiagent-crypto:crypto":{"isakmp":{"policies":{"policy":[{"priority":1,"config":{"priority":1,"encryption":"aes-256","hash":"sha256","group":"group14"}}]},"keys":{"key":[`)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"address":%q,"config":{"address":%q,"key":"k%06d"}}`, peer(i), peer(i), i)
-	}
-	b.WriteString(`]}},"transform-sets":{"transform-set":[{"name":"ts","config":{"name":"ts","esp-encryption":"esp-aes","esp-key-bits":256,"esp-integrity":"esp-sha256-hmac"}}]},`)
-	b.WriteString(`"access-lists":{"access-list":[{"name":"150","config":{"name":"150"},"entries":{"entry":[{"sequence":10,"config":{"sequence":10,"action":"permit","source":"198.51.100.0/24","destination":"203.0.113.0/24"}}]}}]},`)
-	b.WriteString(`"crypto-maps":{"crypto-map":[{"name":"big","config":{"name":"big"},"entries":{"entry":[`)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"sequence":%d,"config":{"sequence":%d,"peer":[%q],"transform-set":["ts"],"match-address":"150"}}`, i+1, i+1, peer(i))
-	}
-	b.WriteString(`]}}]}}}`)
-	return []byte(b.String())
-}
 
 type benchEnv struct {
 	st   *store.Store
@@ -83,7 +58,7 @@ func newBenchEnv(b *testing.B, n int, queue int) *benchEnv {
 	b.Cleanup(func() { st.Close() })
 	if n > 0 {
 		if _, err := st.Commit(context.Background(), store.Tx{Ops: []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{},
-			Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: bigConfigJSON(n)}}}}}); err != nil {
+			Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: testconfig.BigJSON(n)}}}}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,33 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// bigConfigJSON is a JSON_IETF config with n crypto-map entries in one
-// crypto map, each with its own peer and that peer's pre-shared key (the
-// config bench/gnmi_test.go measures gNMI with).
-func bigConfigJSON(n int) []byte {
-	var b strings.Builder
-	peer := func(i int) string { return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1) }
-	b.WriteString(`{"spiagent-crypto:crypto":{"isakmp":{"policies":{"policy":[{"priority":1,"config":{"priority":1,"encryption":"aes-256","hash":"sha256","group":"group14"}}]},"keys":{"key":[`)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"address":%q,"config":{"address":%q,"key":"k%06d"}}`, peer(i), peer(i), i)
-	}
-	b.WriteString(`]}},"transform-sets":{"transform-set":[{"name":"ts","config":{"name":"ts","esp-encryption":"esp-aes","esp-key-bits":256,"esp-integrity":"esp-sha256-hmac"}}]},`)
-	b.WriteString(`"access-lists":{"access-list":[{"name":"150","config":{"name":"150"},"entries":{"entry":[{"sequence":10,"config":{"sequence":10,"action":"permit","source":"198.51.100.0/24","destination":"203.0.113.0/24"}}]}}]},`)
-	b.WriteString(`"crypto-maps":{"crypto-map":[{"name":"big","config":{"name":"big"},"entries":{"entry":[`)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"sequence":%d,"config":{"sequence":%d,"peer":[%q],"transform-set":["ts"],"match-address":"150"}}`, i+1, i+1, peer(i))
-	}
-	b.WriteString(`]}}]}}}`)
-	return []byte(b.String())
-}
+	"github.com/spiagent/spiagent/internal/testconfig"
+)
 
 // latencies reports p50 and p99 of the samples as custom metrics.
 func latencies(b *testing.B, name string, d []time.Duration) {
@@ -48,7 +24,7 @@ func latencies(b *testing.B, name string, d []time.Duration) {
 // commit, with 10,000 crypto-map entries and 10,000 keys; over SSH on
 // loopback, base:1.1.
 func BenchmarkEditCommit10k(b *testing.B) {
-	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	e := newEnvWith(b, testconfig.BigJSON(10000), nil)
 	c := e.dial(rwUser, rwPass, true)
 	c.rpc(getRunning) // warm the running tree cache
 	var edit, commit []time.Duration
@@ -70,7 +46,7 @@ func BenchmarkEditCommit10k(b *testing.B) {
 // BenchmarkEditRunning10k: edit-config of one leaf straight into running
 // (:writable-running), 10k entries.
 func BenchmarkEditRunning10k(b *testing.B) {
-	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	e := newEnvWith(b, testconfig.BigJSON(10000), nil)
 	c := e.dial(rwUser, rwPass, true)
 	c.rpc(getRunning) // warm the running tree cache
 	var lat []time.Duration
@@ -88,7 +64,7 @@ func BenchmarkEditRunning10k(b *testing.B) {
 // BenchmarkGetConfig10k: get-config of the whole running config (10k
 // crypto-map entries, 10k redacted keys).
 func BenchmarkGetConfig10k(b *testing.B) {
-	e := newEnvWith(b, bigConfigJSON(10000), nil)
+	e := newEnvWith(b, testconfig.BigJSON(10000), nil)
 	c := e.dial(roUser, roPass, true)
 	var size int
 	var lat []time.Duration
@@ -116,7 +92,7 @@ func TestBigConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10k entries")
 	}
-	e := newEnvWith(t, bigConfigJSON(10000), nil)
+	e := newEnvWith(t, testconfig.BigJSON(10000), nil)
 	c := e.dial(rwUser, rwPass, true)
 	cfg := `<crypto xmlns="` + cryptoNS + `"><crypto-maps><crypto-map><name>big</name><entries><entry><sequence>5000</sequence><config><sa-lifetime-seconds>1234</sa-lifetime-seconds></config></entry></entries></crypto-map></crypto-maps></crypto>`
 	isOK(t, c.rpc(editCandidate(cfg, "")))
