@@ -13,7 +13,7 @@ import (
 // unsupportedOps are NETCONF operations this server knows of but does not
 // implement.
 var unsupportedOps = map[string]bool{
-	"create-subscription": true, "get-schema": true,
+	"get-schema":   true,
 	"partial-lock": true, "partial-unlock": true,
 }
 
@@ -32,6 +32,9 @@ func (ss *session) dispatch(op *elem) ([]byte, rpcErrors) {
 			return nil, ss.denied(name)
 		}
 		return ss.clearSA(op)
+	}
+	if ns == notifNS && name == "create-subscription" {
+		return nil, ss.createSubscription(op)
 	}
 	if ns != baseNS {
 		return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s> in namespace %q", name, ns).info("bad-element", name)}

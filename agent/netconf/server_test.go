@@ -339,7 +339,7 @@ func TestRPCErrors(t *testing.T) {
 			{"unknown operation", `<frobnicate/>`, "rpc", "unknown-element", "", "frobnicate"},
 			{"unknown parameter", `<get-config><source><running/></source><bogus/></get-config>`, "protocol", "unknown-element", "", "bogus"},
 			{"bad datastore", `<get-config><source><startup/></source></get-config>`, "protocol", "invalid-value", "", "startup"},
-			{"unsupported op", `<create-subscription/>`, "protocol", "operation-not-supported", "", ""},
+			{"unsupported op", `<get-schema/>`, "protocol", "operation-not-supported", "", ""},
 		} {
 			t.Run(tc.desc, func(t *testing.T) {
 				m := wantErr(t, c.rpc(tc.op), tc.typ, tc.tag, tc.path)

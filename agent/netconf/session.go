@@ -30,6 +30,7 @@ const (
 func Capabilities() []string {
 	return []string{
 		capBase10, capBase11, capWritableRunning, capCandidate, capConfirmed10, capConfirmed11, capValidate10, capValidate11, capRollback, capXPath,
+		capNotification, capInterleave, capNcNotifModule,
 		moduleNamespaces[cryptoModule] + "?module=" + cryptoModule + "&revision=" + cryptoRevision,
 		"urn:spiagent:yang:spiagent-types?module=spiagent-types&revision=" + cryptoRevision,
 	}
@@ -52,6 +53,10 @@ type session struct {
 
 	closeOnce sync.Once
 	closing   bool // close-session answered
+
+	wmu         sync.Mutex // writes (replies and notifications); unsubscribe
+	unsubscribe func()     // ends the notification subscription, if any
+	ended       bool       // the session is over
 }
 
 func (s *Server) newSession(ctx context.Context, ch ssh.Channel, user string, role auth.Role) *session {
@@ -72,6 +77,15 @@ func (ss *session) close() {
 // run exchanges hellos and serves RPCs until the session ends.
 func (ss *session) run() {
 	defer ss.srv.endSession(ss)
+	defer func() {
+		// After close: a notification write in progress fails and lets go.
+		ss.wmu.Lock()
+		ss.ended = true
+		if ss.unsubscribe != nil {
+			ss.unsubscribe()
+		}
+		ss.wmu.Unlock()
+	}()
 	defer ss.close()
 	idle := time.AfterFunc(ss.srv.cfg.IdleTimeout, func() {
 		ss.log.Info("NETCONF session idle: closing", "idle_timeout", ss.srv.cfg.IdleTimeout)
@@ -105,7 +119,7 @@ func (ss *session) run() {
 		}
 		idle.Reset(ss.srv.cfg.IdleTimeout)
 		reply := ss.handle(msg)
-		if err := ss.fr.write(reply); err != nil {
+		if err := ss.send(reply); err != nil {
 			return
 		}
 		if ss.closing {

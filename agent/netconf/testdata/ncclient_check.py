@@ -103,6 +103,8 @@ def run(base):
           base + ": xpath filter (simple location path with a key predicate)")
 
     name = "ts-py-" + base
+    watcher = connect(base)
+    watcher.create_subscription()
     m.edit_config(target="candidate", config=ts_config(name))
     cand = m.get_config(source="candidate").data_xml
     check(name in cand, base + ": edit-config into the candidate")
@@ -111,6 +113,11 @@ def run(base):
     check(True, base + ": validate candidate")
     m.commit()
     check(name in m.get_config(source="running").data_xml, base + ": commit reached running")
+    n = watcher.take_notification(timeout=10)
+    check(n is not None and "netconf-config-change" in n.notification_xml and name in n.notification_xml
+          and "<session-id>%s</session-id>" % m.session_id in n.notification_xml,
+          base + ": netconf-config-change notification for the commit")
+    watcher.close_session()
 
     # A lock held by one session blocks another's edit.
     m2 = connect(base)
