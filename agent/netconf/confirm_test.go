@@ -38,13 +38,13 @@ func TestConfirmedCommit(t *testing.T) {
 	})
 	t.Run("confirming commit keeps it", func(t *testing.T) {
 		c := e.dial(rwUser, rwPass, false)
-		isOK(t, c.rpc(edit))
-		isOK(t, c.rpc(`<commit><confirmed/><confirm-timeout>1</confirm-timeout></commit>`))
 		other := e.dial(rwUser, rwPass, true)
+		isOK(t, c.rpc(edit))
+		isOK(t, c.rpc(`<commit><confirmed/><confirm-timeout>3</confirm-timeout></commit>`))
 		wantErr(t, other.rpc(`<commit/>`), "protocol", "in-use", "")
 		wantErr(t, other.rpc(`<cancel-commit/>`), "protocol", "in-use", "")
 		isOK(t, c.rpc(`<commit/>`))
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(3500 * time.Millisecond)
 		if !hasTS(e, "ts-new") {
 			t.Fatal("confirmed change reverted")
 		}
