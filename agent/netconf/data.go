@@ -395,7 +395,7 @@ func mergeTrees(a, b *node) *node {
 	return out
 }
 
-// writeXML appends the XML of n's children. parentNS is the namespace in
+// writeKids appends the XML of n's children. parentNS is the namespace in
 // force; secrets are redacted when redact is set.
 func writeKids(b *bytes.Buffer, n *node, parentNS string, redact bool) {
 	for _, k := range n.kids {
