@@ -129,8 +129,19 @@ func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Int
 	lab.startCharon(t, swanB, prop) // b responds, a initiates as soon as it is loaded
 	lab.startCharon(t, swanA, prop)
 	lab.waitChild(t, "a", 30*time.Second)
-	if out, err := exec.Command("ip", "netns", "exec", lab.ns("h1"), "ping", "-c", "2", "-i", "0.2", "-W", "2", "203.0.113.10").CombinedOutput(); err != nil {
-		t.Fatalf("charon tunnel does not carry ping: %v\n%s", err, out)
+	lab.waitChild(t, "b", 30*time.Second)
+	// The responder installs after Quick Mode's last message and libipsec
+	// its routes after that: give the tunnel a few tries (bounded).
+	var pingOut []byte
+	var pingErr error
+	for try := 0; try < 10; try++ {
+		pingOut, pingErr = exec.Command("ip", "netns", "exec", lab.ns("h1"), "ping", "-c", "1", "-W", "1", "203.0.113.10").CombinedOutput()
+		if pingErr == nil {
+			break
+		}
+	}
+	if pingErr != nil {
+		t.Fatalf("charon tunnel does not carry ping after 10 tries: %v\n%s", pingErr, pingOut)
 	}
 	log, err := os.ReadFile(lab.log("a"))
 	if err != nil {
