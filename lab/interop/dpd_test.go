@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,12 @@ func TestDPDWithCharon(t *testing.T) {
 	}
 	c := recv(t, l, o.install, "child SA")
 	checkSameSPIs(t, l, c)
+	// Charon's own R-U-THEREs (every second) count as traffic from the
+	// peer, which can keep our periodic DPD quiet: ask for one on demand
+	// too, so both directions are exercised whatever the timing.
+	if err := o.tr.DPD(netip.MustParseAddr(addrCharon)); err != nil {
+		t.Fatal(err)
+	}
 	ok := waitFor(6*time.Second, func() bool {
 		snap, _ := o.tr.Snapshot()
 		return snap.Counters.DPDAcks >= 1 && strings.Contains(l.log(), "N(DPD_ACK)")
