@@ -119,7 +119,9 @@ func TestFloodWithoutKey(t *testing.T) {
 	if sent < 1000 {
 		t.Fatalf("flood sent only %d packets", sent)
 	}
-	if !res.Recovered || res.Lost > 2 {
+	// A couple of packets may be late on a machine saturated by the flood
+	// itself; a disturbed tunnel would lose far more (20/s for 3 s).
+	if !res.Recovered || res.Lost > 3 {
 		t.Errorf("tunnel disturbed by the flood: recovered=%v lost=%d", res.Recovered, res.Lost)
 	}
 	c := res.CountersB

@@ -76,11 +76,13 @@ func TestCommitTouchesOnlyWhatChanged(t *testing.T) {
 		Val:  &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: 1800}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
 	if after := outSPIs(ctx, t, l.A); !slices.Equal(before, after) {
 		t.Errorf("changing entry 20 replaced entry 10's SAs: %v -> %v", before, after)
 	}
-	if lost := flow.LostBetween(mark, time.Now().Add(-300*time.Millisecond)); lost != 0 {
+	// Packets sent in the last second may still be in flight on a loaded
+	// machine: count only older ones.
+	if lost := flow.LostBetween(mark, time.Now().Add(-time.Second)); lost != 0 {
 		t.Errorf("%d packets lost while an unrelated entry changed", lost)
 	}
 

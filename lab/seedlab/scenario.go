@@ -127,8 +127,9 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 	default:
 		return nil, err
 	}
-	// Give in-flight packets a moment, then measure.
-	time.Sleep(200 * time.Millisecond)
+	// Give in-flight packets a moment (a loaded machine delays them), then
+	// measure.
+	time.Sleep(time.Second)
 	st := flow.Stats(300 * time.Millisecond)
 	if st.OutageStart.After(brk.Add(-time.Second)) || !res.Recovered {
 		res.Outage = st.Outage
@@ -154,7 +155,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 }
 
 func lostAfter(f *netlab.Flow, t time.Time) int {
-	return f.LostBetween(t, time.Now().Add(-300*time.Millisecond))
+	return f.LostBetween(t, time.Now().Add(-time.Second))
 }
 
 func firstAfter(f *netlab.Flow, t time.Time) time.Duration {
