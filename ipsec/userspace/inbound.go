@@ -335,8 +335,9 @@ func (d *Dataplane) invalidSPI(src, dst netip.Addr, proto ipsec.Protocol, spi ui
 		return
 	}
 	now := d.cfg.Now()
-	d.log.Warn(fmt.Sprintf("%%CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet has invalid spi for destaddr=%s, prot=%d, spi=0x%x(%d), srcaddr=%s",
-		dst, uint8(proto), spi, spi, src), "peer", src.String(), "proto", proto.String(), "spi", fmt.Sprintf("0x%08x", spi))
+	// Debug only: the agent logs the router's %CRYPTO-4-RECVD_PKT_INV_SPI
+	// line once it has decided what to do about the event.
+	d.log.Debug("unknown SPI", "src", src.String(), "dst", dst.String(), "proto", proto.String(), "spi", fmt.Sprintf("0x%08x", spi))
 	d.emit(ipsec.Event{
 		Kind: ipsec.EventInvalidSPI, Time: now,
 		SA:  ipsec.SAKey{Dst: dst, Proto: proto, SPI: spi},
