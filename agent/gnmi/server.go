@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/store"
@@ -78,7 +79,10 @@ type Config struct {
 	TLS           *tls.Config
 	InsecureForce bool
 	Ops           Operations // clear-crypto-sa; nil: the RPC is Unavailable
-	Log           *slog.Logger
+	// RunningLock, shared with the NETCONF server: while a NETCONF session
+	// holds a lock on running, Set is refused (FailedPrecondition).
+	RunningLock *dslock.Lock
+	Log         *slog.Logger
 
 	SubscriberQueue   int           // per-subscriber queue of change batches
 	MinSampleInterval time.Duration // floor of SAMPLE intervals

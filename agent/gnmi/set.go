@@ -49,6 +49,9 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 	if err != nil {
 		return nil, err
 	}
+	if h := s.cfg.RunningLock.Holder(); h != "" {
+		return nil, errStatus(codes.FailedPrecondition, "the running datastore is locked by %s", h)
+	}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
 	if commitExt != nil {

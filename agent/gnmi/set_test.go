@@ -11,6 +11,8 @@ import (
 	"github.com/openconfig/ygot/ygot"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/spiagent/spiagent/agent/dslock"
 )
 
 // getText reads one path (JSON encoding) as updatesText, "" if NotFound.
@@ -236,4 +238,26 @@ func TestConcurrentSets(t *testing.T) {
 		t.Errorf("history has %d commits, want at least %d (one per Set)", got, workers*each)
 	}
 	_ = ygot.String
+}
+
+// TestSetHonoursRunningLock: while a NETCONF session holds the shared lock
+// on running, Set is refused naming the holder, and nothing changes.
+func TestSetHonoursRunningLock(t *testing.T) {
+	var shared dslock.Lock
+	e := newEnv(t, envOpts{cfg: func(c *Config) { c.RunningLock = &shared }})
+	c := e.client()
+	const leaf = "/crypto/isakmp/policies/policy[priority=1]/config/lifetime"
+	req := &gpb.SetRequest{Update: []*gpb.Update{{Path: path(t, leaf), Val: uintVal(600)}}}
+	if ok, _ := shared.TryLock("NETCONF session 7"); !ok {
+		t.Fatal("lock not free")
+	}
+	_, err := c.Set(rw(), req)
+	checkErr(t, err, codes.FailedPrecondition, "locked by NETCONF session 7")
+	if got := e.st.Running().Root.GetCrypto().GetIsakmp().GetPolicies().GetPolicy(1).GetConfig().GetLifetime(); got == 600 {
+		t.Fatal("a Set under another interface's lock changed the running config")
+	}
+	shared.Unlock("NETCONF session 7")
+	if _, err := c.Set(rw(), req); err != nil {
+		t.Fatalf("Set after unlock: %v", err)
+	}
 }

@@ -185,6 +185,9 @@ func (s *Server) endSession(ss *session) {
 			continue
 		}
 		delete(s.locks, ds)
+		if ds == dsRunning {
+			s.cfg.RunningLock.Unlock(ss.lockName())
+		}
 		if ds == dsCandidate && s.candidate != nil {
 			s.setCandidateLocked(nil, nil)
 			ss.log.Info("NETCONF candidate changes discarded: the session holding the lock ended")

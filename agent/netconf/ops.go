@@ -455,6 +455,11 @@ func (ss *session) lock(op *elem, lock bool) rpcErrors {
 		if ds == dsCandidate && srv.candidate != nil {
 			return rpcErrors{newErr("protocol", "lock-denied", "the candidate has uncommitted changes: commit or discard them first").info("session-id", "0")}
 		}
+		if ds == dsRunning {
+			if ok, cur := srv.cfg.RunningLock.TryLock(ss.lockName()); !ok {
+				return rpcErrors{newErr("protocol", "lock-denied", "the running datastore is locked by %s", cur).info("session-id", "0")}
+			}
+		}
 		srv.locks[ds] = ss.id
 		ss.log.Info("NETCONF lock", "datastore", ds)
 		return nil
@@ -463,9 +468,15 @@ func (ss *session) lock(op *elem, lock bool) rpcErrors {
 		return rpcErrors{newErr("protocol", "operation-failed", "the %s datastore is not locked by this session", ds)}
 	}
 	delete(srv.locks, ds)
+	if ds == dsRunning {
+		srv.cfg.RunningLock.Unlock(ss.lockName())
+	}
 	ss.log.Info("NETCONF unlock", "datastore", ds)
 	return nil
 }
+
+// lockName names this session as a holder of the shared running lock.
+func (ss *session) lockName() string { return fmt.Sprintf("NETCONF session %d", ss.id) }
 
 func (ss *session) kill(op *elem) rpcErrors {
 	p, perr := params(op, "session-id")

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
@@ -42,7 +43,10 @@ type Config struct {
 	Users   *auth.Users     // password check and roles (required)
 	HostKey ssh.Signer      // SSH host key (required)
 	Ops     gnmi.Operations // clear-crypto-sa; nil: the RPC fails
-	Log     *slog.Logger
+	// RunningLock, shared with the gNMI server, makes a <lock> on running
+	// hold off gNMI Set too (RFC 6241 §7.5). Nil: NETCONF locks only.
+	RunningLock *dslock.Lock
+	Log         *slog.Logger
 
 	MaxSessions int           // concurrent NETCONF sessions
 	MaxMessage  int           // bytes of one received message

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -531,5 +532,39 @@ func TestShutdownWithIdleConnection(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return with an idle SSH connection open")
+	}
+}
+
+// TestRunningLockShared: a <lock> on running takes the lock shared with
+// gNMI (so gNMI Set is held off), is refused while another interface holds
+// it, and is released with the session.
+func TestRunningLockShared(t *testing.T) {
+	var shared dslock.Lock
+	e := newEnv(t, func(c *Config) { c.RunningLock = &shared })
+	a := e.dial(rwUser, rwPass, true)
+	isOK(t, a.rpc(`<lock><target><running/></target></lock>`))
+	if h := shared.Holder(); h != "NETCONF session "+a.sessionID {
+		t.Fatalf("shared lock holder %q, want NETCONF session %s", h, a.sessionID)
+	}
+	isOK(t, a.rpc(`<unlock><target><running/></target></unlock>`))
+	if h := shared.Holder(); h != "" {
+		t.Fatalf("shared lock still held by %q after unlock", h)
+	}
+	if ok, _ := shared.TryLock("another interface"); !ok {
+		t.Fatal("shared lock not free")
+	}
+	m := wantErr(t, a.rpc(`<lock><target><running/></target></lock>`), "protocol", "lock-denied", "")
+	if !strings.Contains(m["error-message"], "another interface") {
+		t.Errorf("lock-denied message %q does not name the holder", m["error-message"])
+	}
+	shared.Unlock("another interface")
+	isOK(t, a.rpc(`<lock><target><running/></target></lock>`))
+	isOK(t, a.rpc(`<close-session/>`))
+	deadline := time.Now().Add(5 * time.Second)
+	for shared.Holder() != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("shared lock held by %q after the session closed", shared.Holder())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/spiagent/spiagent/agent"
+	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
 )
@@ -108,11 +109,13 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	waitGNMI, err := startGNMI(ctx, log, st, tel, a, dataDir, gf)
+	// One lock on running for both northbound interfaces (RFC 6241 §7.5).
+	lock := &dslock.Lock{}
+	waitGNMI, err := startGNMI(ctx, log, st, tel, a, lock, dataDir, gf)
 	if err != nil {
 		return fmt.Errorf("gNMI: %w", err)
 	}
-	waitNETCONF, err := startNETCONF(ctx, log, st, tel, a, dataDir, gf.usersFile, nf)
+	waitNETCONF, err := startNETCONF(ctx, log, st, tel, a, lock, dataDir, gf.usersFile, nf)
 	if err != nil {
 		return fmt.Errorf("NETCONF: %w", err)
 	}
