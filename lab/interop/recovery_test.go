@@ -22,15 +22,7 @@ import (
 // decrypt and verify with the keys our engine derived.
 func TestCharonESPReachesHandlerAndDecrypts(t *testing.T) {
 	s := suites[0] // aes128-sha1: ESP AES-CBC-128 + HMAC-SHA1-96
-	l := newLab(t)
-	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
-	l.startCharon()
-	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
-	if err := o.tr.Initiate("net", nil); err != nil {
-		t.Fatal(err)
-	}
-	c := recv(t, l, o.install, "child SA")
-	checkSameSPIs(t, l, c)
+	l, o, c := establish(t, s)
 	// One ping from charon's LAN address into the tunnel (no reply: we have no dataplane here).
 	exec.Command("ip", "netns", "exec", l.nsCharon, "ping", "-c", "1", "-W", "1", "-I", "203.0.113.1", "198.51.100.1").Run()
 	in := recv(t, l, o.esp, "ESP-in-UDP from charon")
@@ -75,15 +67,7 @@ func TestCharonESPReachesHandlerAndDecrypts(t *testing.T) {
 // only logs INVALID_SPI).
 func TestInvalidSPIRecoveryAfterRestart(t *testing.T) {
 	s := suites[0]
-	l := newLab(t)
-	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
-	l.startCharon()
-	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
-	if err := o.tr.Initiate("net", nil); err != nil {
-		t.Fatal(err)
-	}
-	old := recv(t, l, o.install, "child SA")
-	checkSameSPIs(t, l, old)
+	l, o, old := establish(t, s)
 	o.tr.Close() // "reboot": all our state is gone, charon keeps its SAs
 
 	o2 := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
@@ -118,15 +102,7 @@ func TestCharonGCMESPDecrypts(t *testing.T) {
 	if s.tr.ESP != suite.AESGCM128 {
 		t.Fatal("the last interop suite must be aes128gcm16")
 	}
-	l := newLab(t)
-	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
-	l.startCharon()
-	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
-	if err := o.tr.Initiate("net", nil); err != nil {
-		t.Fatal(err)
-	}
-	c := recv(t, l, o.install, "child SA")
-	checkSameSPIs(t, l, c)
+	l, o, c := establish(t, s)
 	if list := l.listSAs(); !strings.Contains(list, "AES_GCM_16-128") {
 		t.Fatalf("charon's CHILD_SA is not AES_GCM_16-128:\n%s", list)
 	}

@@ -156,14 +156,17 @@ func checkSameSPIs(t *testing.T, l *lab, c ike.ChildSA) {
 	}
 }
 
-var suites = []struct {
+// interopSuite is one algorithm set, in our terms and in charon's.
+type interopSuite struct {
 	name    string
 	ikeProp string
 	espProp string
 	pol     ike.Policy
 	tr      ike.Transform
 	pfs     suite.Group
-}{
+}
+
+var suites = []interopSuite{
 	{"aes128-sha1-modp2048", "aes128-sha1-modp2048", "aes128-sha1",
 		ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
 		ike.Transform{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}, suite.GroupNone},
@@ -255,15 +258,7 @@ func TestOursResponds(t *testing.T) {
 // INITIAL-CONTACT and charon drops the stale IKE SA and CHILD_SA.
 func TestInitialContactFromRestartedEngine(t *testing.T) {
 	s := suites[0]
-	l := newLab(t)
-	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
-	l.startCharon()
-	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
-	if err := o.tr.Initiate("net", nil); err != nil {
-		t.Fatal(err)
-	}
-	old := recv(t, l, o.install, "first child SA")
-	checkSameSPIs(t, l, old)
+	l, o, _ := establish(t, s)
 	o.tr.Close() // no DELETE: charon keeps stale SAs
 
 	o2 := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
@@ -279,6 +274,23 @@ func TestInitialContactFromRestartedEngine(t *testing.T) {
 		t.Fatalf("charon log does not mention INITIAL_CONTACT:\n%s", l.log())
 	}
 	logLines(t, l, "INITIAL_CONTACT")
+}
+
+// establish starts charon as the responder for suite s and our engine as
+// the initiator, negotiates one child SA and checks charon has the same
+// SPIs.
+func establish(t *testing.T, s interopSuite) (*lab, *ours, ike.ChildSA) {
+	t.Helper()
+	l := newLab(t)
+	l.writeConf(charonConf{ikeProp: s.ikeProp, espProp: s.espProp})
+	l.startCharon()
+	o := l.startOurs(s.pol, childPolicy(s.tr, s.pfs))
+	if err := o.tr.Initiate("net", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := recv(t, l, o.install, "child SA")
+	checkSameSPIs(t, l, c)
+	return l, o, c
 }
 
 // logLines logs charon's log lines that contain s.
