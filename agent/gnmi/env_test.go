@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/internal/testusers"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
 )
@@ -37,29 +38,10 @@ const (
 	seedKey        = "1234" // router-a's pre-shared key: must never be read back
 )
 
-var usersOnce struct {
-	sync.Once
-	b []byte
-}
+var users = &testusers.Set{RW: rwUser, RWPass: rwPass, RO: roUser, ROPass: roPass}
 
 // usersFile writes the shared users file (hashing once per test binary).
-func usersFile(t testing.TB, dir string) string {
-	usersOnce.Do(func() {
-		p := filepath.Join(t.TempDir(), "users")
-		if err := auth.AddUser(p, rwUser, auth.RoleReadWrite, []byte(rwPass)); err != nil {
-			t.Fatal(err)
-		}
-		if err := auth.AddUser(p, roUser, auth.RoleReadOnly, []byte(roPass)); err != nil {
-			t.Fatal(err)
-		}
-		usersOnce.b, _ = os.ReadFile(p)
-	})
-	p := filepath.Join(dir, "users")
-	if err := os.WriteFile(p, usersOnce.b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func usersFile(t testing.TB, dir string) string { return users.File(t, dir) }
 
 // recordingOps is an Operations that records its calls.
 type recordingOps struct {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/gnmi"
+	"github.com/spiagent/spiagent/agent/internal/testusers"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
 )
@@ -28,29 +29,10 @@ const (
 	cryptoNS       = "urn:spiagent:yang:spiagent-crypto"
 )
 
-var usersOnce struct {
-	sync.Once
-	b []byte
-}
+var users = &testusers.Set{RW: rwUser, RWPass: rwPass, RO: roUser, ROPass: roPass}
 
 // usersFile writes the shared users file (hashing once per test binary).
-func usersFile(t testing.TB, dir string) string {
-	usersOnce.Do(func() {
-		p := filepath.Join(t.TempDir(), "users")
-		if err := auth.AddUser(p, rwUser, auth.RoleReadWrite, []byte(rwPass)); err != nil {
-			t.Fatal(err)
-		}
-		if err := auth.AddUser(p, roUser, auth.RoleReadOnly, []byte(roPass)); err != nil {
-			t.Fatal(err)
-		}
-		usersOnce.b, _ = os.ReadFile(p)
-	})
-	p := filepath.Join(dir, "users")
-	if err := os.WriteFile(p, usersOnce.b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func usersFile(t testing.TB, dir string) string { return users.File(t, dir) }
 
 // recordingOps records clear-crypto-sa calls.
 type recordingOps struct {
