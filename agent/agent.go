@@ -123,19 +123,22 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 		return nil, err
 	}
 	a.dp = dp
-	_, a.needsFwd = dp.(*xfrm.Dataplane)
+	if f, ok := dp.(ipsec.ForwardPolicies); ok {
+		a.needsFwd = f.NeedsForwardPolicies()
+	}
 	tcfg := transport.Config{OnOutput: a.onIKEOutput}
-	switch d := dp.(type) {
-	case *userspace.Dataplane:
-		tcfg.ESPHandler = d.HandleESPInUDP
-	case *xfrm.Dataplane:
+	esp, espInUDP := dp.(ipsec.ESPInUDPHandler)
+	if espInUDP {
+		tcfg.ESPHandler = esp.HandleESPInUDP
+	}
+	if k, ok := dp.(ipsec.UDPEncapSocket); ok {
 		// The kernel decapsulates ESP-in-UDP arriving on IKE's NAT-T
 		// socket and passes IKE (behind the non-ESP marker) through.
 		tcfg.OnSocket = func(c *net.UDPConn, natt bool) error {
 			if !natt {
 				return nil
 			}
-			return xfrm.EnableUDPEncap(c)
+			return k.EnableUDPEncap(c)
 		}
 	}
 	base := ike.Config{Port: cfg.IKEPort, NATTPort: cfg.NATTPort, Log: a.log.With("component", "ike")}
@@ -145,8 +148,8 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 		return nil, fmt.Errorf("agent: IKE transport: %w", err)
 	}
 	a.ike = t
-	if us, ok := dp.(*userspace.Dataplane); ok {
-		us.SetUDPSender(espSender{t})
+	if espInUDP {
+		esp.SetUDPSender(espSender{t})
 	}
 	return a, nil
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/spiagent/spiagent/ike"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ipsec"
-	"github.com/spiagent/spiagent/ipsec/userspace"
-	"github.com/spiagent/spiagent/ipsec/xfrm"
 )
 
 // stateLoop refreshes counters and lifetimes for SAMPLE subscribers.
@@ -287,11 +285,8 @@ func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*g
 // it deduplicates and rate-limits them before the agent gets events, so the
 // agent's own count is lower under load.
 func invalidSPISeen(dp ipsec.Dataplane) uint64 {
-	switch d := dp.(type) {
-	case *userspace.Dataplane:
-		return d.Stats().InvalidSPI.Seen
-	case *xfrm.Dataplane:
-		return d.Stats().InvalidSPI.Seen
+	if c, ok := dp.(ipsec.InvalidSPICounter); ok {
+		return c.InvalidSPISeen()
 	}
 	return 0
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -432,4 +433,45 @@ type Dataplane interface {
 	// Flush removes every SA and policy this dataplane owns.
 	Flush(ctx context.Context) error
 	Close() error
+}
+
+// Optional capabilities. A dataplane has them or not; the agent asks with a
+// type assertion (as wireguard-go's conn package does with its Bind
+// capabilities) and never switches on a concrete dataplane type.
+
+// UDPSender sends an ESP-in-UDP payload (starting at the SPI) from src to
+// dst, normally from IKE's NAT-T socket so that NAT bindings and the peer
+// see one flow (RFC 3948).
+type UDPSender interface {
+	SendESPInUDP(b []byte, src, dst netip.AddrPort) error
+}
+
+// ESPInUDPHandler is a dataplane that decapsulates ESP-in-UDP itself (the
+// userspace one): IKE's NAT-T socket hands it every datagram that is not
+// IKE, and it sends its own ESP-in-UDP through the UDPSender it is given.
+type ESPInUDPHandler interface {
+	HandleESPInUDP(pkt []byte, src, dst netip.AddrPort)
+	SetUDPSender(UDPSender)
+}
+
+// UDPEncapSocket is a dataplane whose ESP-in-UDP is decapsulated by the
+// kernel on IKE's own NAT-T socket (XFRM, UDP_ENCAP_ESPINUDP): the socket is
+// handed over once it is bound.
+type UDPEncapSocket interface {
+	EnableUDPEncap(c syscall.Conn) error
+}
+
+// ForwardPolicies is a dataplane that checks decapsulated traffic it
+// forwards against policies of direction DirFwd, and drops tunnel-mode
+// traffic that has none (XFRM). A dataplane without it checks inbound
+// policy itself and needs no fwd policies.
+type ForwardPolicies interface {
+	NeedsForwardPolicies() bool
+}
+
+// InvalidSPICounter is a dataplane that counts every packet with an unknown
+// SPI it saw, before its own deduplication and rate limiting reduce them to
+// events.
+type InvalidSPICounter interface {
+	InvalidSPISeen() uint64
 }

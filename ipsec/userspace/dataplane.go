@@ -56,13 +56,6 @@ type Link interface {
 	Send(pkt []byte) error
 }
 
-// UDPSender sends an ESP-in-UDP payload (starting at the SPI) from src to
-// dst. The IKE engine's UDP-4500 transport implements it, so ESP and IKE
-// share the port (RFC 3948).
-type UDPSender interface {
-	SendESPInUDP(b []byte, src, dst netip.AddrPort) error
-}
-
 // Router installs routes for the destination prefixes of outbound protect
 // policies into the TUN, so that the kernel hands that traffic to the
 // dataplane.
@@ -73,10 +66,10 @@ type Router interface {
 
 // Config configures a Dataplane. Zero fields take the defaults in brackets.
 type Config struct {
-	TUN    Device    // cleartext; nil for a receive-only dataplane
-	Link   Link      // raw ESP/AH out; nil drops them (counted)
-	UDP    UDPSender // ESP-in-UDP out; can be set later with SetUDPSender
-	Router Router    // routes into the TUN; nil installs none
+	TUN    Device          // cleartext; nil for a receive-only dataplane
+	Link   Link            // raw ESP/AH out; nil drops them (counted)
+	UDP    ipsec.UDPSender // ESP-in-UDP out; can be set later with SetUDPSender
+	Router Router          // routes into the TUN; nil installs none
 
 	Logger *slog.Logger     // [slog.Default()]
 	Now    func() time.Time // clock [time.Now]
@@ -172,7 +165,7 @@ type Dataplane struct {
 	closers []io.Closer // what Open opened besides the TUN
 }
 
-type udpSenderBox struct{ UDPSender }
+type udpSenderBox struct{ ipsec.UDPSender }
 
 var _ ipsec.Dataplane = (*Dataplane)(nil)
 
@@ -210,7 +203,15 @@ func (d *Dataplane) Name() string { return "userspace" }
 
 // SetUDPSender sets where ESP-in-UDP goes: normally the IKE engine's
 // port-4500 transport.
-func (d *Dataplane) SetUDPSender(s UDPSender) { d.udp.Store(&udpSenderBox{s}) }
+func (d *Dataplane) SetUDPSender(s ipsec.UDPSender) { d.udp.Store(&udpSenderBox{s}) }
+
+// InvalidSPISeen implements ipsec.InvalidSPICounter.
+func (d *Dataplane) InvalidSPISeen() uint64 { return d.invalid.Stats().Seen }
+
+var (
+	_ ipsec.ESPInUDPHandler   = (*Dataplane)(nil)
+	_ ipsec.InvalidSPICounter = (*Dataplane)(nil)
+)
 
 // Events delivers acquires, expiries and invalid SPIs; closed by Close.
 func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -281,6 +282,23 @@ func inNetns(ns netns.NsHandle, f func() error) error {
 
 // Name implements ipsec.Dataplane.
 func (d *Dataplane) Name() string { return "xfrm" }
+
+// EnableUDPEncap implements ipsec.UDPEncapSocket: the kernel decapsulates
+// ESP-in-UDP arriving on IKE's NAT-T socket (see the package function).
+func (d *Dataplane) EnableUDPEncap(c syscall.Conn) error { return EnableUDPEncap(c) }
+
+// NeedsForwardPolicies implements ipsec.ForwardPolicies: the kernel drops
+// forwarded tunnel-mode traffic that no fwd policy allows.
+func (d *Dataplane) NeedsForwardPolicies() bool { return true }
+
+// InvalidSPISeen implements ipsec.InvalidSPICounter.
+func (d *Dataplane) InvalidSPISeen() uint64 { return d.Stats().InvalidSPI.Seen }
+
+var (
+	_ ipsec.UDPEncapSocket    = (*Dataplane)(nil)
+	_ ipsec.ForwardPolicies   = (*Dataplane)(nil)
+	_ ipsec.InvalidSPICounter = (*Dataplane)(nil)
+)
 
 // Events implements ipsec.Dataplane.
 func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }
