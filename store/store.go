@@ -441,9 +441,27 @@ func (s *Store) Rollback(ctx context.Context, id uint64, user string) (CommitInf
 	if !ok {
 		return CommitInfo{}, fmt.Errorf("store: rollback to commit %d: %w (only the last %d commits are kept)", id, ErrNotFound, HistoryLen)
 	}
+	return s.restoreLocked(ctx, target.Root, user, fmt.Sprintf("rollback to commit %d", id))
+}
+
+// Restore makes the running config equal to root (a config the caller kept,
+// such as the Root of an earlier Snapshot), as a new commit validated and
+// offered to the Applier like any other. Unlike Rollback it does not depend
+// on the history: a caller that must always be able to go back (a confirmed
+// commit) keeps the snapshot itself.
+func (s *Store) Restore(ctx context.Context, root *gen.Device, user, comment string) (CommitInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restoreLocked(ctx, root, user, comment)
+}
+
+func (s *Store) restoreLocked(ctx context.Context, root *gen.Device, user, comment string) (CommitInfo, error) {
+	if root == nil {
+		root = &gen.Device{}
+	}
 	cur := s.running.Load()
-	ops := opsBetween(reflect.ValueOf(cur.Root), reflect.ValueOf(target.Root))
-	return s.commitLocked(ctx, Tx{Ops: ops, User: user, Comment: fmt.Sprintf("rollback to commit %d", id)})
+	ops := opsBetween(reflect.ValueOf(cur.Root), reflect.ValueOf(root))
+	return s.commitLocked(ctx, Tx{Ops: ops, User: user, Comment: comment})
 }
 
 // maybeCompact starts a background compaction when the journal is big enough.

@@ -2,6 +2,7 @@ package gnmi
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,33 @@ func TestCommitConfirmed(t *testing.T) {
 		}
 		if got := lifetime(t, e); got != 180 {
 			t.Errorf("cancel did not roll back: %d", got)
+		}
+	})
+	// The first config pushed onto a fresh datastore (commit 0, in no
+	// history) with commit confirmed goes away unless confirmed.
+	t.Run("first config on a fresh datastore", func(t *testing.T) {
+		e := newEnv(t, envOpts{fresh: true})
+		c := e.client()
+		seed, err := os.ReadFile("../../examples/lab/router-a.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &gpb.SetRequest{Replace: []*gpb.Update{{Path: &gpb.Path{}, Val: ietfVal(string(seed))}}, Extension: commitExt("first", commitAction(200*time.Millisecond))}
+		if _, err := c.Set(rw(), req); err != nil {
+			t.Fatal(err)
+		}
+		if e.st.Running().Root.GetCrypto() == nil {
+			t.Fatal("confirmed commit not applied")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for e.st.Running().Root.GetCrypto() != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("the unconfirmed first config was not rolled back")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if strings.Contains(e.log.String(), "level=ERROR") {
+			t.Errorf("errors logged:\n%s", e.log.String())
 		}
 	})
 	t.Run("bad extensions", func(t *testing.T) {

@@ -71,6 +71,7 @@ type envOpts struct {
 	plaintext bool
 	lab       bool
 	queue     int
+	fresh     bool // an empty datastore (commit 0), not seeded
 	cfg       func(*Config)
 }
 
@@ -120,8 +121,10 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Commit(context.Background(), store.Tx{User: "seed", Ops: []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: ietfVal(string(seed))}}}); err != nil {
-		t.Fatalf("seed: %v", err)
+	if !o.fresh {
+		if _, err := st.Commit(context.Background(), store.Tx{User: "seed", Ops: []store.Op{{Kind: store.OpReplace, Path: &gpb.Path{}, Val: ietfVal(string(seed))}}}); err != nil {
+			t.Fatalf("seed: %v", err)
+		}
 	}
 	e := &env{t: t, dir: dir, st: st, tel: telemetry.New(), ops: &recordingOps{}, log: logBuf}
 	cfg := Config{Store: st, State: e.tel, Ops: e.ops, Log: log, Lab: o.lab, SubscriberQueue: o.queue, MinSampleInterval: 10 * time.Millisecond}

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
@@ -82,7 +82,11 @@ type Config struct {
 	// RunningLock, shared with the NETCONF server: while a NETCONF session
 	// holds a lock on running, Set is refused (FailedPrecondition).
 	RunningLock *dslock.Lock
-	Log         *slog.Logger
+	// Confirm is the datastore's one confirmed commit, shared with the
+	// NETCONF server. Nil: the server makes its own over Store and rolls a
+	// pending commit back when Serve returns.
+	Confirm *confirm.Manager
+	Log     *slog.Logger
 
 	SubscriberQueue   int           // per-subscriber queue of change batches
 	MinSampleInterval time.Duration // floor of SAMPLE intervals
@@ -99,8 +103,8 @@ type Server struct {
 
 	redacted atomic.Pointer[redactedConfig]
 	hub      *hub
-	setMu    sync.Mutex // serialises Sets (confirmed-commit bookkeeping)
-	confirm  *pendingCommit
+	// ownConfirm: Confirm was made here, so Serve shuts it down.
+	ownConfirm bool
 }
 
 // redactedConfig caches the redacted copy of one store snapshot.
@@ -130,6 +134,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("component", "gnmi")}
+	if s.cfg.Confirm == nil {
+		s.cfg.Confirm = confirm.New(cfg.Store, confirm.Options{Log: cfg.Log})
+		s.ownConfirm = true
+	}
 	s.hub = newHub(s)
 	return s, nil
 }
@@ -180,7 +188,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-time.After(5 * time.Second):
 		g.Stop()
 	}
-	s.stopConfirmTimer()
+	if s.ownConfirm {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.cfg.Confirm.Shutdown(sctx)
+		cancel()
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"google.golang.org/grpc/codes"
 
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/store"
 )
@@ -52,8 +53,7 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 	if h := s.cfg.RunningLock.Holder(); h != "" {
 		return nil, errStatus(codes.FailedPrecondition, "the running datastore is locked by %s", h)
 	}
-	s.setMu.Lock()
-	defer s.setMu.Unlock()
+	var confirmIn time.Duration
 	if commitExt != nil {
 		if act := commitExt.GetAction(); act != nil {
 			if _, isCommit := act.(*gnmi_ext.Commit_Commit); !isCommit {
@@ -63,23 +63,12 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 				return s.confirmAction(ctx, commitExt)
 			}
 		}
-	}
-	if err := s.checkNoPendingCommit(commitExt); err != nil {
-		return nil, err
-	}
-	var confirmIn time.Duration
-	if commitExt != nil {
 		if confirmIn, err = commitRequestDuration(commitExt); err != nil {
 			return nil, errStatus(codes.InvalidArgument, "%v", err)
 		}
 	}
-	before := s.cfg.Store.Running().ID
-	info, err := s.commit(ctx, ops)
-	if err != nil {
+	if _, err := s.commit(ctx, ops, commitExt, confirmIn); err != nil {
 		return nil, err
-	}
-	if commitExt != nil {
-		s.startConfirmTimer(commitExt, confirmIn, before, info.ID)
 	}
 	resp := &gpb.SetResponse{Prefix: req.GetPrefix(), Timestamp: s.now()}
 	for _, o := range ops {
@@ -179,11 +168,21 @@ func storeOps(ops []setOp) ([]store.Op, []int) {
 	return out, owner
 }
 
-// commit runs the operations as one store transaction and maps its errors.
-func (s *Server) commit(ctx context.Context, ops []setOp) (store.CommitInfo, error) {
+// commit runs the operations as one store transaction, through the
+// datastore's confirmed-commit owner: a Set holds no confirm token, so it is
+// refused while someone's confirmed commit is pending; with a Commit
+// extension it starts one of its own.
+func (s *Server) commit(ctx context.Context, ops []setOp, ext *gnmi_ext.Commit, confirmIn time.Duration) (store.CommitInfo, error) {
 	sops, owner := storeOps(ops)
 	p := principalFrom(ctx)
-	info, err := s.cfg.Store.Commit(ctx, store.Tx{Ops: sops, User: p.user, Comment: "gNMI Set", IgnoreMissing: true})
+	tx := store.Tx{Ops: sops, User: p.user, Comment: "gNMI Set", IgnoreMissing: true}
+	var info store.CommitInfo
+	var err error
+	if ext != nil {
+		info, err = s.cfg.Confirm.CommitConfirmed(ctx, tx, confirm.Token{}, token(ext), confirmIn)
+	} else {
+		info, err = s.cfg.Confirm.Commit(ctx, tx, confirm.Token{})
+	}
 	if err != nil {
 		return info, s.commitStatus(err, ops, owner)
 	}
@@ -196,7 +195,10 @@ func (s *Server) commitStatus(err error, ops []setOp, owner []int) error {
 	var opErr *store.OpError
 	var valErr *store.ValidationError
 	var refused *store.RefusedError
+	var pending *confirm.PendingError
 	switch {
+	case errors.As(err, &pending):
+		return errStatus(codes.FailedPrecondition, "%v", pending)
 	case errors.As(err, &opErr):
 		o := ops[owner[opErr.Index]]
 		code := codes.InvalidArgument

@@ -1,10 +1,13 @@
 package netconf
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/spiagent/spiagent/agent/confirm"
 )
 
 // Confirmed commit (RFC 6241 §8.4, :confirmed-commit:1.1): a commit with
@@ -18,14 +21,6 @@ const (
 
 	defaultConfirmTimeout = 600 * time.Second
 )
-
-// pendingCommit is a confirmed commit waiting for its confirmation.
-type pendingCommit struct {
-	rollbackID uint64 // running before the confirmed commit
-	session    uint32 // the session that made it
-	persist    string // persist token ("" = bound to the session)
-	timer      *time.Timer
-}
 
 // commitParams are the parameters of <commit>.
 type commitParams struct {
@@ -61,60 +56,38 @@ func parseCommit(op *elem) (commitParams, *rpcError) {
 	return cp, nil
 }
 
-// mayConfirmLocked checks that this session (or persist-id) may confirm,
-// extend or cancel the pending commit; s.mu is held.
-func (s *Server) mayConfirmLocked(ss *session, persistID *string) *rpcError {
-	pc := s.pending
-	if pc.persist != "" {
-		if persistID == nil || *persistID != pc.persist {
-			return newErr("protocol", "invalid-value", "a persistent confirmed commit is pending: give its persist-id").info("bad-element", "persist-id")
-		}
-		return nil
-	}
-	if pc.session != ss.id {
-		return newErr("protocol", "in-use", "a confirmed commit of session %d is pending: only that session may confirm or cancel it", pc.session).info("session-id", strconv.FormatUint(uint64(pc.session), 10))
-	}
-	return nil
+// token is the session's own confirm token.
+func (ss *session) token() confirm.Token {
+	return confirm.Token{Proto: confirm.NETCONF, ID: fmt.Sprintf("session %d", ss.id)}
 }
 
-// startPendingLocked arms (or re-arms) the confirm timer; s.mu is held.
-func (s *Server) startPendingLocked(ss *session, rollbackID uint64, cp commitParams) {
-	if s.pending != nil {
-		s.pending.timer.Stop()
-		rollbackID = s.pending.rollbackID
+// actingToken is who acts on a pending commit: the session, or whoever
+// presents a persist-id.
+func (ss *session) actingToken(persistID *string) confirm.Token {
+	if persistID != nil {
+		return confirm.Token{Proto: confirm.NETCONF, ID: *persistID, Persist: true}
 	}
-	pc := &pendingCommit{rollbackID: rollbackID, session: ss.id, persist: cp.persist}
-	pc.timer = time.AfterFunc(cp.timeout, func() { s.revert(pc, "confirm timeout") })
-	s.pending = pc
-	ss.log.Info("NETCONF confirmed commit pending", "rollback_to", rollbackID, "timeout", cp.timeout, "persist", cp.persist != "")
+	return ss.token()
 }
 
-// revert undoes pending commit pc if it is still the pending one.
-func (s *Server) revert(pc *pendingCommit, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pending != pc {
-		return
+// confirmErrors maps the confirm manager's refusals to rpc-errors.
+func confirmErrors(err error) (rpcErrors, bool) {
+	var pe *confirm.PendingError
+	switch {
+	case errors.Is(err, confirm.ErrNoPending):
+		return rpcErrors{newErr("protocol", "operation-failed", "no confirmed commit is pending")}, true
+	case !errors.As(err, &pe):
+		return nil, false
 	}
-	s.revertLocked(reason)
-}
-
-// revertLocked rolls running back to before the pending commit; s.mu is
-// held.
-func (s *Server) revertLocked(reason string) *rpcError {
-	pc := s.pending
-	s.pending = nil
-	pc.timer.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	info, err := s.cfg.Store.Rollback(ctx, pc.rollbackID, "netconf")
-	if err != nil {
-		s.log.Error("NETCONF confirmed commit: rollback failed", "reason", reason, "rollback_to", pc.rollbackID, "err", err)
-		return newErr("application", "operation-failed", "rollback to commit %d failed: %v", pc.rollbackID, err)
+	p := pe.Pending
+	switch {
+	case p.Owner.Persist:
+		return rpcErrors{newErr("protocol", "invalid-value", "a persistent confirmed commit is pending: give its persist-id").info("bad-element", "persist-id")}, true
+	case p.Owner.Proto == confirm.NETCONF:
+		id := strings.TrimPrefix(p.Owner.ID, "session ")
+		return rpcErrors{newErr("protocol", "in-use", "a confirmed commit of session %s is pending: only that session may confirm or cancel it", id).info("session-id", id)}, true
 	}
-	s.setCandidateLocked(nil, nil)
-	s.log.Info("NETCONF confirmed commit reverted", "reason", reason, "rollback_to", pc.rollbackID, "commit", info.ID)
-	return nil
+	return rpcErrors{newErr("protocol", "in-use", "%v", pe)}, true
 }
 
 func (ss *session) cancelCommit(op *elem) rpcErrors {
@@ -130,14 +103,11 @@ func (ss *session) cancelCommit(op *elem) rpcErrors {
 	srv := ss.srv
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if srv.pending == nil {
-		return rpcErrors{newErr("protocol", "operation-failed", "no confirmed commit is pending")}
-	}
-	if e := srv.mayConfirmLocked(ss, pid); e != nil {
-		return rpcErrors{e}
-	}
-	if e := srv.revertLocked(fmt.Sprintf("cancel-commit by session %d", ss.id)); e != nil {
-		return rpcErrors{e}
+	if _, err := srv.cfg.Confirm.Cancel(ss.ctx, ss.actingToken(pid), fmt.Sprintf("cancel-commit by session %d", ss.id)); err != nil {
+		if errs, ok := confirmErrors(err); ok {
+			return errs
+		}
+		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/openconfig/ygot/ygot"
 
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -91,9 +93,17 @@ func (s *Server) setCandidateLocked(tree, base *node) {
 	s.candidate = tree
 }
 
+// confirmedCommit asks commitTree for a confirmed commit.
+type confirmedCommit struct {
+	owner   confirm.Token
+	timeout time.Duration
+}
+
 // commitTree applies the changes from tree from to tree to (diffOps) to
-// running in one store transaction.
-func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment string) rpcErrors {
+// running in one store transaction, through the datastore's confirmed-commit
+// owner: as a plain commit on behalf of by, or, with cc, as (part of) a
+// confirmed commit, which it starts even without changes.
+func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment string, by confirm.Token, cc *confirmedCommit) rpcErrors {
 	cur, err := s.runningTree()
 	if err != nil {
 		return internalErr(err)
@@ -103,11 +113,20 @@ func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment s
 	if err != nil {
 		return internalErr(err)
 	}
-	if len(ops) == 0 {
+	if len(ops) == 0 && cc == nil {
 		return nil
 	}
-	info, err := s.cfg.Store.Commit(ctx, store.Tx{Ops: ops, User: user, Comment: comment, IgnoreMissing: true})
+	tx := store.Tx{Ops: ops, User: user, Comment: comment, IgnoreMissing: true}
+	var info store.CommitInfo
+	if cc != nil {
+		info, err = s.cfg.Confirm.CommitConfirmed(ctx, tx, by, cc.owner, cc.timeout)
+	} else {
+		info, err = s.cfg.Confirm.Commit(ctx, tx, by)
+	}
 	if err != nil {
+		if errs, ok := confirmErrors(err); ok {
+			return errs
+		}
 		return storeErrors(err)
 	}
 	// When the changes were made on the current running tree and nobody
@@ -177,8 +196,10 @@ func (s *Server) endSession(ss *session) {
 		return
 	}
 	delete(s.sessions, ss.id)
-	if pc := s.pending; pc != nil && pc.persist == "" && pc.session == ss.id {
-		s.revertLocked(fmt.Sprintf("session %d ended before confirming", ss.id))
+	// A confirmed commit bound to this session (not a persistent one) is
+	// rolled back now (RFC 6241 §8.4.1).
+	if _, err := s.cfg.Confirm.Cancel(context.WithoutCancel(ss.ctx), ss.token(), fmt.Sprintf("session %d ended before confirming", ss.id)); err != nil && !isConfirmRefusal(err) {
+		s.log.Error("NETCONF session end: rollback of its confirmed commit failed", "session", ss.id, "err", err)
 	}
 	for ds, holder := range s.locks {
 		if holder != ss.id {
@@ -193,4 +214,10 @@ func (s *Server) endSession(ss *session) {
 			ss.log.Info("NETCONF candidate changes discarded: the session holding the lock ended")
 		}
 	}
+}
+
+// isConfirmRefusal: nothing pending, or pending for someone else.
+func isConfirmRefusal(err error) bool {
+	var pe *confirm.PendingError
+	return errors.Is(err, confirm.ErrNoPending) || errors.As(err, &pe)
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/gnmi"
 )
 
@@ -279,7 +280,7 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 		return validateTree(work)
 	}
 	if ds == dsRunning {
-		return srv.commitTree(ss.ctx, base, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id))
+		return srv.commitTree(ss.ctx, base, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id), ss.token(), nil)
 	}
 	srv.setCandidateLocked(work, base)
 	return nil
@@ -330,7 +331,7 @@ func (ss *session) copyConfig(op *elem) rpcErrors {
 		if err != nil {
 			return internalErr(err)
 		}
-		return srv.commitTree(ss.ctx, cur, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id))
+		return srv.commitTree(ss.ctx, cur, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id), ss.token(), nil)
 	}
 	cur, err := srv.runningTree()
 	if err != nil {
@@ -395,27 +396,47 @@ func (ss *session) commit(op *elem) rpcErrors {
 			return rpcErrors{e}
 		}
 	}
-	if srv.pending != nil {
-		if e := srv.mayConfirmLocked(ss, cp.persistID); e != nil {
-			return rpcErrors{e}
-		}
-	} else if cp.persistID != nil {
+	m := srv.cfg.Confirm
+	_, pending := m.Current()
+	if !pending && cp.persistID != nil {
 		return rpcErrors{newErr("protocol", "invalid-value", "no confirmed commit is pending for persist-id %q", *cp.persistID).info("bad-element", "persist-id")}
 	}
-	before := srv.cfg.Store.Running().ID
-	if srv.candidate != nil {
-		if errs := srv.commitTree(ss.ctx, srv.candBase, srv.candidate, ss.user, fmt.Sprintf("netconf commit (session %d)", ss.id)); errs != nil {
+	by := ss.actingToken(cp.persistID)
+	comment := fmt.Sprintf("netconf commit (session %d)", ss.id)
+	if cp.confirmed {
+		owner := ss.token()
+		if cp.persist != "" {
+			owner = confirm.Token{Proto: confirm.NETCONF, ID: cp.persist, Persist: true}
+		}
+		from, to := srv.candBase, srv.candidate
+		if to == nil {
+			cur, err := srv.runningTree()
+			if err != nil {
+				return internalErr(err)
+			}
+			from, to = cur, cur
+		}
+		if errs := srv.commitTree(ss.ctx, from, to, ss.user, comment, by, &confirmedCommit{owner: owner, timeout: cp.timeout}); errs != nil {
 			return errs
 		}
 		srv.setCandidateLocked(nil, nil)
-		ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID, "confirmed", cp.confirmed)
+		ss.log.Info("NETCONF confirmed commit", "commit", srv.cfg.Store.Running().ID, "timeout", cp.timeout, "persist", cp.persist != "")
+		return nil
 	}
-	switch {
-	case cp.confirmed:
-		srv.startPendingLocked(ss, before, cp)
-	case srv.pending != nil:
-		srv.pending.timer.Stop()
-		srv.pending = nil
+	if srv.candidate != nil {
+		if errs := srv.commitTree(ss.ctx, srv.candBase, srv.candidate, ss.user, comment, by, nil); errs != nil {
+			return errs
+		}
+		srv.setCandidateLocked(nil, nil)
+		ss.log.Info("NETCONF commit", "commit", srv.cfg.Store.Running().ID)
+	}
+	if pending {
+		if _, err := m.Confirm(by); err != nil {
+			if errs, ok := confirmErrors(err); ok {
+				return errs
+			}
+			return internalErr(err)
+		}
 		ss.log.Info("NETCONF confirmed commit confirmed")
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
@@ -46,7 +47,11 @@ type Config struct {
 	// RunningLock, shared with the gNMI server, makes a <lock> on running
 	// hold off gNMI Set too (RFC 6241 §7.5). Nil: NETCONF locks only.
 	RunningLock *dslock.Lock
-	Log         *slog.Logger
+	// Confirm is the datastore's one confirmed commit, shared with the gNMI
+	// server. Nil: the server makes its own over Store and rolls a pending
+	// commit back when Serve returns.
+	Confirm *confirm.Manager
+	Log     *slog.Logger
 
 	MaxSessions int           // concurrent NETCONF sessions
 	MaxMessage  int           // bytes of one received message
@@ -67,7 +72,8 @@ type Server struct {
 	candBase  *node      // the running tree the candidate was derived from
 	locks     map[string]uint32
 	sessions  map[uint32]*session
-	pending   *pendingCommit // a confirmed commit awaiting confirmation
+	// ownConfirm: Confirm was made here, so Serve shuts it down.
+	ownConfirm bool
 
 	runMu    sync.Mutex
 	runCache *cachedTree
@@ -96,6 +102,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("server", "netconf"), locks: map[string]uint32{}, sessions: map[uint32]*session{}}
+	if s.cfg.Confirm == nil {
+		s.cfg.Confirm = confirm.New(cfg.Store, confirm.Options{Log: cfg.Log})
+		s.ownConfirm = true
+	}
 	s.ssh = &ssh.ServerConfig{
 		PasswordCallback: s.password,
 		ServerVersion:    "SSH-2.0-spiagent",
@@ -133,13 +143,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		nc, err := lis.Accept()
 		if err != nil {
 			wg.Wait()
-			s.mu.Lock()
-			if s.pending != nil {
-				// Left applied: the store keeps it across the restart.
-				s.pending.timer.Stop()
-				s.log.Warn("NETCONF shutting down with a confirmed commit pending: it stays applied")
+			if s.ownConfirm {
+				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				s.cfg.Confirm.Shutdown(sctx)
+				cancel()
 			}
-			s.mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/spiagent/spiagent/agent/auth"
-	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
@@ -73,7 +72,7 @@ func (f *gnmiFlags) listenAddr() (string, error) {
 
 // startGNMI starts the gNMI server; the returned function waits for it to
 // stop after ctx is done.
-func startGNMI(ctx context.Context, log *slog.Logger, st *store.Store, tel *telemetry.Tree, ops gnmi.Operations, lock *dslock.Lock, dataDir string, f *gnmiFlags) (func() error, error) {
+func startGNMI(ctx context.Context, log *slog.Logger, st *store.Store, tel *telemetry.Tree, ops gnmi.Operations, nb northbound, dataDir string, f *gnmiFlags) (func() error, error) {
 	if f.addr == "" {
 		log.Info("gNMI disabled (--gnmi-addr \"\")")
 		return func() error { return nil }, nil
@@ -92,7 +91,7 @@ func startGNMI(ctx context.Context, log *slog.Logger, st *store.Store, tel *tele
 			log.Warn("no gNMI users: every gNMI request will be refused until one is added with `spiagent user add`", "users_file", users.Path())
 		}
 	}
-	cfg := gnmi.Config{Store: st, State: tel, Users: users, Lab: f.lab, InsecureForce: f.insecureForce, Ops: ops, RunningLock: lock, Log: log}
+	cfg := gnmi.Config{Store: st, State: tel, Users: users, Lab: f.lab, InsecureForce: f.insecureForce, Ops: ops, RunningLock: nb.lock, Confirm: nb.confirm, Log: log}
 	if !f.insecure {
 		cert, err := auth.LoadServerCert(f.certFile, f.keyFile, dataDir)
 		if err != nil {

@@ -14,8 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spiagent/spiagent/agent"
+	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
@@ -109,13 +111,23 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	// One lock on running for both northbound interfaces (RFC 6241 §7.5).
-	lock := &dslock.Lock{}
-	waitGNMI, err := startGNMI(ctx, log, st, tel, a, lock, dataDir, gf)
+	// One lock on running and one confirmed commit for both northbound
+	// interfaces (RFC 6241 §7.5). A confirmed commit left pending by an
+	// agent that died is rolled back before anyone connects.
+	nb := northbound{lock: &dslock.Lock{}, confirm: confirm.New(st, confirm.Options{Log: log, Dir: dataDir})}
+	if err := nb.confirm.Recover(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		nb.confirm.Shutdown(sctx)
+	}()
+	waitGNMI, err := startGNMI(ctx, log, st, tel, a, nb, dataDir, gf)
 	if err != nil {
 		return fmt.Errorf("gNMI: %w", err)
 	}
-	waitNETCONF, err := startNETCONF(ctx, log, st, tel, a, lock, dataDir, gf.usersFile, nf)
+	waitNETCONF, err := startNETCONF(ctx, log, st, tel, a, nb, dataDir, gf.usersFile, nf)
 	if err != nil {
 		return fmt.Errorf("NETCONF: %w", err)
 	}
@@ -124,6 +136,12 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 	<-ctx.Done()
 	log.Info("spiagent shutting down", "reason", context.Cause(ctx))
 	return waitGNMI()
+}
+
+// northbound is what the gNMI and NETCONF servers share.
+type northbound struct {
+	lock    *dslock.Lock
+	confirm *confirm.Manager
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/spiagent/spiagent/agent/auth"
-	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/netconf"
 	"github.com/spiagent/spiagent/agent/telemetry"
@@ -40,7 +39,7 @@ func addNETCONFFlags(fs *flag.FlagSet) *netconfFlags {
 
 // startNETCONF starts the NETCONF server; the returned function waits for it
 // to stop after ctx is done. It shares the users file (and roles) with gNMI.
-func startNETCONF(ctx context.Context, log *slog.Logger, st *store.Store, tel *telemetry.Tree, ops gnmi.Operations, lock *dslock.Lock, dataDir string, usersFile string, f *netconfFlags) (func() error, error) {
+func startNETCONF(ctx context.Context, log *slog.Logger, st *store.Store, tel *telemetry.Tree, ops gnmi.Operations, nb northbound, dataDir string, usersFile string, f *netconfFlags) (func() error, error) {
 	if f.addr == "" {
 		log.Info("NETCONF disabled (--netconf-addr \"\")")
 		return func() error { return nil }, nil
@@ -64,7 +63,7 @@ func startNETCONF(ctx context.Context, log *slog.Logger, st *store.Store, tel *t
 		log.Info("NETCONF SSH host key", "file", keyPath, "fingerprint", fp)
 	}
 	srv, err := netconf.New(netconf.Config{
-		Store: st, State: tel, Users: users, HostKey: key, Ops: ops, RunningLock: lock, Log: log,
+		Store: st, State: tel, Users: users, HostKey: key, Ops: ops, RunningLock: nb.lock, Confirm: nb.confirm, Log: log,
 		MaxSessions: f.maxSessions, MaxMessage: f.maxMessage, IdleTimeout: f.idle,
 	})
 	if err != nil {

@@ -44,7 +44,7 @@ func TestStartNETCONF(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	f := &netconfFlags{addr: addr, maxSessions: 4, maxMessage: 1 << 20, idle: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
-	wait, err := startNETCONF(ctx, log, st, telemetry.New(), nil, nil, dir, "", f)
+	wait, err := startNETCONF(ctx, log, st, telemetry.New(), nil, northbound{}, dir, "", f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStartNETCONF(t *testing.T) {
 		t.Fatal("host key file rewritten")
 	}
 	// --netconf-addr "" disables the server.
-	wait, err = startNETCONF(context.Background(), log, st, telemetry.New(), nil, nil, dir, "", &netconfFlags{})
+	wait, err = startNETCONF(context.Background(), log, st, telemetry.New(), nil, northbound{}, dir, "", &netconfFlags{})
 	if err != nil || wait() != nil {
 		t.Fatalf("disabled: %v", err)
 	}
