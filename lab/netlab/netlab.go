@@ -206,3 +206,19 @@ func WaitFor(ctx context.Context, timeout, interval time.Duration, cond func() b
 		}
 	}
 }
+
+// Batch runs iproute2 commands (one per line, as for `ip -batch`) inside
+// namespace ns: thousands of addresses in one process.
+func Batch(ctx context.Context, ns, cmds string) error {
+	if strings.TrimSpace(cmds) == "" {
+		return nil
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(cmds)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}

@@ -209,6 +209,21 @@ func (r *Router) Log() string {
 	return string(b)
 }
 
+// GNMI returns the router's gNMI client (plaintext, lab mode, through its
+// namespace).
+func (r *Router) GNMI() (gpb.GNMIClient, error) { return r.client() }
+
+// PID is the agent's process id (0 when not running): `ip netns exec`
+// execs spiagent in place, so the child is the agent itself.
+func (r *Router) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 func (r *Router) client() (gpb.GNMIClient, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
