@@ -101,7 +101,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer l.Down()
 	res := &Result{N: o.N}
-	logf := func(format string, args ...any) { fmt.Fprintf(o.Log, "scale N=%d: "+format+"\n", append([]any{o.N}, args...)...) }
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(o.Log, "scale N=%d: "+format+"\n", append([]any{o.N}, args...)...)
+	}
 	var err error
 	if _, res.RSSEmpty, err = procStat(l.A.PID()); err != nil {
 		return nil, err
