@@ -142,17 +142,11 @@ func (a *Agent) applyIntent(ctx context.Context, in *intent.Intent) error {
 			a.applied.reqIDs[tag], a.applied.byReqID[id] = id, tag
 		}
 	}
-	icfg, err := ikeConfig(in, ike.Config{Port: a.cfg.IKEPort, NATTPort: a.cfg.NATTPort, Log: a.log.With("component", "ike")})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
+	icfg := ikeConfig(in, ike.Config{Port: a.cfg.IKEPort, NATTPort: a.cfg.NATTPort, Log: a.log.With("component", "ike")})
 	if err := a.ike.SetConfig(icfg); err != nil {
 		return fmt.Errorf("agent: IKE refused the ISAKMP configuration: %w", err)
 	}
-	cps, err := childPolicies(in, a.applied.reqIDs)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
+	cps := childPolicies(in, a.applied.reqIDs)
 	if err := a.ike.SetChildPolicies(cps); err != nil {
 		return fmt.Errorf("agent: IKE refused the crypto maps: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/recovery"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
 	"github.com/spiagent/spiagent/ipsec"
 )
@@ -225,7 +226,7 @@ func (a *Agent) recover(ev ipsec.Event) {
 	out := a.rec.Decide(re)
 	if out == recovery.Notify {
 		a.log.Info("invalid SPI recovery: notifying the source", "peer", ev.Src, "spi", hex32(ev.SA.SPI), "proto", ev.SA.Proto)
-		if err := a.ike.SendInvalidSPI(ev.SA.Dst, ev.Src, ike.Protocol(ev.SA.Proto), ev.SA.SPI); err != nil {
+		if err := a.ike.SendInvalidSPI(ev.SA.Dst, ev.Src, alg.Protocol(ev.SA.Proto), ev.SA.SPI); err != nil {
 			a.mu.Lock()
 			a.notifies.failed++
 			a.mu.Unlock()

@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/openconfig/ygot/ygot"
 
+	"github.com/spiagent/spiagent/agent/intent"
 	"github.com/spiagent/spiagent/agent/recovery"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -68,7 +68,7 @@ func (a *Agent) publishSAs() {
 		}
 		for k := range ipsecSAsIn(cur) {
 			if _, ok := ipsecs[k]; !ok {
-				if err := tx.Delete(telemetry.IPsecSAPath(k.Dst.String(), k.Proto.String(), k.SPI)); err != nil {
+				if err := tx.Delete(telemetry.IPsecSAPath(k.Dst.String(), protoKey(k.Proto), k.SPI)); err != nil {
 					return err
 				}
 			}
@@ -123,26 +123,19 @@ func ipsecSAsIn(root *gen.Device) map[ipsec.SAKey]bool {
 	return out
 }
 
+// protoKey is a protocol as the model's list key spells it ("esp").
+func protoKey(p alg.Protocol) string {
+	e, _ := intent.ProtocolEnum(p)
+	n, _ := ygot.EnumName(e)
+	return n
+}
+
 func saKeyOf(sa *gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa) ipsec.SAKey {
 	st := sa.GetState()
-	k := ipsec.SAKey{SPI: st.GetSpi(), Proto: ipsec.ProtoESP}
+	k := ipsec.SAKey{SPI: st.GetSpi()}
+	k.Proto, _ = intent.ProtocolOf(st.GetProtocol())
 	k.Dst, _ = netip.ParseAddr(st.GetDestinationAddress())
-	if st.GetProtocol() == gen.SpiagentTypes_IpsecProtocol_ah {
-		k.Proto = ipsec.ProtoAH
-	}
 	return k
-}
-
-var p1EncNames = map[suite.Cipher]gen.E_SpiagentTypes_IsakmpEncryption{
-	suite.DES: gen.SpiagentTypes_IsakmpEncryption_des, suite.TripleDES: gen.SpiagentTypes_IsakmpEncryption_3des,
-	suite.AES128: gen.SpiagentTypes_IsakmpEncryption_aes_128, suite.AES192: gen.SpiagentTypes_IsakmpEncryption_aes_192,
-	suite.AES256: gen.SpiagentTypes_IsakmpEncryption_aes_256,
-}
-
-var p1HashNames = map[suite.Hash]gen.E_SpiagentTypes_IsakmpHash{
-	suite.MD5: gen.SpiagentTypes_IsakmpHash_md5, suite.SHA1: gen.SpiagentTypes_IsakmpHash_sha,
-	suite.SHA256: gen.SpiagentTypes_IsakmpHash_sha256, suite.SHA384: gen.SpiagentTypes_IsakmpHash_sha384,
-	suite.SHA512: gen.SpiagentTypes_IsakmpHash_sha512,
 }
 
 var iosStatus = map[string]gen.E_SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Status{
@@ -164,83 +157,33 @@ func ikeSAState(id uint32, s ike.IKESAInfo) *gen.SpiagentCrypto_Crypto_Isakmp_Sa
 		ResponderCookie:   ygot.String(hex.EncodeToString(s.RCookie[:])),
 		Role:              gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Role_responder,
 		Status:            iosStatus[s.State],
-		Encryption:        p1EncNames[s.Policy.Cipher],
-		Hash:              p1HashNames[s.Policy.Hash],
 		NatTraversal:      ygot.Bool(s.NATT),
 		LifetimeRemaining: ygot.Uint32(uint32(max(s.LifetimeLeft, 0) / time.Second)),
 	}
 	if s.Initiator {
 		st.Role = gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa_State_Role_initiator
 	}
-	if g, err := groupEnum(int(s.Policy.Group)); err == nil {
-		st.Group = g
-	}
+	// The engine negotiates nothing the model cannot name; a value without
+	// a name stays unset rather than be guessed.
+	st.Encryption, _ = intent.EncryptionEnum(s.Policy.Cipher)
+	st.Hash, _ = intent.HashEnum(s.Policy.Hash)
+	st.Group, _ = intent.GroupEnum(s.Policy.Group)
 	return &gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa{ConnId: ygot.Uint32(id), State: st}
-}
-
-func groupEnum(g int) (gen.E_SpiagentTypes_DhGroup, error) {
-	for v, def := range gen.ΛEnum["E_SpiagentTypes_DhGroup"] {
-		if def.Name == fmt.Sprintf("group%d", g) {
-			return gen.E_SpiagentTypes_DhGroup(v), nil
-		}
-	}
-	return 0, fmt.Errorf("no group %d", g)
-}
-
-// iosTransform prints a negotiated SA's transform as IOS does.
-func iosTransform(s ike.SA) string {
-	switch s.Proto {
-	case ike.ProtoAH:
-		return "ah-" + iosInteg(s.Integ)
-	}
-	var w []string
-	switch s.Cipher {
-	case suite.DES:
-		w = append(w, "esp-des")
-	case suite.TripleDES:
-		w = append(w, "esp-3des")
-	case suite.AES128:
-		w = append(w, "esp-aes 128")
-	case suite.AES192:
-		w = append(w, "esp-aes 192")
-	case suite.AES256:
-		w = append(w, "esp-aes 256")
-	case suite.AESGCM128:
-		w = append(w, "esp-gcm 128")
-	case suite.AESGCM256:
-		w = append(w, "esp-gcm 256")
-	default:
-		w = append(w, "esp-null")
-	}
-	if s.Integ != ike.IntegNone {
-		w = append(w, "esp-"+iosInteg(s.Integ))
-	}
-	return strings.Join(w, " ")
-}
-
-func iosInteg(i ike.Integrity) string {
-	return map[ike.Integrity]string{
-		ike.IntegMD5: "md5-hmac", ike.IntegSHA1: "sha-hmac", ike.IntegSHA256: "sha256-hmac",
-		ike.IntegSHA384: "sha384-hmac", ike.IntegSHA512: "sha512-hmac",
-	}[i]
 }
 
 // ipsecSAStates describes a bundle's SAs, with counters from the dataplane.
 func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa {
 	var out []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa
 	left := c.sa.Lifetime - now.Sub(c.sa.Established)
-	mode := gen.SpiagentTypes_IpsecMode_tunnel
-	if c.sa.Mode == ike.ModeTransport {
-		mode = gen.SpiagentTypes_IpsecMode_transport
-	}
+	mode, _ := intent.ModeEnum(c.sa.Mode)
 	add := func(s ike.SA, in bool) {
 		src, dst, dir := c.sa.Local, c.sa.Remote, gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State_Direction_outbound
 		if in {
 			src, dst, dir = c.sa.Remote, c.sa.Local, gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State_Direction_inbound
 		}
-		proto := gen.SpiagentTypes_IpsecProtocol_esp
-		if s.Proto == ike.ProtoAH {
-			proto = gen.SpiagentTypes_IpsecProtocol_ah
+		proto, ok := intent.ProtocolEnum(s.Proto)
+		if !ok {
+			return
 		}
 		st := &gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa_State{
 			DestinationAddress:       ygot.String(dst.String()),
@@ -249,17 +192,21 @@ func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*g
 			Spi:                      ygot.Uint32(s.SPI),
 			Direction:                dir,
 			Peer:                     ygot.String(c.sa.Remote.String()),
-			Transform:                ygot.String(iosTransform(s)),
 			Mode:                     mode,
-			UdpEncapsulated:          ygot.Bool(c.sa.Encap != nil && s.Proto == ike.ProtoESP),
+			UdpEncapsulated:          ygot.Bool(c.sa.Encap != nil && s.Proto == alg.ESP),
 			LocalSelector:            ygot.String(c.sa.LocalTS.String()),
 			RemoteSelector:           ygot.String(c.sa.RemoteTS.String()),
 			LifetimeRemainingSeconds: ygot.Uint32(uint32(max(left, 0) / time.Second)),
 		}
+		if tr, err := intent.SATransform(s.Proto, s.Cipher, s.Integ); err == nil {
+			st.Transform = ygot.String(tr)
+		} else {
+			a.log.Warn("publish SA state", "spi", fmt.Sprintf("0x%08x", s.SPI), "err", err)
+		}
 		if c.tun != nil {
 			st.CryptoMap, st.CryptoMapSequence = ygot.String(c.tun.Map), ygot.Uint32(c.tun.Seq)
 		}
-		key := ipsec.SAKey{Dst: dst, Proto: ipsec.Protocol(s.Proto), SPI: s.SPI}
+		key := ipsec.SAKey{Dst: dst, Proto: s.Proto, SPI: s.SPI}
 		if ctr, err := a.dp.Counters(ctx, key); err == nil {
 			st.Packets, st.Bytes = ygot.Uint64(ctr.Packets), ygot.Uint64(ctr.Bytes)
 			st.AuthFailures, st.ReplayErrors = ygot.Uint64(ctr.AuthFailures), ygot.Uint64(ctr.ReplayErrors)
@@ -327,10 +274,7 @@ func (a *Agent) publishInvalidSPI() {
 		if out == 0 {
 			return nil
 		}
-		proto := gen.SpiagentTypes_IpsecProtocol_esp
-		if ev.Proto == uint8(ipsec.ProtoAH) {
-			proto = gen.SpiagentTypes_IpsecProtocol_ah
-		}
+		proto, _ := intent.ProtocolEnum(alg.Protocol(ev.Proto))
 		return tx.Replace(telemetry.LastInvalidSPIPath(), &gen.SpiagentCrypto_Crypto_InvalidSpi_LastEvent_State{
 			Time:               ygot.Uint64(uint64(ev.Time.UnixNano())),
 			SourceAddress:      ygot.String(ev.Src.String()),

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 )
 
-func benchPair(b *testing.B, n int, pfs suite.Group) *pair {
+func benchPair(b *testing.B, n int, pfs alg.Group) *pair {
 	cfg := baseConfig()
 	cfg.MaxSAsPerPeer = 1 << 30
 	cfg.MaxHalfOpen = 1 << 30
@@ -50,11 +50,11 @@ func (p *pair) quietPump() (installs int) {
 	}
 }
 
-// BenchmarkMMQMInMemory: one op = one complete Main Mode (aes128-sha1-
-// modp2048) + Quick Mode (ESP aes128-sha1, PFS modp2048) between two
+// BenchmarkMMQMInMemory: one op = one complete Main alg.Mode (aes128-sha1-
+// modp2048) + Quick alg.Mode (ESP aes128-sha1, PFS modp2048) between two
 // engines in memory, one at a time.
 func BenchmarkMMQMInMemory(b *testing.B) {
-	for _, pfs := range []suite.Group{suite.GroupNone, suite.MODP2048} {
+	for _, pfs := range []alg.Group{alg.GroupNone, alg.MODP2048} {
 		b.Run("pfs="+pfs.String(), func(b *testing.B) {
 			p := benchPair(b, b.N, pfs)
 			b.ReportAllocs()
@@ -80,7 +80,7 @@ func BenchmarkMMQMInMemory(b *testing.B) {
 // it reports the rate of the last 1000 negotiations after 10000.
 func BenchmarkRateFlat(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		p := benchPair(b, 11000, suite.GroupNone)
+		p := benchPair(b, 11000, alg.GroupNone)
 		var first, last time.Duration
 		for k := 0; k < 11000; k++ {
 			if k == 0 || k == 10000 {
@@ -118,7 +118,7 @@ func BenchmarkMemoryPerSA(b *testing.B) {
 	const n = 5000
 	for i := 0; i < b.N; i++ {
 		base := heapNow()
-		p := benchPair(b, n, suite.GroupNone)
+		p := benchPair(b, n, alg.GroupNone)
 		for k := 0; k < n; k++ {
 			p.a.e.InitiateNew(p.now, fmt.Sprint("a", k))
 			p.quietPump()
@@ -133,7 +133,7 @@ func BenchmarkMemoryPerSA(b *testing.B) {
 		runtime.KeepAlive(respB)
 
 		base = heapNow()
-		p = benchPair(b, 1, suite.GroupNone)
+		p = benchPair(b, 1, alg.GroupNone)
 		p.a.e.SetChildPolicies(nil)
 		for k := 0; k < n; k++ {
 			// An INVALID-SPI notify sets up an ISAKMP SA without a child.

@@ -3,6 +3,7 @@ package ike
 import (
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -15,21 +16,21 @@ type child struct {
 }
 
 // keyedSA derives KEYMAT for one SA (RFC 2409 §5.5).
-func (x *exchange) keyedSA(p Protocol, spi uint32, t Transform) SA {
+func (x *exchange) keyedSA(p alg.Protocol, spi uint32, t Transform) SA {
 	h := x.sa.pol.Hash
 	s := SA{Proto: p, SPI: spi}
 	switch p {
-	case ProtoAH:
-		s.TransformID, s.Integ = t.AH.ahID(), t.AH
+	case alg.AH:
+		s.TransformID, s.Integ = ahID(t.AH), t.AH
 		s.IntegKey = suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoAH), spi, x.ni, x.nr, t.AH.KeyLen())
-	case ProtoESP:
-		s.TransformID, _ = t.ESP.ESPID()
+	case alg.ESP:
+		s.TransformID, _ = suite.ESPID(t.ESP)
 		s.Cipher, s.Integ = t.ESP, t.ESPInteg
 		// Encryption key first (for AES-GCM: key then 4-byte salt, RFC 4106
 		// §8.1), then the integrity key; ESP NULL takes no encryption key.
 		n := t.ESP.KeyMatLen()
 		k := suite.KeyMat(h, x.sa.keys.D, x.gqm, byte(wire.ProtoESP), spi, x.ni, x.nr, n+t.ESPInteg.KeyLen())
-		s.EncKey, s.IntegKey = Key(k[:n]), Key(k[n:])
+		s.EncKey, s.IntegKey = alg.Key(k[:n]), alg.Key(k[n:])
 		if n == 0 {
 			s.EncKey = nil
 		}
@@ -44,12 +45,12 @@ func (x *exchange) keyedSA(p Protocol, spi uint32, t Transform) SA {
 // ESP without integrity (neither HMAC, AH nor an AEAD).
 func (t Transform) weak() bool {
 	switch {
-	case t.ESP == suite.DES || t.ESP == suite.ESPNull:
+	case t.ESP == alg.DES || t.ESP == alg.ESPNull:
 		return true
-	case t.AH == IntegMD5 || t.ESPInteg == IntegMD5:
+	case t.AH == alg.HMACMD5 || t.ESPInteg == alg.HMACMD5:
 		return true
 	}
-	return t.ESP != suite.CipherNone && !t.ESP.IsAEAD() && t.ESPInteg == IntegNone && t.AH == IntegNone
+	return t.ESP != alg.CipherNone && !t.ESP.IsAEAD() && t.ESPInteg == alg.IntegNone && t.AH == alg.IntegNone
 }
 
 func (e *Engine) addChild(now time.Time, x *exchange) {
@@ -63,7 +64,7 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 	if sa.natt() {
 		c.Encap = &Encap{LocalPort: sa.local.Port(), RemotePort: sa.remote.Port()}
 	}
-	for _, p := range []Protocol{ProtoAH, ProtoESP} {
+	for _, p := range []alg.Protocol{alg.AH, alg.ESP} {
 		if x.inSPI[p] == 0 || x.outSPI[p] == 0 {
 			continue
 		}

@@ -3,48 +3,28 @@ package ike
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"sort"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 )
-
-// PSK is a pre-shared key. It never prints its bytes: String, GoString,
-// Format (every fmt verb) and LogValue all redact it.
-type PSK []byte
-
-func (PSK) String() string                 { return "<redacted>" }
-func (PSK) GoString() string               { return "<redacted>" }
-func (PSK) Format(f fmt.State, verb rune)  { io.WriteString(f, "<redacted>") }
-func (PSK) LogValue() slog.Value           { return slog.StringValue("<redacted>") }
-func (k PSK) MarshalText() ([]byte, error) { return []byte("<redacted>"), nil }
-
-// Key is IPsec key material handed to the dataplane; it redacts like PSK.
-type Key []byte
-
-func (Key) String() string                 { return "<redacted>" }
-func (Key) GoString() string               { return "<redacted>" }
-func (Key) Format(f fmt.State, verb rune)  { io.WriteString(f, "<redacted>") }
-func (Key) LogValue() slog.Value           { return slog.StringValue("<redacted>") }
-func (k Key) MarshalText() ([]byte, error) { return []byte("<redacted>"), nil }
 
 // Policy is an ISAKMP (phase 1) policy, "crypto isakmp policy N". Only
 // pre-shared key authentication exists here.
 type Policy struct {
 	Priority int
-	Cipher   suite.Cipher
-	Hash     suite.Hash
-	Group    suite.Group
+	Cipher   alg.Cipher
+	Hash     alg.Hash
+	Group    alg.Group
 	Lifetime time.Duration
 }
 
 // Weak reports algorithms kept for compatibility only (DES, MD5, MODP
 // groups below 2048 bits); they are accepted and logged as weak.
 func (p Policy) Weak() bool {
-	return p.Cipher == suite.DES || p.Hash == suite.MD5 || p.Group.Weak()
+	return p.Cipher.Weak() || p.Hash.Weak() || p.Group.Weak()
 }
 
 func (p Policy) String() string {
@@ -68,8 +48,8 @@ type Config struct {
 	// Policies are matched by ascending Priority.
 	Policies []Policy
 	// Keys holds pre-shared keys by peer address; the unspecified address
-	// (0.0.0.0 or ::) is a wildcard.
-	Keys map[netip.Addr]PSK
+	// (0.0.0.0 or ::) is a wildcard. alg.Key never prints its bytes.
+	Keys map[netip.Addr]alg.Key
 
 	NATT         NATTMode
 	NATKeepalive time.Duration // RFC 3948 keepalives when behind a NAT (0: 20 s)
@@ -97,106 +77,33 @@ type Config struct {
 	Trace func(sent bool, msg []byte)
 }
 
-// Protocol is an IPsec protocol, numbered as in the IP header.
-type Protocol uint8
-
-// Protocols.
-const (
-	ProtoESP Protocol = 50
-	ProtoAH  Protocol = 51
-)
-
-func (p Protocol) String() string {
-	switch p {
-	case ProtoESP:
-		return "esp"
-	case ProtoAH:
-		return "ah"
-	}
-	return fmt.Sprintf("proto-%d", uint8(p))
-}
-
-// Integrity is an AH or ESP integrity algorithm.
-type Integrity uint8
-
-// Integrity algorithms (HMACs as in RFC 2403, 2404, 4868).
-const (
-	IntegNone Integrity = iota
-	IntegMD5
-	IntegSHA1
-	IntegSHA256
-	IntegSHA384
-	IntegSHA512
-)
-
-var integNames = [...]string{"none", "hmac-md5", "hmac-sha1", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
-
-func (i Integrity) String() string {
-	if int(i) < len(integNames) {
-		return integNames[i]
-	}
-	return fmt.Sprintf("integ(%d)", uint8(i))
-}
-
-func (i Integrity) valid() bool { return i >= IntegMD5 && i <= IntegSHA512 }
-
-// KeyLen is the HMAC key length in bytes.
-func (i Integrity) KeyLen() int { return [...]int{0, 16, 20, 32, 48, 64}[i%6] }
-
-// authAlg is the IPsec DOI Authentication Algorithm attribute; ahID the AH transform ID.
-func (i Integrity) authAlg() uint64 { return [...]uint64{0, 1, 2, 5, 6, 7}[i%6] }
-func (i Integrity) ahID() uint8     { return [...]uint8{0, 2, 3, 5, 6, 7}[i%6] }
-
-func integFromAuthAlg(v uint64) (Integrity, bool) {
-	for i := IntegMD5; i <= IntegSHA512; i++ {
-		if i.authAlg() == v {
-			return i, true
-		}
-	}
-	return IntegNone, false
-}
-
-// Mode is the IPsec mode.
-type Mode uint8
-
-// Modes.
-const (
-	ModeTunnel Mode = iota
-	ModeTransport
-)
-
-func (m Mode) String() string {
-	if m == ModeTransport {
-		return "transport"
-	}
-	return "tunnel"
-}
-
 // Transform is one IPsec proposal: AH and/or ESP (an AH+ESP bundle when
 // both are set), like an IOS transform set.
 type Transform struct {
-	AH       Integrity    // IntegNone: no AH
-	ESP      suite.Cipher // CipherNone: no ESP
-	ESPInteg Integrity
-	Mode     Mode
+	AH       alg.Integrity // alg.IntegNone: no AH
+	ESP      alg.Cipher    // alg.CipherNone: no ESP
+	ESPInteg alg.Integrity
+	Mode     alg.Mode
 }
 
 // validate checks the combination of algorithms in t.
 func (t Transform) validate() error {
 	switch {
-	case t.AH == IntegNone && t.ESP == suite.CipherNone:
+	case !t.Mode.Valid():
+		return fmt.Errorf("transform %v: unknown mode", t)
+	case t.AH == alg.IntegNone && t.ESP == alg.CipherNone:
 		return errors.New("empty transform")
-	case t.AH != IntegNone && !t.AH.valid():
+	case t.AH != alg.IntegNone && !t.AH.Valid():
 		return fmt.Errorf("transform %v: unsupported AH algorithm", t)
-	case t.ESP == suite.CipherNone:
+	case t.ESP == alg.CipherNone:
 		return nil
 	case !t.ESP.ValidESP():
 		return fmt.Errorf("transform %v: unsupported ESP cipher", t)
-	case t.ESPInteg != IntegNone && !t.ESPInteg.valid():
+	case t.ESPInteg != alg.IntegNone && !t.ESPInteg.Valid():
 		return fmt.Errorf("transform %v: unsupported ESP integrity algorithm", t)
-	case t.ESP == suite.ESPNull && t.ESPInteg == IntegNone:
+	case t.ESP == alg.ESPNull && t.ESPInteg == alg.IntegNone:
 		return fmt.Errorf("transform %v: ESP NULL needs an integrity algorithm", t)
-	case t.ESP.IsAEAD() && t.ESPInteg != IntegNone:
+	case t.ESP.IsAEAD() && t.ESPInteg != alg.IntegNone:
 		return fmt.Errorf("transform %v: %v is an AEAD and takes no separate integrity algorithm", t, t.ESP)
 	}
 	return nil
@@ -204,12 +111,12 @@ func (t Transform) validate() error {
 
 func (t Transform) String() string {
 	s := ""
-	if t.AH != IntegNone {
+	if t.AH != alg.IntegNone {
 		s += "ah-" + t.AH.String() + " "
 	}
-	if t.ESP != suite.CipherNone {
+	if t.ESP != alg.CipherNone {
 		s += "esp-" + t.ESP.String() + " "
-		if t.ESPInteg != IntegNone {
+		if t.ESPInteg != alg.IntegNone {
 			s += "esp-" + t.ESPInteg.String() + " "
 		}
 	}
@@ -244,7 +151,7 @@ type ChildPolicy struct {
 	LocalTS    Selector
 	RemoteTS   Selector
 	Proposals  []Transform
-	PFS        suite.Group // GroupNone: no PFS
+	PFS        alg.Group // alg.GroupNone: no PFS
 	Lifetime   time.Duration
 	LifetimeKB uint64
 }
@@ -309,15 +216,15 @@ func (c *Config) normalize() error {
 		}
 	}
 	c.Policies = ps
-	keys := make(map[netip.Addr]PSK, len(c.Keys))
+	keys := make(map[netip.Addr]alg.Key, len(c.Keys))
 	for a, k := range c.Keys {
-		keys[a.Unmap()] = append(PSK(nil), k...)
+		keys[a.Unmap()] = k.Clone()
 	}
 	c.Keys = keys
 	return nil
 }
 
-func (c *Config) key(peer netip.Addr) (PSK, bool) {
+func (c *Config) key(peer netip.Addr) (alg.Key, bool) {
 	if k, ok := c.Keys[peer]; ok {
 		return k, true
 	}
@@ -344,7 +251,7 @@ func validateChild(p *ChildPolicy) error {
 			return fmt.Errorf("ike: child policy %q: %w", p.Tag, err)
 		}
 	}
-	if p.PFS != suite.GroupNone && !p.PFS.Valid() {
+	if p.PFS != alg.GroupNone && !p.PFS.Valid() {
 		return fmt.Errorf("ike: child policy %q: unsupported PFS group %d", p.Tag, p.PFS)
 	}
 	if p.Lifetime == 0 {

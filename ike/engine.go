@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/wire"
 )
 
@@ -41,13 +42,13 @@ type respKey struct {
 }
 
 type spiKey struct {
-	proto Protocol
+	proto alg.Protocol
 	spi   uint32
 }
 
 type outKey struct {
 	peer  netip.Addr
-	proto Protocol
+	proto alg.Protocol
 	spi   uint32
 }
 
@@ -270,9 +271,9 @@ func (e *Engine) InitiateNew(now time.Time, tag string) error {
 // peer in an Informational exchange protected by HASH(1), establishing an
 // ISAKMP SA first when there is none. local is our address the offending
 // packet was sent to.
-func (e *Engine) SendInvalidSPI(now time.Time, local, peer netip.Addr, proto Protocol, spi uint32) error {
+func (e *Engine) SendInvalidSPI(now time.Time, local, peer netip.Addr, proto alg.Protocol, spi uint32) error {
 	e.runTimers(now)
-	if proto != ProtoESP && proto != ProtoAH {
+	if proto != alg.ESP && proto != alg.AH {
 		return fmt.Errorf("ike: invalid-spi for protocol %v", proto)
 	}
 	return e.withIKE(now, local, peer, func(now time.Time, sa *ikeSA) {
@@ -427,19 +428,19 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 	return s
 }
 
-func protoWire(p Protocol) wire.ProtocolID {
-	if p == ProtoAH {
+func protoWire(p alg.Protocol) wire.ProtocolID {
+	if p == alg.AH {
 		return wire.ProtoAH
 	}
 	return wire.ProtoESP
 }
 
-func protoFromWire(p wire.ProtocolID) Protocol {
+func protoFromWire(p wire.ProtocolID) alg.Protocol {
 	switch p {
 	case wire.ProtoAH:
-		return ProtoAH
+		return alg.AH
 	case wire.ProtoESP:
-		return ProtoESP
+		return alg.ESP
 	}
 	return 0
 }

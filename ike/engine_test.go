@@ -7,19 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/wire"
 )
 
-// Every DH group and every phase 1 cipher/hash pair: Main Mode + Quick Mode
+// Every DH group and every phase 1 cipher/hash pair: Main alg.Mode + Quick alg.Mode
 // must complete with mirrored keys.
 func TestMainQuickAllSuites(t *testing.T) {
-	ciphers := []suite.Cipher{suite.DES, suite.TripleDES, suite.AES128, suite.AES192, suite.AES256}
-	hashes := []suite.Hash{suite.MD5, suite.SHA1, suite.SHA256, suite.SHA384, suite.SHA512}
-	for _, g := range suite.Groups {
+	ciphers := []alg.Cipher{alg.DES, alg.TripleDES, alg.AES128, alg.AES192, alg.AES256}
+	hashes := []alg.Hash{alg.MD5, alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512}
+	for _, g := range alg.Groups {
 		for _, c := range ciphers {
 			for _, h := range hashes {
-				if testing.Short() && (c != suite.AES128 && h != suite.SHA1) {
+				if testing.Short() && (c != alg.AES128 && h != alg.SHA1) {
 					continue
 				}
 				t.Run(fmt.Sprintf("%v-%v-%v", c, h, g), func(t *testing.T) {
@@ -44,27 +44,27 @@ func TestMainQuickAllSuites(t *testing.T) {
 }
 
 func TestChildVariants(t *testing.T) {
-	seed := Transform{AH: IntegSHA1, ESP: suite.DES, ESPInteg: IntegSHA1} // ah-sha-hmac esp-des esp-sha-hmac
+	seed := Transform{AH: alg.HMACSHA1, ESP: alg.DES, ESPInteg: alg.HMACSHA1} // ah-sha-hmac esp-des esp-sha-hmac
 	tests := []struct {
 		desc  string
 		tr    []Transform
-		pfs   suite.Group
+		pfs   alg.Group
 		natt  NATTMode
 		wantN int // SAs per direction
 	}{
-		{"esp aes128 sha1", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, 0, NATTAuto, 1},
-		{"esp 3des md5 transport", []Transform{{ESP: suite.TripleDES, ESPInteg: IntegMD5, Mode: ModeTransport}}, 0, NATTAuto, 1},
-		{"esp aes256 sha512 pfs14", []Transform{{ESP: suite.AES256, ESPInteg: IntegSHA512}}, suite.MODP2048, NATTAuto, 1},
-		{"esp aes192 sha384 pfs ecp384", []Transform{{ESP: suite.AES192, ESPInteg: IntegSHA384}}, suite.ECP384, NATTAuto, 1},
-		{"esp without integrity", []Transform{{ESP: suite.AES128}}, 0, NATTAuto, 1},
-		{"ah sha256 only", []Transform{{AH: IntegSHA256}}, 0, NATTAuto, 1},
-		{"ah md5 transport", []Transform{{AH: IntegMD5, Mode: ModeTransport}}, suite.MODP1024, NATTAuto, 1},
+		{"esp aes128 sha1", []Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}, 0, NATTAuto, 1},
+		{"esp 3des md5 transport", []Transform{{ESP: alg.TripleDES, ESPInteg: alg.HMACMD5, Mode: alg.Transport}}, 0, NATTAuto, 1},
+		{"esp aes256 sha512 pfs14", []Transform{{ESP: alg.AES256, ESPInteg: alg.HMACSHA512}}, alg.MODP2048, NATTAuto, 1},
+		{"esp aes192 sha384 pfs ecp384", []Transform{{ESP: alg.AES192, ESPInteg: alg.HMACSHA384}}, alg.ECP384, NATTAuto, 1},
+		{"esp without integrity", []Transform{{ESP: alg.AES128}}, 0, NATTAuto, 1},
+		{"ah sha256 only", []Transform{{AH: alg.HMACSHA256}}, 0, NATTAuto, 1},
+		{"ah md5 transport", []Transform{{AH: alg.HMACMD5, Mode: alg.Transport}}, alg.MODP1024, NATTAuto, 1},
 		{"seed bundle ah+esp", []Transform{seed}, 0, NATTAuto, 2},
-		{"seed bundle pfs group2", []Transform{seed}, suite.MODP1024, NATTAuto, 2},
-		{"bundle transport", []Transform{{AH: IntegSHA1, ESP: suite.AES128, ESPInteg: IntegSHA256, Mode: ModeTransport}}, 0, NATTAuto, 2},
-		{"forced natt tunnel", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, suite.MODP2048, NATTForce, 1},
-		{"forced natt transport", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1, Mode: ModeTransport}}, 0, NATTForce, 1},
-		{"natt off", []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}, 0, NATTOff, 1},
+		{"seed bundle pfs group2", []Transform{seed}, alg.MODP1024, NATTAuto, 2},
+		{"bundle transport", []Transform{{AH: alg.HMACSHA1, ESP: alg.AES128, ESPInteg: alg.HMACSHA256, Mode: alg.Transport}}, 0, NATTAuto, 2},
+		{"forced natt tunnel", []Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}, alg.MODP2048, NATTForce, 1},
+		{"forced natt transport", []Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1, Mode: alg.Transport}}, 0, NATTForce, 1},
+		{"natt off", []Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}, 0, NATTOff, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -82,7 +82,7 @@ func TestChildVariants(t *testing.T) {
 			if len(a.In) != tc.wantN || a.PFS != tc.pfs || a.Mode != tc.tr[0].Mode {
 				t.Fatalf("got %d SAs, pfs %v, mode %v", len(a.In), a.PFS, a.Mode)
 			}
-			if tc.wantN == 2 && (a.In[0].Proto != ProtoAH || a.In[1].Proto != ProtoESP) {
+			if tc.wantN == 2 && (a.In[0].Proto != alg.AH || a.In[1].Proto != alg.ESP) {
 				t.Fatal("bundle order must be AH then ESP")
 			}
 			if tc.natt == NATTForce {
@@ -107,7 +107,7 @@ func TestChildVariants(t *testing.T) {
 func TestNATDetected(t *testing.T) {
 	natIP := netip.MustParseAddr("203.0.113.99")
 	ca, cb := baseConfig(), baseConfig()
-	cb.Keys = map[netip.Addr]PSK{natIP: psk}
+	cb.Keys = map[netip.Addr]alg.Key{natIP: psk}
 	p := newPair(t, ca, cb)
 	p.nat, p.natIP = true, natIP
 	pb := childPolicy("mapB", addrB, natIP, lanB, lanA)
@@ -136,13 +136,13 @@ func TestNATDetected(t *testing.T) {
 func TestPolicyPriorityMatching(t *testing.T) {
 	ca, cb := baseConfig(), baseConfig()
 	ca.Policies = []Policy{
-		{Priority: 1, Cipher: suite.AES256, Hash: suite.SHA256, Group: suite.MODP2048},
-		{Priority: 2, Cipher: suite.DES, Hash: suite.SHA1, Group: suite.MODP768},
-		{Priority: 3, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048},
+		{Priority: 1, Cipher: alg.AES256, Hash: alg.SHA256, Group: alg.MODP2048},
+		{Priority: 2, Cipher: alg.DES, Hash: alg.SHA1, Group: alg.MODP768},
+		{Priority: 3, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048},
 	}
 	cb.Policies = []Policy{
-		{Priority: 20, Cipher: suite.DES, Hash: suite.SHA1, Group: suite.MODP768},
-		{Priority: 10, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048},
+		{Priority: 20, Cipher: alg.DES, Hash: alg.SHA1, Group: alg.MODP768},
+		{Priority: 10, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048},
 	}
 	p := newPair(t, ca, cb)
 	p.initiate(p.a, "mapA")
@@ -150,11 +150,11 @@ func TestPolicyPriorityMatching(t *testing.T) {
 		t.Fatal("no child")
 	}
 	// B's priority 10 policy is its best that A offers.
-	if got := p.a.events[0].IKE.Policy; got.Cipher != suite.AES128 || got.Group != suite.MODP2048 {
+	if got := p.a.events[0].IKE.Policy; got.Cipher != alg.AES128 || got.Group != alg.MODP2048 {
 		t.Fatalf("chose %v", got)
 	}
 	// No common policy: nothing established, counted.
-	cb.Policies = []Policy{{Priority: 1, Cipher: suite.TripleDES, Hash: suite.MD5, Group: suite.MODP1536}}
+	cb.Policies = []Policy{{Priority: 1, Cipher: alg.TripleDES, Hash: alg.MD5, Group: alg.MODP1536}}
 	p = newPair(t, ca, cb)
 	p.initiate(p.a, "mapA")
 	if len(p.a.install) != 0 || p.b.e.Counters().NoProposal == 0 {
@@ -180,13 +180,13 @@ func TestQuickModeRefusals(t *testing.T) {
 	if !found {
 		t.Fatalf("A did not get INVALID-ID-INFORMATION: %v", p.a.events)
 	}
-	// The refusal ends A's Quick Mode at once: no retransmissions.
+	// The refusal ends A's Quick alg.Mode at once: no retransmissions.
 	if c := p.a.e.Counters(); c.ChildFailed != 1 || c.Retransmits != 0 || countEvents(p.a.events, EventExchangeFailed) != 1 {
 		t.Fatalf("A counters %+v", c)
 	}
 	// B requires PFS, A offers none: NO-PROPOSAL-CHOSEN.
 	p = newPair(t, baseConfig(), baseConfig())
-	p.b.e.policies["mapB"].PFS = suite.MODP2048
+	p.b.e.policies["mapB"].PFS = alg.MODP2048
 	p.initiate(p.a, "mapA")
 	if len(p.a.install) != 0 || p.b.e.Counters().NoProposal != 1 {
 		t.Fatal("installed without required PFS")
@@ -212,8 +212,8 @@ func TestQuickModeRefusals(t *testing.T) {
 func TestNATTDraftOnly(t *testing.T) {
 	cfg := baseConfig()
 	cfg.NATT = NATTForce
-	for _, mode := range []Mode{ModeTunnel, ModeTransport} {
-		p := newPair(t, cfg, cfg, Transform{ESP: suite.AES128, ESPInteg: IntegSHA1, Mode: mode})
+	for _, mode := range []alg.Mode{alg.Tunnel, alg.Transport} {
+		p := newPair(t, cfg, cfg, Transform{ESP: alg.AES128, ESPInteg: alg.HMACSHA1, Mode: mode})
 		var sawDraftNATD, sawDraftEncap bool
 		p.drop = func(from *node, pkt Packet) bool {
 			if i := bytes.Index(pkt.Data, wire.VendorNATTRFC3947); i >= 0 {
@@ -255,7 +255,7 @@ func TestIPv6(t *testing.T) {
 	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 	l6a, l6b := netip.MustParsePrefix("2001:db8:a::/48"), netip.MustParsePrefix("2001:db8:b::/48")
 	cfg := baseConfig()
-	cfg.Keys = map[netip.Addr]PSK{netip.IPv6Unspecified(): psk}
+	cfg.Keys = map[netip.Addr]alg.Key{netip.IPv6Unspecified(): psk}
 	cfg.NATT = NATTForce
 	p := &pair{t: t, now: t0,
 		a: newNode(t, a6, cfg, 1, childPolicy("mapA", a6, b6, l6a, l6b)),

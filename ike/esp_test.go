@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -35,7 +36,7 @@ func wantKeyMat(newHash func() hash.Hash, d, gqm []byte, proto byte, spi uint32,
 	return out[:n]
 }
 
-// doneExchange returns n's completed Quick Mode exchange (kept a while to
+// doneExchange returns n's completed Quick alg.Mode exchange (kept a while to
 // answer retransmissions), for its nonces, g(qm)^xy and SKEYID_d.
 func doneExchange(t *testing.T, n *node) *exchange {
 	t.Helper()
@@ -46,7 +47,7 @@ func doneExchange(t *testing.T, n *node) *exchange {
 			}
 		}
 	}
-	t.Fatal("no completed Quick Mode exchange")
+	t.Fatal("no completed Quick alg.Mode exchange")
 	return nil
 }
 
@@ -56,10 +57,10 @@ func doneExchange(t *testing.T, n *node) *exchange {
 func checkKeyMat(t *testing.T, x *exchange, c ChildSA, newHash func() hash.Hash) {
 	t.Helper()
 	for _, s := range append(append([]SA{}, c.In...), c.Out...) {
-		if s.Proto != ProtoESP {
+		if s.Proto != alg.ESP {
 			continue
 		}
-		encLen := map[suite.Cipher]int{suite.AESGCM128: 20, suite.AESGCM256: 36, suite.ESPNull: 0, suite.AES128: 16}[s.Cipher]
+		encLen := map[alg.Cipher]int{alg.AESGCM128: 20, alg.AESGCM256: 36, alg.ESPNull: 0, alg.AES128: 16}[s.Cipher]
 		n := encLen + s.Integ.KeyLen()
 		k := wantKeyMat(newHash, x.sa.keys.D, x.gqm, 3, s.SPI, x.ni, x.nr, n)
 		if len(s.EncKey) != encLen || !bytes.Equal(s.EncKey, k[:encLen]) {
@@ -71,7 +72,7 @@ func checkKeyMat(t *testing.T, x *exchange, c ChildSA, newHash func() hash.Hash)
 				t.Fatalf("%v: salt placement", s.Cipher)
 			}
 		}
-		if !bytes.Equal(s.IntegKey, k[encLen:]) || (s.Integ == IntegNone) != (s.IntegKey == nil) {
+		if !bytes.Equal(s.IntegKey, k[encLen:]) || (s.Integ == alg.IntegNone) != (s.IntegKey == nil) {
 			t.Fatalf("%v SPI %#x: IntegKey is not KEYMAT[%d:%d]", s.Cipher, s.SPI, encLen, n)
 		}
 	}
@@ -79,31 +80,31 @@ func checkKeyMat(t *testing.T, x *exchange, c ChildSA, newHash func() hash.Hash)
 
 // AES-GCM (RFC 4106) and NULL (RFC 2410) ESP, both engines in memory.
 func TestESPGCMAndNull(t *testing.T) {
-	gcm128 := Transform{ESP: suite.AESGCM128}
-	gcm256 := Transform{ESP: suite.AESGCM256}
+	gcm128 := Transform{ESP: alg.AESGCM128}
+	gcm256 := Transform{ESP: alg.AESGCM256}
 	tests := []struct {
 		desc   string
 		tr     Transform
-		pfs    suite.Group
+		pfs    alg.Group
 		natt   NATTMode
-		hash   suite.Hash
+		hash   alg.Hash
 		id     uint8
 		keyLen int
 	}{
-		{"gcm128", gcm128, 0, NATTAuto, suite.SHA1, 20, 20},
-		{"gcm128 pfs", gcm128, suite.MODP2048, NATTAuto, suite.SHA1, 20, 20},
-		{"gcm128 transport", Transform{ESP: suite.AESGCM128, Mode: ModeTransport}, 0, NATTAuto, suite.SHA1, 20, 20},
-		{"gcm128 natt forced", gcm128, suite.ECP256, NATTForce, suite.SHA1, 20, 20},
-		{"gcm128 natt forced transport", Transform{ESP: suite.AESGCM128, Mode: ModeTransport}, 0, NATTForce, suite.SHA1, 20, 20},
-		{"gcm256", gcm256, 0, NATTAuto, suite.SHA256, 20, 36},
-		{"gcm256 pfs", gcm256, suite.MODP2048, NATTAuto, suite.SHA256, 20, 36},
-		{"gcm256 transport pfs", Transform{ESP: suite.AESGCM256, Mode: ModeTransport}, suite.MODP2048, NATTAuto, suite.SHA256, 20, 36},
-		{"gcm256 natt forced", gcm256, 0, NATTForce, suite.SHA256, 20, 36},
-		{"gcm256 natt forced transport pfs", Transform{ESP: suite.AESGCM256, Mode: ModeTransport}, suite.MODP2048, NATTForce, suite.SHA256, 20, 36},
-		{"null sha1", Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, 0, NATTAuto, suite.SHA1, 11, 0},
-		{"null sha1 pfs natt forced", Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, suite.MODP2048, NATTForce, suite.SHA1, 11, 0},
-		{"null sha256 transport", Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA256, Mode: ModeTransport}, 0, NATTAuto, suite.SHA256, 11, 0},
-		{"ah + gcm bundle", Transform{AH: IntegSHA1, ESP: suite.AESGCM128}, 0, NATTAuto, suite.SHA1, 20, 20},
+		{"gcm128", gcm128, 0, NATTAuto, alg.SHA1, 20, 20},
+		{"gcm128 pfs", gcm128, alg.MODP2048, NATTAuto, alg.SHA1, 20, 20},
+		{"gcm128 transport", Transform{ESP: alg.AESGCM128, Mode: alg.Transport}, 0, NATTAuto, alg.SHA1, 20, 20},
+		{"gcm128 natt forced", gcm128, alg.ECP256, NATTForce, alg.SHA1, 20, 20},
+		{"gcm128 natt forced transport", Transform{ESP: alg.AESGCM128, Mode: alg.Transport}, 0, NATTForce, alg.SHA1, 20, 20},
+		{"gcm256", gcm256, 0, NATTAuto, alg.SHA256, 20, 36},
+		{"gcm256 pfs", gcm256, alg.MODP2048, NATTAuto, alg.SHA256, 20, 36},
+		{"gcm256 transport pfs", Transform{ESP: alg.AESGCM256, Mode: alg.Transport}, alg.MODP2048, NATTAuto, alg.SHA256, 20, 36},
+		{"gcm256 natt forced", gcm256, 0, NATTForce, alg.SHA256, 20, 36},
+		{"gcm256 natt forced transport pfs", Transform{ESP: alg.AESGCM256, Mode: alg.Transport}, alg.MODP2048, NATTForce, alg.SHA256, 20, 36},
+		{"null sha1", Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, 0, NATTAuto, alg.SHA1, 11, 0},
+		{"null sha1 pfs natt forced", Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, alg.MODP2048, NATTForce, alg.SHA1, 11, 0},
+		{"null sha256 transport", Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA256, Mode: alg.Transport}, 0, NATTAuto, alg.SHA256, 11, 0},
+		{"ah + gcm bundle", Transform{AH: alg.HMACSHA1, ESP: alg.AESGCM128}, 0, NATTAuto, alg.SHA1, 20, 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -125,22 +126,22 @@ func TestESPGCMAndNull(t *testing.T) {
 				t.Fatalf("pfs %v mode %v encap %+v", a.PFS, a.Mode, a.Encap)
 			}
 			esp := a.In[len(a.In)-1]
-			if esp.Proto != ProtoESP || esp.TransformID != tc.id || esp.Cipher != tc.tr.ESP || esp.Integ != tc.tr.ESPInteg ||
+			if esp.Proto != alg.ESP || esp.TransformID != tc.id || esp.Cipher != tc.tr.ESP || esp.Integ != tc.tr.ESPInteg ||
 				len(esp.EncKey) != tc.keyLen || (tc.keyLen == 0) != (esp.EncKey == nil) {
 				t.Fatalf("ESP SA: proto %v id %d cipher %v integ %v key %d bytes", esp.Proto, esp.TransformID, esp.Cipher, esp.Integ, len(esp.EncKey))
 			}
 			newHash := sha1.New
-			if tc.hash == suite.SHA256 {
+			if tc.hash == alg.SHA256 {
 				newHash = sha256.New
 			}
 			xa, xb := doneExchange(t, p.a), doneExchange(t, p.b)
-			if (tc.pfs != suite.GroupNone) != (xa.gqm != nil) || !bytes.Equal(xa.gqm, xb.gqm) {
+			if (tc.pfs != alg.GroupNone) != (xa.gqm != nil) || !bytes.Equal(xa.gqm, xb.gqm) {
 				t.Fatal("g(qm)^xy")
 			}
 			checkKeyMat(t, xa, a, newHash)
 			checkKeyMat(t, xb, b, newHash)
 			weak := strings.Contains(logs.String(), "weak algorithms")
-			if weak != (tc.tr.ESP == suite.ESPNull) {
+			if weak != (tc.tr.ESP == alg.ESPNull) {
 				t.Fatalf("weak-algorithm warning %v for %v", weak, tc.tr)
 			}
 		})
@@ -151,10 +152,10 @@ func TestESPGCMAndNull(t *testing.T) {
 // GCM-256): NO-PROPOSAL-CHOSEN, nothing installed.
 func TestESPGCMMismatch(t *testing.T) {
 	for _, c := range [][2]Transform{
-		{{ESP: suite.AESGCM128}, {ESP: suite.AES128, ESPInteg: IntegSHA1}},
-		{{ESP: suite.AES128, ESPInteg: IntegSHA1}, {ESP: suite.AESGCM128}},
-		{{ESP: suite.AESGCM128}, {ESP: suite.AESGCM256}},
-		{{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, {ESP: suite.ESPNull, ESPInteg: IntegSHA256}},
+		{{ESP: alg.AESGCM128}, {ESP: alg.AES128, ESPInteg: alg.HMACSHA1}},
+		{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}, {ESP: alg.AESGCM128}},
+		{{ESP: alg.AESGCM128}, {ESP: alg.AESGCM256}},
+		{{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, {ESP: alg.ESPNull, ESPInteg: alg.HMACSHA256}},
 	} {
 		p := newPair(t, baseConfig(), baseConfig(), c[0])
 		pb := childPolicy("mapB", addrB, addrA, lanB, lanA, c[1])
@@ -176,13 +177,13 @@ func TestESPGCMMismatch(t *testing.T) {
 		}
 	}
 	// A second, matching proposal is chosen over the GCM one B lacks.
-	p := newPair(t, baseConfig(), baseConfig(), Transform{ESP: suite.AESGCM256}, Transform{ESP: suite.AESGCM128})
-	pb := childPolicy("mapB", addrB, addrA, lanB, lanA, Transform{ESP: suite.AESGCM128})
+	p := newPair(t, baseConfig(), baseConfig(), Transform{ESP: alg.AESGCM256}, Transform{ESP: alg.AESGCM128})
+	pb := childPolicy("mapB", addrB, addrA, lanB, lanA, Transform{ESP: alg.AESGCM128})
 	if err := p.b.e.SetChildPolicies([]ChildPolicy{pb}); err != nil {
 		t.Fatal(err)
 	}
 	p.initiate(p.a, "mapA")
-	if len(p.a.install) != 1 || p.a.install[0].In[0].Cipher != suite.AESGCM128 {
+	if len(p.a.install) != 1 || p.a.install[0].In[0].Cipher != alg.AESGCM128 {
 		t.Fatalf("installs %d", len(p.a.install))
 	}
 	checkChildPair(t, p.a.install[0], p.b.install[0])
@@ -191,7 +192,7 @@ func TestESPGCMMismatch(t *testing.T) {
 // ESP-only ciphers are refused in phase 1 policies; bad ESP combinations
 // are refused in child policies.
 func TestESPOnlyValidation(t *testing.T) {
-	for _, c := range []suite.Cipher{suite.ESPNull, suite.AESGCM128, suite.AESGCM256} {
+	for _, c := range []alg.Cipher{alg.ESPNull, alg.AESGCM128, alg.AESGCM256} {
 		cfg := baseConfig()
 		cfg.Policies[0].Cipher = c
 		_, err := New(cfg, bytes.NewReader(make([]byte, 1024)))
@@ -207,11 +208,11 @@ func TestESPOnlyValidation(t *testing.T) {
 		tr   Transform
 		want string
 	}{
-		{Transform{ESP: suite.ESPNull}, "integrity"},
-		{Transform{ESP: suite.ESPNull, AH: IntegSHA1}, "integrity"},
-		{Transform{ESP: suite.AESGCM128, ESPInteg: IntegSHA1}, "AEAD"},
-		{Transform{ESP: suite.AESGCM256, ESPInteg: IntegSHA256}, "AEAD"},
-		{Transform{ESP: suite.Cipher(99), ESPInteg: IntegSHA256}, "unsupported"},
+		{Transform{ESP: alg.ESPNull}, "integrity"},
+		{Transform{ESP: alg.ESPNull, AH: alg.HMACSHA1}, "integrity"},
+		{Transform{ESP: alg.AESGCM128, ESPInteg: alg.HMACSHA1}, "AEAD"},
+		{Transform{ESP: alg.AESGCM256, ESPInteg: alg.HMACSHA256}, "AEAD"},
+		{Transform{ESP: alg.Cipher(99), ESPInteg: alg.HMACSHA256}, "unsupported"},
 	} {
 		e, _ := New(baseConfig(), bytes.NewReader(make([]byte, 1024)))
 		err := e.SetChildPolicies([]ChildPolicy{childPolicy("m", addrA, addrB, lanA, lanB, tc.tr)})
@@ -235,12 +236,12 @@ func TestESPTransformAttrs(t *testing.T) {
 		keyBits uint64
 		auth    uint64
 	}{
-		{Transform{ESP: suite.AESGCM128}, 20, 128, 0},
-		{Transform{ESP: suite.AESGCM256, Mode: ModeTransport}, 20, 256, 0},
-		{Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, 11, 0, 2},
-		{Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA256}, 11, 0, 5},
+		{Transform{ESP: alg.AESGCM128}, 20, 128, 0},
+		{Transform{ESP: alg.AESGCM256, Mode: alg.Transport}, 20, 256, 0},
+		{Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, 11, 0, 2},
+		{Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA256}, 11, 0, 5},
 	} {
-		props := p.a.e.wireProps(sa, 1, tc.tr, map[Protocol]uint32{ProtoESP: 0x1234}, suite.MODP2048, time.Hour, 0)
+		props := p.a.e.wireProps(sa, 1, tc.tr, map[alg.Protocol]uint32{alg.ESP: 0x1234}, alg.MODP2048, time.Hour, 0)
 		enc := wire.SA{DOI: wire.DOIIPsec, Situation: wire.SituationIdentOnly, Proposals: props}.Encode()
 		dec, err := wire.DecodeSA(enc)
 		if err != nil || len(dec.Proposals) != 1 || len(dec.Proposals[0].Transforms) != 1 {
@@ -259,7 +260,7 @@ func TestESPTransformAttrs(t *testing.T) {
 		if c, ok := suite.CipherFromESP(wt.ID, kb); !ok || c != tc.tr.ESP {
 			t.Fatalf("%v: decoded cipher %v %v", tc.tr, c, ok)
 		}
-		if !matchTransform(sa, tc.tr, wire.ProtoESP, &wt, suite.MODP2048) {
+		if !matchTransform(sa, tc.tr, wire.ProtoESP, &wt, alg.MODP2048) {
 			t.Fatalf("%v: does not match itself", tc.tr)
 		}
 	}
@@ -269,14 +270,14 @@ func TestESPTransformAttrs(t *testing.T) {
 		tr Transform
 		wt wire.Transform
 	}{
-		{Transform{ESP: suite.AESGCM128}, wire.Transform{ID: 20, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 128}, {Type: wire.AttrSAAuthAlg, Value: 2}}}},
-		{Transform{ESP: suite.AESGCM128}, wire.Transform{ID: 20}},
-		{Transform{ESP: suite.AESGCM128}, wire.Transform{ID: 20, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 192}}}},
-		{Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, wire.Transform{ID: 11}},
-		{Transform{ESP: suite.ESPNull, ESPInteg: IntegSHA1}, wire.Transform{ID: 11, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 128}, {Type: wire.AttrSAAuthAlg, Value: 2}}}},
+		{Transform{ESP: alg.AESGCM128}, wire.Transform{ID: 20, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 128}, {Type: wire.AttrSAAuthAlg, Value: 2}}}},
+		{Transform{ESP: alg.AESGCM128}, wire.Transform{ID: 20}},
+		{Transform{ESP: alg.AESGCM128}, wire.Transform{ID: 20, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 192}}}},
+		{Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, wire.Transform{ID: 11}},
+		{Transform{ESP: alg.ESPNull, ESPInteg: alg.HMACSHA1}, wire.Transform{ID: 11, Attrs: []wire.Attr{{Type: wire.AttrSAKeyLength, Value: 128}, {Type: wire.AttrSAAuthAlg, Value: 2}}}},
 	}
 	for _, b := range bad {
-		if matchTransform(sa, b.tr, wire.ProtoESP, &b.wt, suite.GroupNone) {
+		if matchTransform(sa, b.tr, wire.ProtoESP, &b.wt, alg.GroupNone) {
 			t.Fatalf("%v matched %+v", b.tr, b.wt)
 		}
 	}

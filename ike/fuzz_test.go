@@ -7,7 +7,7 @@ import (
 
 // FuzzHandlePacket feeds arbitrary datagrams to both engines of an
 // established pair (seeded with the real messages of the negotiation, so
-// mutations reach Quick Mode and Informational decoding with valid
+// mutations reach Quick alg.Mode and Informational decoding with valid
 // cookies). Nothing may panic, and the established child SA must survive
 // anything unauthenticated.
 func FuzzHandlePacket(f *testing.F) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 )
 
 var (
@@ -16,7 +16,7 @@ var (
 	lanA  = netip.MustParsePrefix("198.51.100.0/24")
 	lanB  = netip.MustParsePrefix("203.0.113.0/24")
 	t0    = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	psk   = PSK("s3cr3t-psk-for-tests")
+	psk   = alg.Key("s3cr3t-psk-for-tests")
 )
 
 // node is one engine plus everything it output.
@@ -41,15 +41,15 @@ type pair struct {
 
 func baseConfig() Config {
 	return Config{
-		Policies: []Policy{{Priority: 10, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: 24 * time.Hour}},
-		Keys:     map[netip.Addr]PSK{addrA: psk, addrB: psk},
+		Policies: []Policy{{Priority: 10, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048, Lifetime: 24 * time.Hour}},
+		Keys:     map[netip.Addr]alg.Key{addrA: psk, addrB: psk},
 		NATT:     NATTAuto,
 	}
 }
 
 func childPolicy(tag string, local, peer netip.Addr, lts, rts netip.Prefix, t ...Transform) ChildPolicy {
 	if len(t) == 0 {
-		t = []Transform{{ESP: suite.AES128, ESPInteg: IntegSHA1}}
+		t = []Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}
 	}
 	return ChildPolicy{Tag: tag, ReqID: 7, Local: local, Peer: peer,
 		LocalTS: Selector{Prefix: lts}, RemoteTS: Selector{Prefix: rts}, Proposals: t, Lifetime: time.Hour}
@@ -172,7 +172,7 @@ func checkChildPair(t *testing.T, a, b ChildSA) {
 		if bytes.Equal(a.In[i].EncKey, a.Out[i].EncKey) && len(a.In[i].EncKey) > 0 {
 			t.Fatal("inbound and outbound keys are equal")
 		}
-		if a.In[i].Cipher != suite.CipherNone && len(a.In[i].EncKey) != a.In[i].Cipher.KeyMatLen() {
+		if a.In[i].Cipher != alg.CipherNone && len(a.In[i].EncKey) != a.In[i].Cipher.KeyMatLen() {
 			t.Fatalf("enc key length %d", len(a.In[i].EncKey))
 		}
 		if len(a.In[i].IntegKey) != a.In[i].Integ.KeyLen() {

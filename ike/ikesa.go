@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -41,7 +42,7 @@ type ikeSA struct {
 	deleted       bool
 	local, remote netip.AddrPort
 	remote0       netip.AddrPort // the address MM1 came from (responder cache key)
-	psk           PSK
+	psk           alg.Key
 	pol           Policy
 
 	saiB     []byte // SA payload body of MM1 (for HASH_I/HASH_R)
@@ -103,7 +104,7 @@ func (sa *ikeSA) seal(h wire.Header, b *wire.Builder, iv []byte) ([]byte, []byte
 	h.Next, h.Version = b.First, wire.Version
 	traceMsg(sa.trace, true, h, b.Buf)
 	h.Flags |= wire.FlagEncryption
-	ct, next, err := sa.pol.Cipher.Encrypt(sa.keys.EncKey, iv, b.Buf)
+	ct, next, err := suite.Encrypt(sa.pol.Cipher, sa.keys.EncKey, iv, b.Buf)
 	if err != nil {
 		panic("ike: encrypt with validated cipher failed: " + err.Error())
 	}
@@ -116,7 +117,7 @@ func (sa *ikeSA) open(h wire.Header, data, iv []byte) (chain []byte, ps []wire.R
 	if h.Flags&wire.FlagEncryption == 0 {
 		return nil, nil, 0, nil, errNotEncrypted
 	}
-	chain, next, err = sa.pol.Cipher.Decrypt(sa.keys.EncKey, iv, data[wire.HeaderLen:])
+	chain, next, err = suite.Decrypt(sa.pol.Cipher, sa.keys.EncKey, iv, data[wire.HeaderLen:])
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
@@ -153,7 +154,7 @@ func (sa *ikeSA) hashed(pre [][]byte, add func(b *wire.Builder)) *wire.Builder {
 	hs := sa.pol.Hash.Size()
 	off := b.Add(wire.PayloadHash, make([]byte, hs))
 	add(&b)
-	mac := sa.pol.Hash.PRF(sa.keys.A, append(pre, b.Buf[off+4+hs:])...)
+	mac := suite.PRF(sa.pol.Hash, sa.keys.A, append(pre, b.Buf[off+4+hs:])...)
 	copy(b.Buf[off+4:], mac)
 	return &b
 }
@@ -164,7 +165,7 @@ func (sa *ikeSA) checkHash(chain []byte, ps []wire.RawPayload, end int, pre ...[
 	if len(ps) == 0 || ps[0].Type != wire.PayloadHash {
 		return false
 	}
-	want := sa.pol.Hash.PRF(sa.keys.A, append(pre, chain[ps[0].End:end])...)
+	want := suite.PRF(sa.pol.Hash, sa.keys.A, append(pre, chain[ps[0].End:end])...)
 	return hmacEqual(ps[0].Body, want)
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/wire"
 )
 
@@ -126,7 +126,7 @@ func TestDuplicateAnsweredFromCache(t *testing.T) {
 func TestDeleteBothWays(t *testing.T) {
 	for _, fromA := range []bool{true, false} {
 		t.Run(fmt.Sprint("fromA=", fromA), func(t *testing.T) {
-			p := established(t, Transform{AH: IntegSHA1, ESP: suite.DES, ESPInteg: IntegSHA1})
+			p := established(t, Transform{AH: alg.HMACSHA1, ESP: alg.DES, ESPInteg: alg.HMACSHA1})
 			from, to := p.a, p.b
 			if !fromA {
 				from, to = p.b, p.a
@@ -176,10 +176,10 @@ func TestDeleteISAKMPAndClear(t *testing.T) {
 }
 
 func TestInvalidSPIAuthenticated(t *testing.T) {
-	p := established(t, Transform{AH: IntegSHA1, ESP: suite.DES, ESPInteg: IntegSHA1})
+	p := established(t, Transform{AH: alg.HMACSHA1, ESP: alg.DES, ESPInteg: alg.HMACSHA1})
 	a := p.a.install[0]
 	// B's dataplane saw A's ESP with an SPI it "does not know".
-	if err := p.b.e.SendInvalidSPI(p.now, addrB, addrA, ProtoESP, a.OutSPI(ProtoESP)); err != nil {
+	if err := p.b.e.SendInvalidSPI(p.now, addrB, addrA, alg.ESP, a.OutSPI(alg.ESP)); err != nil {
 		t.Fatal(err)
 	}
 	p.pump()
@@ -187,7 +187,7 @@ func TestInvalidSPIAuthenticated(t *testing.T) {
 		t.Fatalf("A deletes %+v", p.a.deletes)
 	}
 	d := p.a.deletes[0]
-	if d.OutSPI(ProtoESP) != a.OutSPI(ProtoESP) || d.OutSPI(ProtoAH) != a.OutSPI(ProtoAH) || d.OutSPI(ProtoAH) == 0 {
+	if d.OutSPI(alg.ESP) != a.OutSPI(alg.ESP) || d.OutSPI(alg.AH) != a.OutSPI(alg.AH) || d.OutSPI(alg.AH) == 0 {
 		t.Fatal("delete does not cover the SA and its bundle partner")
 	}
 	var ev *Event
@@ -196,14 +196,14 @@ func TestInvalidSPIAuthenticated(t *testing.T) {
 			ev = &p.a.events[i]
 		}
 	}
-	if ev == nil || !ev.Authenticated || ev.SPI != a.OutSPI(ProtoESP) || ev.Proto != ProtoESP {
+	if ev == nil || !ev.Authenticated || ev.SPI != a.OutSPI(alg.ESP) || ev.Proto != alg.ESP {
 		t.Fatalf("notify event %+v", ev)
 	}
 	if p.b.e.Counters().InvalidSPISent != 1 || p.a.e.Counters().UnauthNotifies != 0 {
 		t.Fatal("counters")
 	}
 	// An INVALID-SPI for an SPI A does not use deletes nothing.
-	p.b.e.SendInvalidSPI(p.now, addrB, addrA, ProtoESP, 0x12345)
+	p.b.e.SendInvalidSPI(p.now, addrB, addrA, alg.ESP, 0x12345)
 	p.pump()
 	if len(p.a.deletes) != 1 {
 		t.Fatal("unknown SPI deleted something")
@@ -241,7 +241,7 @@ func TestInvalidSPIForgedIgnored(t *testing.T) {
 			if !ck {
 				hh.ICookie[0] ^= 0xff
 			}
-			p.a.e.HandlePacket(p.now, Packet{Local: netip.AddrPortFrom(addrA, 4500), Remote: netip.AddrPortFrom(addrB, 4500), Data: forgedInfo(hh, a.OutSPI(ProtoESP), enc, rnd)})
+			p.a.e.HandlePacket(p.now, Packet{Local: netip.AddrPortFrom(addrA, 4500), Remote: netip.AddrPortFrom(addrB, 4500), Data: forgedInfo(hh, a.OutSPI(alg.ESP), enc, rnd)})
 		}
 	}
 	p.pump()
@@ -261,7 +261,7 @@ func TestInvalidSPIForgedIgnored(t *testing.T) {
 	}
 }
 
-// B "reboots" (fresh engine, same key): its Main Mode carries
+// B "reboots" (fresh engine, same key): its Main alg.Mode carries
 // INITIAL-CONTACT and A drops every older SA with B.
 func TestInitialContactAfterReboot(t *testing.T) {
 	p := established(t)
@@ -297,9 +297,9 @@ func TestInitialContactAfterReboot(t *testing.T) {
 // Rebooted B sends INVALID-SPI: it needs a new ISAKMP SA first.
 func TestInvalidSPIAfterRebootSetsUpISAKMP(t *testing.T) {
 	p := established(t)
-	spi := p.a.install[0].OutSPI(ProtoESP)
+	spi := p.a.install[0].OutSPI(alg.ESP)
 	p.b = newNode(t, addrB, baseConfig(), 77)
-	if err := p.b.e.SendInvalidSPI(p.now, addrB, addrA, ProtoESP, spi); err != nil {
+	if err := p.b.e.SendInvalidSPI(p.now, addrB, addrA, alg.ESP, spi); err != nil {
 		t.Fatal(err)
 	}
 	p.pump()
@@ -403,13 +403,13 @@ func TestExchangeTimeout(t *testing.T) {
 func TestHalfOpenAndPerPeerLimits(t *testing.T) {
 	cb := baseConfig()
 	cb.MaxHalfOpen = 2
-	cb.Keys = map[netip.Addr]PSK{netip.IPv4Unspecified(): psk}
+	cb.Keys = map[netip.Addr]alg.Key{netip.IPv4Unspecified(): psk}
 	b := newNode(t, addrB, cb, 5)
 	replies := 0
 	for i := 0; i < 3; i++ {
 		src := netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)})
 		ca := baseConfig()
-		ca.Keys = map[netip.Addr]PSK{addrB: psk}
+		ca.Keys = map[netip.Addr]alg.Key{addrB: psk}
 		a := newNode(t, src, ca, int64(10+i), childPolicy("m", src, addrB, lanA, lanB))
 		a.e.Initiate(t0, "m", nil)
 		for _, pkt := range a.e.Ready().Send {
@@ -445,7 +445,7 @@ func TestHalfOpenAndPerPeerLimits(t *testing.T) {
 	p.initiate(p.a, "mapA")
 	p.a.e.Clear(p.now, netip.Addr{}, false)
 	p.a.e.children = map[uint64]*child{}
-	// Second Main Mode from A while B holds one: refused.
+	// Second Main alg.Mode from A while B holds one: refused.
 	p.initiate(p.a, "mapA")
 	if p.b.e.Counters().PerPeerDropped == 0 {
 		t.Fatal("per-peer limit not enforced")
@@ -526,7 +526,7 @@ func TestRekeyChildOnDemand(t *testing.T) {
 	}
 	n := p.a.install[1]
 	checkChildPair(t, n, p.b.install[1])
-	if n.LocalTS != old.LocalTS || n.InSPI(ProtoESP) == old.InSPI(ProtoESP) || p.a.e.Counters().IKEEstablished != 1 {
+	if n.LocalTS != old.LocalTS || n.InSPI(alg.ESP) == old.InSPI(alg.ESP) || p.a.e.Counters().IKEEstablished != 1 {
 		t.Fatal("rekey did not make a fresh SA over the same ISAKMP SA")
 	}
 	if err := p.a.e.RekeyChild(p.now, 999); err == nil {
@@ -559,7 +559,7 @@ func TestRepeatedAcquireDeduplicated(t *testing.T) {
 func TestSetConfigAtRuntime(t *testing.T) {
 	p := established(t)
 	cfg := baseConfig()
-	cfg.Keys = map[netip.Addr]PSK{addrA: PSK("another key")}
+	cfg.Keys = map[netip.Addr]alg.Key{addrA: alg.Key("another key")}
 	if err := p.b.e.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +574,7 @@ func TestSetConfigAtRuntime(t *testing.T) {
 		t.Fatal("SetConfig dropped an established child SA")
 	}
 	bad := baseConfig()
-	bad.Policies = []Policy{{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: 99}}
+	bad.Policies = []Policy{{Priority: 1, Cipher: alg.AES128, Hash: alg.SHA1, Group: 99}}
 	if err := p.b.e.SetConfig(bad); err == nil {
 		t.Fatal("unsupported group accepted")
 	}

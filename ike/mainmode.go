@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -76,13 +77,13 @@ func (e *Engine) addVIDs(b *wire.Builder) {
 }
 
 func p1Transform(n uint8, p Policy) wire.Transform {
-	id, kb := p.Cipher.P1ID()
+	id, kb := suite.P1ID(p.Cipher)
 	attrs := []wire.Attr{{Type: wire.AttrEncryption, Value: uint64(id)}}
 	if kb != 0 {
 		attrs = append(attrs, wire.Attr{Type: wire.AttrKeyLength, Value: uint64(kb)})
 	}
 	attrs = append(attrs,
-		wire.Attr{Type: wire.AttrHash, Value: uint64(p.Hash.P1ID())},
+		wire.Attr{Type: wire.AttrHash, Value: uint64(suite.HashP1ID(p.Hash))},
 		wire.Attr{Type: wire.AttrAuthMethod, Value: wire.AuthPSK},
 		wire.Attr{Type: wire.AttrGroup, Value: uint64(p.Group)},
 		wire.Attr{Type: wire.AttrLifeType, Value: wire.LifeSeconds},
@@ -123,7 +124,7 @@ func p1Policy(t wire.Transform) (Policy, bool) {
 	var ok1, ok2 bool
 	p.Cipher, ok1 = suite.CipherFromP1(enc, kb)
 	p.Hash, ok2 = suite.HashFromP1(hash)
-	p.Group = suite.Group(grp)
+	p.Group = alg.Group(grp)
 	if !ok1 || !ok2 || auth != wire.AuthPSK || grp > 0xffff || !p.Group.Valid() {
 		return Policy{}, false
 	}
@@ -332,7 +333,7 @@ func (e *Engine) initMM2(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 
 // sendKE sends MM3 (initiator) or returns the MM4 chain (responder).
 func (e *Engine) keChain(sa *ikeSA) (*wire.Builder, error) {
-	dh, err := sa.pol.Group.GenerateKey(e.rand)
+	dh, err := suite.GenerateKey(sa.pol.Group, e.rand)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +378,7 @@ func (e *Engine) sendKE(now time.Time, sa *ikeSA, next saState) error {
 func natd(sa *ikeSA, ap netip.AddrPort) []byte {
 	var port [2]byte
 	binary.BigEndian.PutUint16(port[:], ap.Port())
-	return sa.pol.Hash.Sum(sa.ck.i[:], sa.ck.r[:], ap.Addr().Unmap().AsSlice(), port[:])
+	return suite.Sum(sa.pol.Hash, sa.ck.i[:], sa.ck.r[:], ap.Addr().Unmap().AsSlice(), port[:])
 }
 
 // readKE takes the peer's KE, nonce and NAT-D payloads and derives the keys.
@@ -470,9 +471,9 @@ func idBody(a netip.Addr) []byte {
 // authHash is HASH_I or HASH_R (RFC 2409 §5).
 func (sa *ikeSA) authHash(forInitiator bool, idb []byte) []byte {
 	if forInitiator {
-		return sa.pol.Hash.PRF(sa.keys.SKEYID, sa.gxi, sa.gxr, sa.ck.i[:], sa.ck.r[:], sa.saiB, idb)
+		return suite.PRF(sa.pol.Hash, sa.keys.SKEYID, sa.gxi, sa.gxr, sa.ck.i[:], sa.ck.r[:], sa.saiB, idb)
 	}
-	return sa.pol.Hash.PRF(sa.keys.SKEYID, sa.gxr, sa.gxi, sa.ck.r[:], sa.ck.i[:], sa.saiB, idb)
+	return suite.PRF(sa.pol.Hash, sa.keys.SKEYID, sa.gxr, sa.gxi, sa.ck.r[:], sa.ck.i[:], sa.saiB, idb)
 }
 
 func (e *Engine) authChain(sa *ikeSA) *wire.Builder {

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // Packet is a datagram received or to be sent. Data is the ISAKMP message
@@ -19,13 +19,13 @@ type Packet struct {
 
 // SA is one direction of one protocol of a child SA.
 type SA struct {
-	Proto       Protocol
+	Proto       alg.Protocol
 	SPI         uint32
 	TransformID uint8 // IPsec DOI transform ID (ESP_AES=12, AH_SHA=3, ...)
-	Cipher      suite.Cipher
-	EncKey      Key
-	Integ       Integrity
-	IntegKey    Key
+	Cipher      alg.Cipher
+	EncKey      alg.Key
+	Integ       alg.Integrity
+	IntegKey    alg.Key
 }
 
 // Encap describes ESP-in-UDP (RFC 3948); nil means none.
@@ -40,12 +40,12 @@ type ChildSA struct {
 	Tag           string
 	ReqID         uint32
 	Local, Remote netip.Addr
-	Mode          Mode
+	Mode          alg.Mode
 	Encap         *Encap
 	LocalTS       Selector
 	RemoteTS      Selector
 	In, Out       []SA
-	PFS           suite.Group
+	PFS           alg.Group
 	Lifetime      time.Duration
 	LifetimeKB    uint64
 	Initiator     bool
@@ -53,12 +53,12 @@ type ChildSA struct {
 }
 
 // OutSPI returns the outbound SPI of proto, or 0.
-func (c *ChildSA) OutSPI(p Protocol) uint32 { return spiOf(c.Out, p) }
+func (c *ChildSA) OutSPI(p alg.Protocol) uint32 { return spiOf(c.Out, p) }
 
 // InSPI returns the inbound SPI of proto, or 0.
-func (c *ChildSA) InSPI(p Protocol) uint32 { return spiOf(c.In, p) }
+func (c *ChildSA) InSPI(p alg.Protocol) uint32 { return spiOf(c.In, p) }
 
-func spiOf(sas []SA, p Protocol) uint32 {
+func spiOf(sas []SA, p alg.Protocol) uint32 {
 	for _, s := range sas {
 		if s.Proto == p {
 			return s.SPI
@@ -132,7 +132,7 @@ type Event struct {
 	Local, Remote netip.Addr
 	IKE           IKESAInfo // for IKE events
 	NotifyType    uint16
-	Proto         Protocol // 0 for ISAKMP
+	Proto         alg.Protocol // 0 for ISAKMP
 	SPI           uint32
 	Authenticated bool
 	Reason        string

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -16,7 +17,7 @@ type p2 struct {
 	lifeSecs, lifeKB, encap, auth, keyLen, group uint64
 }
 
-func (e *Engine) encapMode(sa *ikeSA, m Mode) uint64 {
+func (e *Engine) encapMode(sa *ikeSA, m alg.Mode) uint64 {
 	if !sa.natt() {
 		return uint64(wire.EncapTunnel + uint64(m))
 	}
@@ -26,19 +27,19 @@ func (e *Engine) encapMode(sa *ikeSA, m Mode) uint64 {
 	return uint64(wire.EncapUDPTunnel + uint64(m))
 }
 
-func (e *Engine) p2Attrs(sa *ikeSA, m Mode, integ Integrity, keyBits uint16, g suite.Group, life time.Duration, kb uint64) []wire.Attr {
+func (e *Engine) p2Attrs(sa *ikeSA, m alg.Mode, integ alg.Integrity, keyBits uint16, g alg.Group, life time.Duration, kb uint64) []wire.Attr {
 	a := []wire.Attr{
 		{Type: wire.AttrSALifeType, Value: wire.LifeSeconds}, {Type: wire.AttrSALifeDur, Value: uint64(life / time.Second)},
 	}
 	if kb > 0 {
 		a = append(a, wire.Attr{Type: wire.AttrSALifeType, Value: wire.LifeKilobytes}, wire.Attr{Type: wire.AttrSALifeDur, Value: kb})
 	}
-	if g != suite.GroupNone {
+	if g != alg.GroupNone {
 		a = append(a, wire.Attr{Type: wire.AttrSAGroup, Value: uint64(g)})
 	}
 	a = append(a, wire.Attr{Type: wire.AttrEncapMode, Value: e.encapMode(sa, m)})
-	if integ != IntegNone {
-		a = append(a, wire.Attr{Type: wire.AttrSAAuthAlg, Value: integ.authAlg()})
+	if integ != alg.IntegNone {
+		a = append(a, wire.Attr{Type: wire.AttrSAAuthAlg, Value: authAlg(integ)})
 	}
 	if keyBits != 0 {
 		a = append(a, wire.Attr{Type: wire.AttrSAKeyLength, Value: uint64(keyBits)})
@@ -48,16 +49,16 @@ func (e *Engine) p2Attrs(sa *ikeSA, m Mode, integ Integrity, keyBits uint16, g s
 
 // wireProps encodes transform t as proposal number n (two proposals with
 // the same number for an AH+ESP bundle, AH first).
-func (e *Engine) wireProps(sa *ikeSA, n uint8, t Transform, spis map[Protocol]uint32, g suite.Group, life time.Duration, kb uint64) []wire.Proposal {
+func (e *Engine) wireProps(sa *ikeSA, n uint8, t Transform, spis map[alg.Protocol]uint32, g alg.Group, life time.Duration, kb uint64) []wire.Proposal {
 	var out []wire.Proposal
-	spi := func(p Protocol) []byte { return binary.BigEndian.AppendUint32(nil, spis[p]) }
-	if t.AH != IntegNone {
-		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoAH, SPI: spi(ProtoAH), Transforms: []wire.Transform{
-			{Number: 1, ID: t.AH.ahID(), Attrs: e.p2Attrs(sa, t.Mode, t.AH, 0, g, life, kb)}}})
+	spi := func(p alg.Protocol) []byte { return binary.BigEndian.AppendUint32(nil, spis[p]) }
+	if t.AH != alg.IntegNone {
+		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoAH, SPI: spi(alg.AH), Transforms: []wire.Transform{
+			{Number: 1, ID: ahID(t.AH), Attrs: e.p2Attrs(sa, t.Mode, t.AH, 0, g, life, kb)}}})
 	}
-	if t.ESP != suite.CipherNone {
-		id, kbits := t.ESP.ESPID()
-		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoESP, SPI: spi(ProtoESP), Transforms: []wire.Transform{
+	if t.ESP != alg.CipherNone {
+		id, kbits := suite.ESPID(t.ESP)
+		out = append(out, wire.Proposal{Number: n, Protocol: wire.ProtoESP, SPI: spi(alg.ESP), Transforms: []wire.Transform{
 			{Number: 1, ID: id, Attrs: e.p2Attrs(sa, t.Mode, t.ESPInteg, kbits, g, life, kb)}}})
 	}
 	return out
@@ -90,36 +91,36 @@ func readP2(t *wire.Transform) p2 {
 }
 
 // modeOf maps an encapsulation mode attribute to (mode, udp).
-func modeOf(v uint64) (Mode, bool, bool) {
+func modeOf(v uint64) (alg.Mode, bool, bool) {
 	switch v {
 	case wire.EncapTunnel:
-		return ModeTunnel, false, true
+		return alg.Tunnel, false, true
 	case wire.EncapTransport:
-		return ModeTransport, false, true
+		return alg.Transport, false, true
 	case wire.EncapUDPTunnel, wire.EncapUDPTunnelDraft:
-		return ModeTunnel, true, true
+		return alg.Tunnel, true, true
 	case wire.EncapUDPTransport, wire.EncapUDPTransportDraft:
-		return ModeTransport, true, true
+		return alg.Transport, true, true
 	}
 	return 0, false, false
 }
 
 // matchTransform reports whether the wire transform wt of protocol p is ours.
-func matchTransform(sa *ikeSA, t Transform, p wire.ProtocolID, wt *wire.Transform, g suite.Group) bool {
+func matchTransform(sa *ikeSA, t Transform, p wire.ProtocolID, wt *wire.Transform, g alg.Group) bool {
 	a := readP2(wt)
 	mode, udp, ok := modeOf(a.encap)
 	if a.encap == 0 {
-		mode, udp, ok = ModeTunnel, false, true
+		mode, udp, ok = alg.Tunnel, false, true
 	}
 	if !ok || mode != t.Mode || udp != sa.natt() || a.group != uint64(g) {
 		return false
 	}
 	switch p {
 	case wire.ProtoAH:
-		return t.AH != IntegNone && wt.ID == t.AH.ahID() && (a.auth == 0 || a.auth == t.AH.authAlg())
+		return t.AH != alg.IntegNone && wt.ID == ahID(t.AH) && (a.auth == 0 || a.auth == authAlg(t.AH))
 	case wire.ProtoESP:
 		c, ok := suite.CipherFromESP(wt.ID, a.keyLen)
-		return ok && t.ESP != suite.CipherNone && c == t.ESP && a.auth == t.ESPInteg.authAlg()
+		return ok && t.ESP != alg.CipherNone && c == t.ESP && a.auth == authAlg(t.ESPInteg)
 	}
 	return false
 }
@@ -140,12 +141,12 @@ func proposalGroups(ps []wire.Proposal) [][]wire.Proposal {
 
 // matchGroup finds which transform of each proposal in grp matches t and
 // returns the one-transform reply proposals (SPIs not yet replaced).
-func matchGroup(sa *ikeSA, t Transform, grp []wire.Proposal, g suite.Group) ([]wire.Proposal, bool) {
+func matchGroup(sa *ikeSA, t Transform, grp []wire.Proposal, g alg.Group) ([]wire.Proposal, bool) {
 	want := 0
-	if t.AH != IntegNone {
+	if t.AH != alg.IntegNone {
 		want++
 	}
-	if t.ESP != suite.CipherNone {
+	if t.ESP != alg.CipherNone {
 		want++
 	}
 	if len(grp) != want {
@@ -156,7 +157,7 @@ func matchGroup(sa *ikeSA, t Transform, grp []wire.Proposal, g suite.Group) ([]w
 		if (p.Protocol != wire.ProtoAH && p.Protocol != wire.ProtoESP) || len(p.SPI) != 4 {
 			return nil, false
 		}
-		if p.Protocol == wire.ProtoAH && t.AH == IntegNone || p.Protocol == wire.ProtoESP && t.ESP == suite.CipherNone {
+		if p.Protocol == wire.ProtoAH && t.AH == alg.IntegNone || p.Protocol == wire.ProtoESP && t.ESP == alg.CipherNone {
 			return nil, false
 		}
 		found := false
@@ -174,4 +175,22 @@ func matchGroup(sa *ikeSA, t Transform, grp []wire.Proposal, g suite.Group) ([]w
 		}
 	}
 	return reply, true
+}
+
+// authAlg is the IPsec DOI Authentication Algorithm attribute of an
+// integrity algorithm (RFC 2407 §4.5, RFC 4868 §2.4); 0 for none.
+func authAlg(i alg.Integrity) uint64 {
+	if !i.Valid() {
+		return 0
+	}
+	return [...]uint64{0, 1, 2, 5, 6, 7}[i]
+}
+
+// ahID is the AH transform ID of an integrity algorithm (RFC 2407 §4.4.3,
+// RFC 4868 §2.4); 0 for none.
+func ahID(i alg.Integrity) uint8 {
+	if !i.Valid() {
+		return 0
+	}
+	return [...]uint8{0, 2, 3, 5, 6, 7}[i]
 }

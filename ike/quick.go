@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -26,12 +27,12 @@ type exchange struct {
 	ni, nr    []byte
 	dh        *suite.DHKey
 	gqm       []byte
-	inSPI     map[Protocol]uint32
-	outSPI    map[Protocol]uint32
+	inSPI     map[alg.Protocol]uint32
+	outSPI    map[alg.Protocol]uint32
 	offered   []Transform
 	chosen    Transform
 	wireReply []wire.Proposal
-	group     suite.Group
+	group     alg.Group
 	life      time.Duration
 	lifeKB    uint64
 	done      bool
@@ -47,7 +48,7 @@ func (x *exchange) stop() {
 }
 
 func (e *Engine) newExchange(now time.Time, sa *ikeSA, msgID uint32, initiator bool) *exchange {
-	x := &exchange{msgID: msgID, initiator: initiator, sa: sa, inSPI: map[Protocol]uint32{}, outSPI: map[Protocol]uint32{},
+	x := &exchange{msgID: msgID, initiator: initiator, sa: sa, inSPI: map[alg.Protocol]uint32{}, outSPI: map[alg.Protocol]uint32{},
 		iv: suite.Phase2IV(sa.pol.Hash, sa.pol.Cipher, sa.iv, msgID)}
 	sa.exchanges[msgID] = x
 	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "timeout") })
@@ -77,7 +78,7 @@ func (e *Engine) endExchange(now time.Time, x *exchange, why string) {
 }
 
 // allocSPI reserves a fresh inbound SPI (>= 256) for proto.
-func (e *Engine) allocSPI(p Protocol) uint32 {
+func (e *Engine) allocSPI(p alg.Protocol) uint32 {
 	for {
 		s := e.randU32()
 		k := spiKey{p, s}
@@ -104,11 +105,11 @@ func (e *Engine) startQuick(now time.Time, sa *ikeSA, pol *ChildPolicy, ts [2]Se
 	x.pol, x.ts, x.offered = pol, ts, pol.Proposals
 	x.life, x.lifeKB, x.group = pol.Lifetime, pol.LifetimeKB, pol.PFS
 	for _, t := range pol.Proposals {
-		if t.AH != IntegNone && x.inSPI[ProtoAH] == 0 {
-			x.inSPI[ProtoAH] = e.allocSPI(ProtoAH)
+		if t.AH != alg.IntegNone && x.inSPI[alg.AH] == 0 {
+			x.inSPI[alg.AH] = e.allocSPI(alg.AH)
 		}
-		if t.ESP != suite.CipherNone && x.inSPI[ProtoESP] == 0 {
-			x.inSPI[ProtoESP] = e.allocSPI(ProtoESP)
+		if t.ESP != alg.CipherNone && x.inSPI[alg.ESP] == 0 {
+			x.inSPI[alg.ESP] = e.allocSPI(alg.ESP)
 		}
 	}
 	var props []wire.Proposal
@@ -116,8 +117,8 @@ func (e *Engine) startQuick(now time.Time, sa *ikeSA, pol *ChildPolicy, ts [2]Se
 		props = append(props, e.wireProps(sa, uint8(i+1), t, x.inSPI, x.group, x.life, x.lifeKB)...)
 	}
 	x.ni = e.random(nonceLen)
-	if x.group != suite.GroupNone {
-		dh, err := x.group.GenerateKey(e.rand)
+	if x.group != alg.GroupNone {
+		dh, err := suite.GenerateKey(x.group, e.rand)
 		if err != nil {
 			e.endExchange(now, x, err.Error())
 			return
@@ -147,8 +148,8 @@ func (e *Engine) addIDs(b *wire.Builder, sa *ikeSA, ci, cr Selector) {
 }
 
 // addNATOA adds NAT-OAi/NAT-OAr in transport mode behind a NAT (RFC 3947 §5.2).
-func (e *Engine) addNATOA(b *wire.Builder, sa *ikeSA, m Mode) {
-	if m != ModeTransport || !sa.natt() {
+func (e *Engine) addNATOA(b *wire.Builder, sa *ikeSA, m alg.Mode) {
+	if m != alg.Transport || !sa.natt() {
 		return
 	}
 	t := wire.PayloadNATOA
@@ -272,10 +273,10 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 	x.iv = next
 	x.ts = [2]Selector{cr, ci}
 	x.ni = append([]byte(nil), q.nonce...)
-	group := suite.GroupNone
+	group := alg.GroupNone
 	if q.ke != nil {
-		for _, g := range suite.Groups {
-			if len(q.ke) == g.PublicLen() {
+		for _, g := range alg.Groups {
+			if len(q.ke) == suite.PublicLen(g) {
 				group = g
 				break
 			}
@@ -288,16 +289,16 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 			continue
 		}
 		idOK = true
-		if pol.PFS != suite.GroupNone && q.ke == nil {
+		if pol.PFS != alg.GroupNone && q.ke == nil {
 			continue
 		}
 		for _, grp := range proposalGroups(q.sa.Proposals) {
-			g := suite.GroupNone
+			g := alg.GroupNone
 			if q.ke != nil {
 				if a := readP2(&grp[0].Transforms[0]); a.group != 0 {
-					g = suite.Group(a.group)
+					g = alg.Group(a.group)
 				}
-				if g == suite.GroupNone || (pol.PFS != suite.GroupNone && g != pol.PFS) || g.PublicLen() != len(q.ke) {
+				if g == alg.GroupNone || (pol.PFS != alg.GroupNone && g != pol.PFS) || suite.PublicLen(g) != len(q.ke) {
 					continue
 				}
 			}
@@ -346,8 +347,8 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 		reply[i].SPI = binary.BigEndian.AppendUint32(nil, x.inSPI[pr])
 	}
 	x.nr = e.random(nonceLen)
-	if group != suite.GroupNone {
-		dh, err := group.GenerateKey(e.rand)
+	if group != alg.GroupNone {
+		dh, err := suite.GenerateKey(group, e.rand)
 		if err != nil {
 			return err
 		}
@@ -431,7 +432,7 @@ func (e *Engine) initQM2(now time.Time, x *exchange, h wire.Header, data []byte)
 	x.chosen = t
 	x.nr = append([]byte(nil), q.nonce...)
 	var b wire.Builder
-	b.Add(wire.PayloadHash, sa.pol.Hash.PRF(sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr))
+	b.Add(wire.PayloadHash, suite.PRF(sa.pol.Hash, sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr))
 	msg, _ := sa.seal(sa.header(wire.ExchangeQuick, x.msgID), &b, next)
 	x.rt.stop()
 	e.send(sa.local, sa.remote, msg)
@@ -462,7 +463,7 @@ func (e *Engine) respQM3(now time.Time, x *exchange, h wire.Header, data []byte)
 		return err
 	}
 	if len(ps) == 0 || ps[0].Type != wire.PayloadHash ||
-		!hmacEqual(ps[0].Body, sa.pol.Hash.PRF(sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr)) {
+		!hmacEqual(ps[0].Body, suite.PRF(sa.pol.Hash, sa.keys.A, []byte{0}, msgIDBytes(x.msgID), x.ni, x.nr)) {
 		return errBadHash
 	}
 	sa.heard(now)

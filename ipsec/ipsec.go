@@ -3,9 +3,13 @@
 // counters, the events a dataplane raises (acquire, expiry, invalid SPI), and
 // the small Dataplane interface the agent drives.
 //
+// Protocols, modes, algorithms and the redacting key type are alg's, the
+// vocabulary ipsec shares with ike.
+//
 // It must not know about IKE, the YANG model, the datastore or the agent: it
-// imports nothing of spiagent. Implementations live in ipsec/userspace (ESP and
-// AH in Go over a TUN device) and ipsec/xfrm (the Linux kernel over netlink).
+// imports nothing of spiagent but alg. Implementations live in ipsec/userspace
+// (ESP and AH in Go over a TUN device) and ipsec/xfrm (the Linux kernel over
+// netlink).
 package ipsec
 
 import (
@@ -15,42 +19,9 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/spiagent/spiagent/alg"
 )
-
-// Protocol is an IPsec security protocol, numbered as in the IP header.
-type Protocol uint8
-
-// IPsec protocols (IANA protocol numbers).
-const (
-	ProtoESP Protocol = 50 // RFC 4303
-	ProtoAH  Protocol = 51 // RFC 4302
-)
-
-func (p Protocol) String() string {
-	switch p {
-	case ProtoESP:
-		return "esp"
-	case ProtoAH:
-		return "ah"
-	}
-	return fmt.Sprintf("proto-%d", uint8(p))
-}
-
-// Mode is the IPsec encapsulation mode.
-type Mode uint8
-
-// Modes.
-const (
-	ModeTunnel Mode = iota
-	ModeTransport
-)
-
-func (m Mode) String() string {
-	if m == ModeTransport {
-		return "transport"
-	}
-	return "tunnel"
-}
 
 // Direction of an SA or a policy, seen from this host.
 type Direction uint8
@@ -74,72 +45,6 @@ func (d Direction) String() string {
 	return fmt.Sprintf("dir-%d", uint8(d))
 }
 
-// Cipher is an ESP encryption (or combined-mode) algorithm.
-type Cipher uint8
-
-// Ciphers. AES key sizes are taken from the key length; for AES-GCM the key
-// carries the 4-byte salt at its end (RFC 4106 §8.1), as XFRM expects.
-const (
-	CipherNull     Cipher = iota // RFC 2410
-	CipherDESCBC                 // RFC 2405 (weak; the seed's esp-des)
-	Cipher3DESCBC                // RFC 2451
-	CipherAESCBC                 // RFC 3602, 128/192/256
-	CipherAESGCM16               // RFC 4106, 16-byte ICV, 128/256
-)
-
-func (c Cipher) String() string {
-	switch c {
-	case CipherNull:
-		return "null"
-	case CipherDESCBC:
-		return "des-cbc"
-	case Cipher3DESCBC:
-		return "3des-cbc"
-	case CipherAESCBC:
-		return "aes-cbc"
-	case CipherAESGCM16:
-		return "aes-gcm-16"
-	}
-	return fmt.Sprintf("cipher-%d", uint8(c))
-}
-
-// Integrity is an ESP or AH integrity algorithm (truncated HMACs).
-type Integrity uint8
-
-// Integrity algorithms.
-const (
-	IntegNone          Integrity = iota
-	IntegHMACMD596               // RFC 2403
-	IntegHMACSHA196              // RFC 2404
-	IntegHMACSHA256128           // RFC 4868
-	IntegHMACSHA384192           // RFC 4868
-	IntegHMACSHA512256           // RFC 4868
-)
-
-func (i Integrity) String() string {
-	switch i {
-	case IntegNone:
-		return "none"
-	case IntegHMACMD596:
-		return "hmac-md5-96"
-	case IntegHMACSHA196:
-		return "hmac-sha1-96"
-	case IntegHMACSHA256128:
-		return "hmac-sha2-256-128"
-	case IntegHMACSHA384192:
-		return "hmac-sha2-384-192"
-	case IntegHMACSHA512256:
-		return "hmac-sha2-512-256"
-	}
-	return fmt.Sprintf("integ-%d", uint8(i))
-}
-
-// Key is secret key material. It never prints its bytes.
-type Key []byte
-
-func (Key) String() string   { return "<redacted>" }
-func (Key) GoString() string { return "<redacted>" }
-
 // UDPEncap describes ESP-in-UDP encapsulation (RFC 3948). Nil means raw ESP.
 type UDPEncap struct {
 	SrcPort uint16
@@ -149,7 +54,7 @@ type UDPEncap struct {
 // SAKey identifies an SA in the SAD: destination, protocol and SPI.
 type SAKey struct {
 	Dst   netip.Addr
-	Proto Protocol
+	Proto alg.Protocol
 	SPI   uint32
 }
 
@@ -168,16 +73,19 @@ type Lifetime struct {
 // SA is one security association.
 type SA struct {
 	Src, Dst netip.Addr // outer addresses (tunnel endpoints or hosts)
-	Proto    Protocol
+	Proto    alg.Protocol
 	SPI      uint32
 	Dir      Direction
-	Mode     Mode
+	Mode     alg.Mode
 	Encap    *UDPEncap // ESP only
 
-	Cipher    Cipher // ESP only
-	CipherKey Key
-	Integ     Integrity
-	IntegKey  Key
+	// Cipher is ESP's (alg.ESPNull for integrity only; alg.CipherNone for
+	// AH). CipherKey is exactly Cipher.KeyMatLen() bytes: for AES-GCM the
+	// key then the 4-byte salt.
+	Cipher    alg.Cipher
+	CipherKey alg.Key
+	Integ     alg.Integrity // alg.IntegNone with an AEAD
+	IntegKey  alg.Key
 
 	ReplayWindow uint32 // packets; 0 disables anti-replay (inbound only)
 	Lifetime     Lifetime
@@ -193,7 +101,8 @@ type SA struct {
 func (s *SA) Key() SAKey { return SAKey{Dst: s.Dst, Proto: s.Proto, SPI: s.SPI} }
 
 // Validate checks that the SA is self-consistent: addresses, SPI, algorithm and
-// key sizes. It never mentions key bytes in errors.
+// key sizes. An unknown algorithm is an error. It never mentions key bytes in
+// errors.
 func (s *SA) Validate() error {
 	if !s.Src.IsValid() || !s.Dst.IsValid() {
 		return errors.New("ipsec: SA needs source and destination addresses")
@@ -201,66 +110,45 @@ func (s *SA) Validate() error {
 	if s.SPI < 256 {
 		return fmt.Errorf("ipsec: SA %s: SPI 0x%x is reserved (RFC 4303 §2.1)", s.Key(), s.SPI)
 	}
-	if s.Proto != ProtoESP && s.Proto != ProtoAH {
+	if !s.Proto.Valid() {
 		return fmt.Errorf("ipsec: SA %s: unsupported protocol %d", s.Key(), s.Proto)
 	}
-	if s.Proto == ProtoAH {
-		if s.Cipher != CipherNull || len(s.CipherKey) != 0 {
+	if !s.Mode.Valid() {
+		return fmt.Errorf("ipsec: SA %s: unknown mode %s", s.Key(), s.Mode)
+	}
+	if s.Proto == alg.AH {
+		if s.Cipher != alg.CipherNone || len(s.CipherKey) != 0 {
 			return fmt.Errorf("ipsec: SA %s: AH has no cipher", s.Key())
 		}
-		if s.Integ == IntegNone {
+		if s.Integ == alg.IntegNone {
 			return fmt.Errorf("ipsec: SA %s: AH needs an integrity algorithm", s.Key())
 		}
 		if s.Encap != nil {
 			return fmt.Errorf("ipsec: SA %s: AH cannot be UDP-encapsulated", s.Key())
 		}
+	} else if !s.Cipher.ValidESP() {
+		return fmt.Errorf("ipsec: SA %s: ESP cipher %s: want a known cipher (null for integrity only)", s.Key(), s.Cipher)
 	}
-	if want, ok := cipherKeyLen(s.Cipher, len(s.CipherKey)); !ok {
-		return fmt.Errorf("ipsec: SA %s: %s key is %d bytes, want %s", s.Key(), s.Cipher, len(s.CipherKey), want)
+	if s.Integ != alg.IntegNone && !s.Integ.Valid() {
+		return fmt.Errorf("ipsec: SA %s: unknown integrity algorithm %s", s.Key(), s.Integ)
 	}
-	if want := IntegKeyLen(s.Integ); len(s.IntegKey) != want {
+	if want := s.Cipher.KeyMatLen(); len(s.CipherKey) != want {
+		salt := ""
+		if n := s.Cipher.SaltLen(); n > 0 {
+			salt = fmt.Sprintf(" (%d-byte key + %d-byte salt)", s.Cipher.KeyLen(), n)
+		}
+		return fmt.Errorf("ipsec: SA %s: %s key is %d bytes, want %d%s", s.Key(), s.Cipher, len(s.CipherKey), want, salt)
+	}
+	if want := s.Integ.KeyLen(); len(s.IntegKey) != want {
 		return fmt.Errorf("ipsec: SA %s: %s key is %d bytes, want %d", s.Key(), s.Integ, len(s.IntegKey), want)
 	}
-	if s.Cipher == CipherAESGCM16 && s.Integ != IntegNone {
-		return fmt.Errorf("ipsec: SA %s: aes-gcm-16 takes no separate integrity algorithm", s.Key())
+	if s.Cipher.IsAEAD() && s.Integ != alg.IntegNone {
+		return fmt.Errorf("ipsec: SA %s: %s takes no separate integrity algorithm", s.Key(), s.Cipher)
 	}
-	if s.Proto == ProtoESP && s.Cipher == CipherNull && s.Integ == IntegNone {
+	if s.Proto == alg.ESP && s.Cipher == alg.ESPNull && s.Integ == alg.IntegNone {
 		return fmt.Errorf("ipsec: SA %s: ESP with neither encryption nor integrity", s.Key())
 	}
 	return nil
-}
-
-func cipherKeyLen(c Cipher, n int) (string, bool) {
-	switch c {
-	case CipherNull:
-		return "0", n == 0
-	case CipherDESCBC:
-		return "8", n == 8
-	case Cipher3DESCBC:
-		return "24", n == 24
-	case CipherAESCBC:
-		return "16, 24 or 32", n == 16 || n == 24 || n == 32
-	case CipherAESGCM16:
-		return "20 or 36 (key + 4-byte salt)", n == 20 || n == 36
-	}
-	return "a known cipher", false
-}
-
-// IntegKeyLen is the HMAC key length for an integrity algorithm.
-func IntegKeyLen(i Integrity) int {
-	switch i {
-	case IntegHMACMD596:
-		return 16
-	case IntegHMACSHA196:
-		return 20
-	case IntegHMACSHA256128:
-		return 32
-	case IntegHMACSHA384192:
-		return 48
-	case IntegHMACSHA512256:
-		return 64
-	}
-	return 0
 }
 
 // PortRange is an inclusive range of transport ports; the zero value and
@@ -326,8 +214,8 @@ func (a Action) String() string {
 // Template says which SA a protected packet needs: one per protocol of the
 // bundle, innermost first (for the seed's AH+ESP: ESP, then AH).
 type Template struct {
-	Proto    Protocol
-	Mode     Mode
+	Proto    alg.Protocol
+	Mode     alg.Mode
 	Src, Dst netip.Addr // tunnel endpoints (this router, the peer)
 	ReqID    uint32
 }
@@ -419,7 +307,7 @@ type Dataplane interface {
 	// Name says which implementation this is ("userspace", "xfrm").
 	Name() string
 	// AllocSPI reserves an unused inbound SPI for proto towards dst.
-	AllocSPI(ctx context.Context, proto Protocol, src, dst netip.Addr) (uint32, error)
+	AllocSPI(ctx context.Context, proto alg.Protocol, src, dst netip.Addr) (uint32, error)
 	AddSA(ctx context.Context, sa SA) error
 	DeleteSA(ctx context.Context, key SAKey) error
 	AddPolicy(ctx context.Context, p Policy) error

@@ -4,14 +4,16 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/spiagent/spiagent/alg"
 )
 
 func validSA() SA {
 	return SA{
 		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
-		Proto: ProtoESP, SPI: 0x1000, Dir: DirOut,
-		Cipher: CipherAESCBC, CipherKey: make(Key, 16),
-		Integ: IntegHMACSHA196, IntegKey: make(Key, 20),
+		Proto: alg.ESP, SPI: 0x1000, Dir: DirOut,
+		Cipher: alg.AES128, CipherKey: make(alg.Key, 16),
+		Integ: alg.HMACSHA1, IntegKey: make(alg.Key, 20),
 	}
 }
 
@@ -23,30 +25,30 @@ func TestSAValidate(t *testing.T) {
 	}{
 		{"valid esp", func(*SA) {}, ""},
 		{"valid gcm 256", func(s *SA) {
-			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = CipherAESGCM16, make(Key, 36), IntegNone, nil
+			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = alg.AESGCM256, make(alg.Key, 36), alg.IntegNone, nil
 		}, ""},
 		{"valid null+sha2", func(s *SA) {
-			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = CipherNull, nil, IntegHMACSHA512256, make(Key, 64)
+			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = alg.ESPNull, nil, alg.HMACSHA512, make(alg.Key, 64)
 		}, ""},
-		{"valid ah", func(s *SA) { s.Proto, s.Cipher, s.CipherKey = ProtoAH, CipherNull, nil }, ""},
+		{"valid ah", func(s *SA) { s.Proto, s.Cipher, s.CipherKey = alg.AH, alg.CipherNone, nil }, ""},
 		{"valid esp-in-udp", func(s *SA) { s.Encap = &UDPEncap{SrcPort: 4500, DstPort: 4500} }, ""},
 		{"no src", func(s *SA) { s.Src = netip.Addr{} }, "addresses"},
 		{"reserved spi", func(s *SA) { s.SPI = 255 }, "reserved"},
 		{"bad proto", func(s *SA) { s.Proto = 6 }, "unsupported protocol"},
-		{"ah with cipher", func(s *SA) { s.Proto = ProtoAH }, "AH has no cipher"},
+		{"ah with cipher", func(s *SA) { s.Proto = alg.AH }, "AH has no cipher"},
 		{"ah without integ", func(s *SA) {
-			s.Proto, s.Cipher, s.CipherKey, s.Integ, s.IntegKey = ProtoAH, CipherNull, nil, IntegNone, nil
+			s.Proto, s.Cipher, s.CipherKey, s.Integ, s.IntegKey = alg.AH, alg.CipherNone, nil, alg.IntegNone, nil
 		}, "needs an integrity"},
-		{"ah in udp", func(s *SA) { s.Proto, s.Cipher, s.CipherKey, s.Encap = ProtoAH, CipherNull, nil, &UDPEncap{} }, "UDP"},
-		{"aes key 15", func(s *SA) { s.CipherKey = make(Key, 15) }, "key is 15 bytes"},
-		{"des key 16", func(s *SA) { s.Cipher, s.CipherKey = CipherDESCBC, make(Key, 16) }, "want 8"},
-		{"3des key 8", func(s *SA) { s.Cipher, s.CipherKey = Cipher3DESCBC, make(Key, 8) }, "want 24"},
+		{"ah in udp", func(s *SA) { s.Proto, s.Cipher, s.CipherKey, s.Encap = alg.AH, alg.CipherNone, nil, &UDPEncap{} }, "UDP"},
+		{"aes key 15", func(s *SA) { s.CipherKey = make(alg.Key, 15) }, "key is 15 bytes"},
+		{"des key 16", func(s *SA) { s.Cipher, s.CipherKey = alg.DES, make(alg.Key, 16) }, "want 8"},
+		{"3des key 8", func(s *SA) { s.Cipher, s.CipherKey = alg.TripleDES, make(alg.Key, 8) }, "want 24"},
 		{"gcm without salt", func(s *SA) {
-			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = CipherAESGCM16, make(Key, 16), IntegNone, nil
+			s.Cipher, s.CipherKey, s.Integ, s.IntegKey = alg.AESGCM128, make(alg.Key, 16), alg.IntegNone, nil
 		}, "salt"},
-		{"gcm with hmac", func(s *SA) { s.Cipher, s.CipherKey = CipherAESGCM16, make(Key, 20) }, "no separate integrity"},
-		{"sha256 key short", func(s *SA) { s.Integ = IntegHMACSHA256128 }, "want 32"},
-		{"null null", func(s *SA) { s.Cipher, s.CipherKey, s.Integ, s.IntegKey = CipherNull, nil, IntegNone, nil }, "neither"},
+		{"gcm with hmac", func(s *SA) { s.Cipher, s.CipherKey = alg.AESGCM128, make(alg.Key, 20) }, "no separate integrity"},
+		{"sha256 key short", func(s *SA) { s.Integ = alg.HMACSHA256 }, "want 32"},
+		{"null null", func(s *SA) { s.Cipher, s.CipherKey, s.Integ, s.IntegKey = alg.ESPNull, nil, alg.IntegNone, nil }, "neither"},
 		{"unknown cipher", func(s *SA) { s.Cipher = 99 }, "known cipher"},
 	}
 	for _, tc := range tests {
@@ -69,13 +71,13 @@ func TestSAValidate(t *testing.T) {
 
 func TestKeyRedacted(t *testing.T) {
 	sa := validSA()
-	sa.CipherKey = Key("supersecretkey16")
+	sa.CipherKey = alg.Key("supersecretkey16")
 	for _, s := range []string{sa.CipherKey.String(), sa.CipherKey.GoString()} {
 		if strings.Contains(s, "secret") {
 			t.Fatalf("key printed: %s", s)
 		}
 	}
-	sa.CipherKey = Key("supersecretkey1")
+	sa.CipherKey = alg.Key("supersecretkey1")
 	if err := sa.Validate(); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("Validate error %v", err)
 	}
@@ -126,13 +128,13 @@ func TestSelector(t *testing.T) {
 }
 
 func TestStrings(t *testing.T) {
-	for _, s := range []string{ProtoESP.String(), ProtoAH.String(), ModeTransport.String(), DirFwd.String(),
-		CipherAESGCM16.String(), IntegHMACSHA384192.String(), ActionDiscard.String(), EventInvalidSPI.String()} {
+	for _, s := range []string{alg.ESP.String(), alg.AH.String(), alg.Transport.String(), DirFwd.String(),
+		alg.AESGCM128.String(), alg.HMACSHA384.String(), ActionDiscard.String(), EventInvalidSPI.String()} {
 		if s == "" || strings.Contains(s, "-%") {
 			t.Fatalf("bad String %q", s)
 		}
 	}
-	k := SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: ProtoESP, SPI: 0x1234}
+	k := SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: alg.ESP, SPI: 0x1234}
 	if k.String() != "192.0.2.2/esp/0x00001234" {
 		t.Fatalf("SAKey %s", k)
 	}

@@ -2,9 +2,11 @@
 // engine-shaped values: ISAKMP policies, keys, transform proposals, and one
 // Tunnel per crypto-map entry bound to an interface, with its local address,
 // peers and traffic selectors. It is the one place where the model's IOS-style
-// names (esp-des, group14, host/any prefixes) become algorithm values.
+// names (esp-des, group14, host/any prefixes) become algorithm values (package
+// alg) and back: one table (ios.go), keyed by the generated enums, serves the
+// config and the state.
 //
-// It knows gen and the ipsec types; it does not know the datastore, the
+// It knows gen, alg and the ipsec types; it does not know the datastore, the
 // engines' runtime, or gNMI. Everything here is pure and deterministic, so the
 // reconciler can compute an Intent for the old and the new config and diff
 // them.
@@ -14,28 +16,20 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/openconfig/ygot/ygot"
-
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
-// Secret is a pre-shared key. It never prints its value.
-type Secret string
-
-func (Secret) String() string   { return "<redacted>" }
-func (Secret) GoString() string { return "<redacted>" }
-
 // Policy is an ISAKMP policy.
 type Policy struct {
 	Priority   uint16
-	Encryption string // des, 3des, aes-128, aes-192, aes-256
-	Hash       string // md5, sha, sha256, sha384, sha512
-	Group      int    // DH group number
+	Encryption alg.Cipher
+	Hash       alg.Hash
+	Group      alg.Group
 	Lifetime   time.Duration
 }
 
@@ -61,12 +55,10 @@ type Global struct {
 // Transform is one transform set, as algorithms.
 type Transform struct {
 	Name      string
-	AH        ipsec.Integrity // IntegNone: no AH
-	ESP       bool
-	Cipher    ipsec.Cipher
-	KeyBits   int // AES and GCM key size; 0 otherwise
-	ESPInteg  ipsec.Integrity
-	Mode      ipsec.Mode
+	AH        alg.Integrity // alg.IntegNone: no AH
+	ESP       alg.Cipher    // alg.CipherNone: no ESP; alg.ESPNull: integrity only
+	ESPInteg  alg.Integrity
+	Mode      alg.Mode
 	IOSString string // "ah-sha-hmac esp-des esp-sha-hmac"
 }
 
@@ -87,7 +79,7 @@ type Tunnel struct {
 	Transforms []Transform
 	ACL        string
 	Rules      []Rule
-	PFSGroup   int // 0: none
+	PFS        alg.Group // alg.GroupNone: none
 	Lifetime   time.Duration
 	LifeKB     uint64
 }
@@ -105,10 +97,10 @@ type Interface struct {
 // Intent is the whole configuration, ready for the engines.
 type Intent struct {
 	Global     Global
-	Policies   []Policy // by priority
-	Keys       map[netip.Addr]Secret
-	Interfaces []Interface // by name
-	Tunnels    []Tunnel    // by interface, map, sequence
+	Policies   []Policy               // by priority
+	Keys       map[netip.Addr]alg.Key // pre-shared keys; never printed
+	Interfaces []Interface            // by name
+	Tunnels    []Tunnel               // by interface, map, sequence
 }
 
 // FromConfig computes the Intent of a configuration. The configuration must
@@ -116,7 +108,7 @@ type Intent struct {
 // translate instead of guessing.
 func FromConfig(root *gen.Device) (*Intent, error) {
 	c := root.GetCrypto()
-	in := &Intent{Keys: map[netip.Addr]Secret{}}
+	in := &Intent{Keys: map[netip.Addr]alg.Key{}}
 	in.Global = global(c)
 	for _, p := range PoliciesOf(c) {
 		pol, err := policy(p.GetConfig())
@@ -131,7 +123,7 @@ func FromConfig(root *gen.Device) (*Intent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("intent: key %q: %w", k.GetAddress(), err)
 		}
-		in.Keys[a] = Secret(k.GetConfig().GetKey())
+		in.Keys[a] = alg.Key(k.GetConfig().GetKey())
 	}
 	ifs, err := interfaces(c)
 	if err != nil {
@@ -170,39 +162,25 @@ func global(c *gen.SpiagentCrypto_Crypto) Global {
 	}
 }
 
-// enumName is the YANG name of a generated enum value.
-func enumName(e ygot.GoEnum) string {
-	n, err := ygot.EnumName(e)
-	if err != nil {
-		return ""
-	}
-	return n
-}
-
-// groupNumber turns "group14" into 14 and "none" into 0.
-func groupNumber(name string) (int, error) {
-	if name == "none" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(name, "group"))
-	if err != nil {
-		return 0, fmt.Errorf("intent: unknown DH group %q", name)
-	}
-	return n, nil
-}
-
 func policy(p *gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config) (Policy, error) {
-	g, err := groupNumber(enumName(p.GetGroup()))
-	if err != nil {
-		return Policy{}, fmt.Errorf("intent: isakmp policy %d: %w", p.GetPriority(), err)
+	pol := Policy{Priority: p.GetPriority(), Lifetime: time.Duration(p.GetLifetime()) * time.Second}
+	enc, ok := isakmpEncryptions.byKey(p.GetEncryption())
+	if !ok {
+		return pol, fmt.Errorf("intent: isakmp policy %d: unknown encryption %v", pol.Priority, p.GetEncryption())
 	}
-	return Policy{
-		Priority:   p.GetPriority(),
-		Encryption: enumName(p.GetEncryption()),
-		Hash:       enumName(p.GetHash()),
-		Group:      g,
-		Lifetime:   time.Duration(p.GetLifetime()) * time.Second,
-	}, nil
+	hash, ok := isakmpHashes.byKey(p.GetHash())
+	if !ok {
+		return pol, fmt.Errorf("intent: isakmp policy %d: unknown hash %v", pol.Priority, p.GetHash())
+	}
+	group, ok := dhGroups.byKey(p.GetGroup())
+	if !ok {
+		return pol, fmt.Errorf("intent: isakmp policy %d: unknown DH group %v", pol.Priority, p.GetGroup())
+	}
+	if _, ok := isakmpAuthentications.byKey(p.GetAuthentication()); !ok {
+		return pol, fmt.Errorf("intent: isakmp policy %d: unsupported authentication %v", pol.Priority, p.GetAuthentication())
+	}
+	pol.Encryption, pol.Hash, pol.Group = enc.val, hash.val, group.val
+	return pol, nil
 }
 
 func interfaces(c *gen.SpiagentCrypto_Crypto) ([]Interface, error) {
@@ -257,11 +235,11 @@ func tunnel(c *gen.SpiagentCrypto_Crypto, ifc Interface, seq uint32, e *gen.Spia
 		Lifetime:  time.Duration(e.GetSaLifetimeSeconds()) * time.Second,
 		LifeKB:    uint64(e.GetSaLifetimeKilobytes()),
 	}
-	pfs, err := groupNumber(enumName(e.GetPfs()))
-	if err != nil {
-		return t, err
+	pfs, ok := pfsGroups.byKey(e.GetPfs())
+	if !ok {
+		return t, fmt.Errorf("unknown PFS group %v", e.GetPfs())
 	}
-	t.PFSGroup = pfs
+	t.PFS = pfs.val
 	for _, p := range e.GetPeer() {
 		a, err := netip.ParseAddr(p)
 		if err != nil {
@@ -294,81 +272,50 @@ func tunnel(c *gen.SpiagentCrypto_Crypto, ifc Interface, seq uint32, e *gen.Spia
 
 // TransformFromConfig translates a transform set.
 func TransformFromConfig(ts *gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config) (Transform, error) {
-	tr := Transform{Name: ts.GetName(), Mode: ipsec.ModeTunnel}
-	if enumName(ts.GetMode()) == "transport" {
-		tr.Mode = ipsec.ModeTransport
+	tr := Transform{Name: ts.GetName()}
+	mode, ok := ipsecModes.byKey(ts.GetMode())
+	if !ok {
+		return tr, fmt.Errorf("transform set %s: unknown mode %v", tr.Name, ts.GetMode())
 	}
+	tr.Mode = mode.val
 	var words []string
-	if a := enumName(ts.GetAh()); a != "" {
-		integ, ok := ahInteg[a]
+	if a := ts.GetAh(); a != gen.SpiagentTypes_AhTransform_UNSET {
+		n, ok := ahTransforms.byKey(a)
 		if !ok {
-			return tr, fmt.Errorf("transform set %s: unknown AH transform %q", tr.Name, a)
+			return tr, fmt.Errorf("transform set %s: unknown AH transform %v", tr.Name, a)
 		}
-		tr.AH = integ
-		words = append(words, a)
+		tr.AH = n.val
+		words = append(words, n.ios)
 	}
-	if e := enumName(ts.GetEspEncryption()); e != "" {
-		tr.ESP = true
-		switch e {
-		case "esp-null":
-			tr.Cipher = ipsec.CipherNull
-		case "esp-des":
-			tr.Cipher = ipsec.CipherDESCBC
-		case "esp-3des":
-			tr.Cipher = ipsec.Cipher3DESCBC
-		case "esp-aes", "esp-gcm":
-			tr.Cipher = ipsec.CipherAESCBC
-			if e == "esp-gcm" {
-				tr.Cipher = ipsec.CipherAESGCM16
-			}
-			tr.KeyBits = 128
-			if ts.EspKeyBits != nil {
-				tr.KeyBits = int(ts.GetEspKeyBits())
-			}
-			e += " " + strconv.Itoa(tr.KeyBits)
-		default:
-			return tr, fmt.Errorf("transform set %s: unknown ESP cipher %q", tr.Name, e)
+	if e := ts.GetEspEncryption(); e != gen.SpiagentTypes_EspEncryption_UNSET {
+		key := espCipher{e, ts.GetEspKeyBits()}
+		if ts.EspKeyBits == nil {
+			key.bits = espDefaultBits[e]
 		}
-		words = append(words, e)
-		if i := enumName(ts.GetEspIntegrity()); i != "" {
-			integ, ok := espInteg[i]
-			if !ok {
-				return tr, fmt.Errorf("transform set %s: unknown ESP integrity %q", tr.Name, i)
-			}
-			tr.ESPInteg = integ
-			words = append(words, i)
+		n, ok := espEncryptions.byKey(key)
+		if !ok {
+			return tr, fmt.Errorf("transform set %s: unsupported ESP cipher %v with %d-bit key", tr.Name, e, key.bits)
 		}
-	} else if i := enumName(ts.GetEspIntegrity()); i != "" {
-		// IOS allows an integrity-only ESP transform set: esp-null implied.
-		tr.ESP, tr.Cipher = true, ipsec.CipherNull
-		tr.ESPInteg = espInteg[i]
-		words = append(words, i)
+		tr.ESP = n.val
+		words = append(words, n.ios)
 	}
-	if !tr.ESP && tr.AH == ipsec.IntegNone {
+	if i := ts.GetEspIntegrity(); i != gen.SpiagentTypes_EspIntegrity_UNSET {
+		n, ok := espIntegrities.byKey(i)
+		if !ok {
+			return tr, fmt.Errorf("transform set %s: unknown ESP integrity %v", tr.Name, i)
+		}
+		if tr.ESP == alg.CipherNone {
+			// IOS allows an integrity-only ESP transform set: esp-null implied.
+			tr.ESP = alg.ESPNull
+		}
+		tr.ESPInteg = n.val
+		words = append(words, n.ios)
+	}
+	if tr.ESP == alg.CipherNone && tr.AH == alg.IntegNone {
 		return tr, fmt.Errorf("transform set %s: neither AH nor ESP", tr.Name)
 	}
 	tr.IOSString = strings.Join(words, " ")
 	return tr, nil
-}
-
-var ahInteg = map[string]ipsec.Integrity{
-	"ah-md5-hmac":    ipsec.IntegHMACMD596,
-	"ah-sha-hmac":    ipsec.IntegHMACSHA196,
-	"ah-sha256-hmac": ipsec.IntegHMACSHA256128,
-	"ah-sha384-hmac": ipsec.IntegHMACSHA384192,
-	"ah-sha512-hmac": ipsec.IntegHMACSHA512256,
-}
-
-var espInteg = map[string]ipsec.Integrity{
-	"esp-md5-hmac":    ipsec.IntegHMACMD596,
-	"esp-sha-hmac":    ipsec.IntegHMACSHA196,
-	"esp-sha256-hmac": ipsec.IntegHMACSHA256128,
-	"esp-sha384-hmac": ipsec.IntegHMACSHA384192,
-	"esp-sha512-hmac": ipsec.IntegHMACSHA512256,
-}
-
-var aclProtoNumbers = map[string]uint8{
-	"ip": 0, "icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ahp": 51,
 }
 
 // Rules translates an access list into selectors, in sequence order.
@@ -376,7 +323,14 @@ func Rules(acl *gen.SpiagentCrypto_Crypto_AccessLists_AccessList) ([]Rule, error
 	var out []Rule
 	for seq, e := range aclEntriesOf(acl) {
 		cfg := e.GetConfig()
-		r := Rule{Seq: seq, Permit: enumName(cfg.GetAction()) == "permit"}
+		r := Rule{Seq: seq}
+		switch cfg.GetAction() {
+		case gen.SpiagentCrypto_Crypto_AccessLists_AccessList_Entries_Entry_Config_Action_permit:
+			r.Permit = true
+		case gen.SpiagentCrypto_Crypto_AccessLists_AccessList_Entries_Entry_Config_Action_deny:
+		default:
+			return nil, fmt.Errorf("access list %s entry %d: unknown action %v", acl.GetName(), seq, cfg.GetAction())
+		}
 		var err error
 		if r.Selector.Src, err = netip.ParsePrefix(cfg.GetSource()); err != nil {
 			return nil, fmt.Errorf("access list %s entry %d: source: %w", acl.GetName(), seq, err)
@@ -386,11 +340,11 @@ func Rules(acl *gen.SpiagentCrypto_Crypto_AccessLists_AccessList) ([]Rule, error
 		}
 		switch p := cfg.GetProtocol().(type) {
 		case gen.E_SpiagentTypes_AclProtocol_Enum:
-			n, ok := aclProtoNumbers[enumName(p)]
+			n, ok := aclProtocols.byKey(p)
 			if !ok {
-				return nil, fmt.Errorf("access list %s entry %d: unknown protocol %q", acl.GetName(), seq, enumName(p))
+				return nil, fmt.Errorf("access list %s entry %d: unknown protocol %v", acl.GetName(), seq, p)
 			}
-			r.Selector.Proto = n
+			r.Selector.Proto = n.val
 		case gen.UnionUint8:
 			r.Selector.Proto = uint8(p)
 		default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/ipsec"
 )
@@ -48,8 +49,8 @@ func TestSeedRouterA(t *testing.T) {
 		},
 		// crypto isakmp policy 1 / authentication pre-share / lifetime 180:
 		// IOS defaults fill in DES, SHA-1 and group 1.
-		Policies: []Policy{{Priority: 1, Encryption: "des", Hash: "sha", Group: 1, Lifetime: 180 * time.Second}},
-		Keys:     map[netip.Addr]Secret{addr("10.2.2.2"): "1234"},
+		Policies: []Policy{{Priority: 1, Encryption: alg.DES, Hash: alg.SHA1, Group: alg.MODP768, Lifetime: 180 * time.Second}},
+		Keys:     map[netip.Addr]alg.Key{addr("10.2.2.2"): alg.Key("1234")},
 		Interfaces: []Interface{
 			{Name: "FastEthernet0/0", Prefix: pfx("10.1.1.1/8"), CryptoMap: "testtag1"},
 			{Name: "FastEthernet0/1", Prefix: pfx("10.0.0.1/8")},
@@ -58,8 +59,8 @@ func TestSeedRouterA(t *testing.T) {
 			Map: "testtag1", Seq: 10, Interface: "FastEthernet0/0", Local: addr("10.1.1.1"),
 			Peers: []netip.Addr{addr("10.2.2.2")},
 			Transforms: []Transform{{
-				Name: "auth2", AH: ipsec.IntegHMACSHA196, ESP: true, Cipher: ipsec.CipherDESCBC,
-				ESPInteg: ipsec.IntegHMACSHA196, Mode: ipsec.ModeTunnel,
+				Name: "auth2", AH: alg.HMACSHA1, ESP: alg.DES,
+				ESPInteg: alg.HMACSHA1, Mode: alg.Tunnel,
 				IOSString: "ah-sha-hmac esp-des esp-sha-hmac",
 			}},
 			ACL: "150",
@@ -91,19 +92,22 @@ func TestTransforms(t *testing.T) {
 		desc    string
 		cfg     gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config
 		want    string
-		cipher  ipsec.Cipher
-		bits    int
+		cipher  alg.Cipher // with its key size
 		wantErr string
 	}{
 		{desc: "seed bundle", cfg: gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{
 			Ah: gen.SpiagentTypes_AhTransform_ah_sha_hmac, EspEncryption: gen.SpiagentTypes_EspEncryption_esp_des,
-			EspIntegrity: gen.SpiagentTypes_EspIntegrity_esp_sha_hmac}, want: "ah-sha-hmac esp-des esp-sha-hmac", cipher: ipsec.CipherDESCBC},
+			EspIntegrity: gen.SpiagentTypes_EspIntegrity_esp_sha_hmac}, want: "ah-sha-hmac esp-des esp-sha-hmac", cipher: alg.DES},
 		{desc: "aes 256 sha256", cfg: gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{
 			EspEncryption: gen.SpiagentTypes_EspEncryption_esp_aes, EspKeyBits: u16(256),
-			EspIntegrity: gen.SpiagentTypes_EspIntegrity_esp_sha256_hmac}, want: "esp-aes 256 esp-sha256-hmac", cipher: ipsec.CipherAESCBC, bits: 256},
+			EspIntegrity: gen.SpiagentTypes_EspIntegrity_esp_sha256_hmac}, want: "esp-aes 256 esp-sha256-hmac", cipher: alg.AES256},
 		{desc: "gcm default 128", cfg: gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{
-			EspEncryption: gen.SpiagentTypes_EspEncryption_esp_gcm}, want: "esp-gcm 128", cipher: ipsec.CipherAESGCM16, bits: 128},
+			EspEncryption: gen.SpiagentTypes_EspEncryption_esp_gcm}, want: "esp-gcm 128", cipher: alg.AESGCM128},
 		{desc: "empty", cfg: gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{}, wantErr: "neither AH nor ESP"},
+		// Moved from the agent's TestChildPoliciesFromTunnels: an unsupported
+		// key size is a clear error, not a silent downgrade.
+		{desc: "gcm 192", cfg: gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{
+			EspEncryption: gen.SpiagentTypes_EspEncryption_esp_gcm, EspKeyBits: u16(192)}, wantErr: "unsupported ESP cipher"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			name := "t"
@@ -118,8 +122,8 @@ func TestTransforms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.IOSString != tc.want || got.Cipher != tc.cipher || got.KeyBits != tc.bits {
-				t.Errorf("got %q %v %d, want %q %v %d", got.IOSString, got.Cipher, got.KeyBits, tc.want, tc.cipher, tc.bits)
+			if got.IOSString != tc.want || got.ESP != tc.cipher {
+				t.Errorf("got %q %v, want %q %v", got.IOSString, got.ESP, tc.want, tc.cipher)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/wire"
 )
@@ -78,18 +79,18 @@ func TestCharonKnownAnswers(t *testing.T) {
 	ni, nr := mm3.body(wire.PayloadNonce), mm4.body(wire.PayloadNonce)
 	gxy := want("shared Diffie Hellman secret")
 
-	skeyid := suite.SKEYIDPSK(suite.SHA1, []byte(v.PSK), ni, nr)
+	skeyid := suite.SKEYIDPSK(alg.SHA1, []byte(v.PSK), ni, nr)
 	if !bytes.Equal(skeyid, want("SKEYID")) {
 		t.Fatalf("SKEYID %x, charon %x", skeyid, want("SKEYID"))
 	}
-	k := suite.Derive(suite.SHA1, suite.AES256, skeyid, gxy, ci, cr)
+	k := suite.Derive(alg.SHA1, alg.AES256, skeyid, gxy, ci, cr)
 	for name, got := range map[string][]byte{"SKEYID_d": k.D, "SKEYID_a": k.A, "SKEYID_e": k.E, "encryption key Ka": k.EncKey} {
 		if !bytes.Equal(got, want(name)) {
 			t.Errorf("%s %x, charon %x", name, got, want(name))
 		}
 	}
 	// HASH_R as charon computed it in MM6.
-	hashR := suite.SHA1.PRF(skeyid, gxr, gxi, cr, ci, mm1.body(wire.PayloadSA), mm6.body(wire.PayloadID))
+	hashR := suite.PRF(alg.SHA1, skeyid, gxr, gxi, cr, ci, mm1.body(wire.PayloadSA), mm6.body(wire.PayloadID))
 	if !bytes.Equal(hashR, mm6.body(wire.PayloadHash)) {
 		t.Errorf("HASH_R %x, charon sent %x", hashR, mm6.body(wire.PayloadHash))
 	}
@@ -98,7 +99,7 @@ func TestCharonKnownAnswers(t *testing.T) {
 	var mid [4]byte
 	binary.BigEndian.PutUint32(mid[:], qm2.h.MessageID)
 	chain := qm2.b[wire.HeaderLen:qm2.h.Length]
-	hash2 := suite.SHA1.PRF(k.A, mid[:], qni, chain[qm2.ps[0].End:])
+	hash2 := suite.PRF(alg.SHA1, k.A, mid[:], qni, chain[qm2.ps[0].End:])
 	if !bytes.Equal(hash2, qm2.body(wire.PayloadHash)) {
 		t.Errorf("HASH(2) %x, charon sent %x", hash2, qm2.body(wire.PayloadHash))
 	}
@@ -113,8 +114,8 @@ func TestCharonKnownAnswers(t *testing.T) {
 	}
 	spiI, spiR := spiOf(qm1), spiOf(qm2)
 	const esp = 3
-	toR := suite.KeyMat(suite.SHA1, k.D, nil, esp, spiR, qni, qnr, 32+20)
-	toI := suite.KeyMat(suite.SHA1, k.D, nil, esp, spiI, qni, qnr, 32+20)
+	toR := suite.KeyMat(alg.SHA1, k.D, nil, esp, spiR, qni, qnr, 32+20)
+	toI := suite.KeyMat(alg.SHA1, k.D, nil, esp, spiI, qni, qnr, 32+20)
 	for name, got := range map[string][]byte{
 		"encryption initiator key": toR[:32], "integrity initiator key": toR[32:],
 		"encryption responder key": toI[:32], "integrity responder key": toI[32:],

@@ -7,62 +7,19 @@ import (
 	"io"
 	"math/big"
 	"sync"
+
+	"github.com/spiagent/spiagent/alg"
 )
-
-// Group is an IKE Diffie-Hellman group number (RFC 2409 §6, RFC 3526, RFC 5903).
-type Group uint16
-
-// Supported groups.
-const (
-	GroupNone Group = 0
-	MODP768   Group = 1
-	MODP1024  Group = 2
-	MODP1536  Group = 5
-	MODP2048  Group = 14
-	MODP3072  Group = 15
-	MODP4096  Group = 16
-	ECP256    Group = 19
-	ECP384    Group = 20
-	ECP521    Group = 21
-)
-
-// Groups lists every supported group.
-var Groups = []Group{MODP768, MODP1024, MODP1536, MODP2048, MODP3072, MODP4096, ECP256, ECP384, ECP521}
-
-func (g Group) String() string {
-	switch g {
-	case GroupNone:
-		return "none"
-	case ECP256:
-		return "ecp256"
-	case ECP384:
-		return "ecp384"
-	case ECP521:
-		return "ecp521"
-	}
-	if _, ok := modpPrimes[g]; ok {
-		return fmt.Sprintf("modp%d", g.modp().BitLen())
-	}
-	return fmt.Sprintf("group(%d)", uint16(g))
-}
-
-// Valid reports whether g is supported.
-func (g Group) Valid() bool {
-	_, ok := modpPrimes[g]
-	return ok || g.curve() != nil
-}
-
-// Weak reports groups below 2048-bit MODP strength.
-func (g Group) Weak() bool { return g == MODP768 || g == MODP1024 || g == MODP1536 }
 
 var (
 	modpOnce  sync.Once
-	modpCache map[Group]*big.Int
+	modpCache map[alg.Group]*big.Int
 )
 
-func (g Group) modp() *big.Int {
+// modp is the group's prime, nil for a group that is not MODP.
+func modp(g alg.Group) *big.Int {
 	modpOnce.Do(func() {
-		modpCache = map[Group]*big.Int{}
+		modpCache = map[alg.Group]*big.Int{}
 		for k, v := range modpPrimes {
 			p, ok := new(big.Int).SetString(v, 16)
 			if !ok {
@@ -74,29 +31,30 @@ func (g Group) modp() *big.Int {
 	return modpCache[g]
 }
 
-func (g Group) curve() ecdh.Curve {
+func curve(g alg.Group) ecdh.Curve {
 	switch g {
-	case ECP256:
+	case alg.ECP256:
 		return ecdh.P256()
-	case ECP384:
+	case alg.ECP384:
 		return ecdh.P384()
-	case ECP521:
+	case alg.ECP521:
 		return ecdh.P521()
 	}
 	return nil
 }
 
-// PublicLen is the length of a KE payload's key exchange data.
-func (g Group) PublicLen() int {
-	if p := g.modp(); p != nil {
+// PublicLen is the length of a KE payload's key exchange data in group g;
+// 0 for an unsupported group.
+func PublicLen(g alg.Group) int {
+	if p := modp(g); p != nil {
 		return (p.BitLen() + 7) / 8
 	}
 	switch g {
-	case ECP256:
+	case alg.ECP256:
 		return 64
-	case ECP384:
+	case alg.ECP384:
 		return 96
-	case ECP521:
+	case alg.ECP521:
 		return 132
 	}
 	return 0
@@ -104,7 +62,7 @@ func (g Group) PublicLen() int {
 
 // DHKey is an ephemeral Diffie-Hellman private key.
 type DHKey struct {
-	g   Group
+	g   alg.Group
 	x   *big.Int         // MODP
 	ec  *ecdh.PrivateKey // ECP
 	pub []byte
@@ -116,28 +74,28 @@ var ErrPeerKey = errors.New("suite: invalid Diffie-Hellman public value")
 // GenerateKey draws a private key from r. MODP exponents are 256 bits
 // (enough for every group here, as other implementations do); ECP scalars
 // are drawn until valid.
-func (g Group) GenerateKey(r io.Reader) (*DHKey, error) {
-	if p := g.modp(); p != nil {
+func GenerateKey(g alg.Group, r io.Reader) (*DHKey, error) {
+	if p := modp(g); p != nil {
 		var buf [32]byte
 		if _, err := io.ReadFull(r, buf[:]); err != nil {
 			return nil, fmt.Errorf("suite: DH %v key: %w", g, err)
 		}
 		x := new(big.Int).SetBytes(buf[:])
 		x.SetBit(x, expBits-1, 1)
-		y := g.fixedBase().exp(x)
-		return &DHKey{g: g, x: x, pub: y.FillBytes(make([]byte, g.PublicLen()))}, nil
+		y := fixedBaseOf(g).exp(x)
+		return &DHKey{g: g, x: x, pub: y.FillBytes(make([]byte, PublicLen(g)))}, nil
 	}
-	c := g.curve()
+	c := curve(g)
 	if c == nil {
 		return nil, fmt.Errorf("suite: DH group %d not supported", uint16(g))
 	}
-	n := g.PublicLen() / 2
+	n := PublicLen(g) / 2
 	for i := 0; i < 64; i++ {
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, fmt.Errorf("suite: DH %v key: %w", g, err)
 		}
-		if g == ECP521 {
+		if g == alg.ECP521 {
 			buf[0] &= 1
 		}
 		k, err := c.NewPrivateKey(buf)
@@ -150,7 +108,7 @@ func (g Group) GenerateKey(r io.Reader) (*DHKey, error) {
 }
 
 // Group returns the key's group.
-func (k *DHKey) Group() Group { return k.g }
+func (k *DHKey) Group() alg.Group { return k.g }
 
 // Public returns the KE payload data: g^x padded to the prime length, or
 // x || y for ECP groups (RFC 5903 §7).
@@ -159,18 +117,18 @@ func (k *DHKey) Public() []byte { return k.pub }
 // Shared computes g^xy (padded to the prime length) or, for ECP, the x
 // coordinate of the shared point (RFC 5903 §7).
 func (k *DHKey) Shared(peer []byte) ([]byte, error) {
-	if len(peer) != k.g.PublicLen() {
+	if len(peer) != PublicLen(k.g) {
 		return nil, ErrPeerKey
 	}
-	if p := k.g.modp(); p != nil {
+	if p := modp(k.g); p != nil {
 		y := new(big.Int).SetBytes(peer)
 		if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(new(big.Int).Sub(p, big.NewInt(1))) >= 0 {
 			return nil, ErrPeerKey
 		}
 		z := new(big.Int).Exp(y, k.x, p)
-		return z.FillBytes(make([]byte, k.g.PublicLen())), nil
+		return z.FillBytes(make([]byte, PublicLen(k.g))), nil
 	}
-	pk, err := k.g.curve().NewPublicKey(append([]byte{4}, peer...))
+	pk, err := curve(k.g).NewPublicKey(append([]byte{4}, peer...))
 	if err != nil {
 		return nil, ErrPeerKey
 	}

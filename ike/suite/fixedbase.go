@@ -3,6 +3,8 @@ package suite
 import (
 	"math/big"
 	"sync"
+
+	"github.com/spiagent/spiagent/alg"
 )
 
 // Fixed-base exponentiation for the MODP generator 2: g^x for a 256-bit x
@@ -22,16 +24,16 @@ type fixedBase struct {
 
 var (
 	fixedMu     sync.Mutex
-	fixedTables = map[Group]*fixedBase{}
+	fixedTables = map[alg.Group]*fixedBase{}
 )
 
-func (g Group) fixedBase() *fixedBase {
+func fixedBaseOf(g alg.Group) *fixedBase {
 	fixedMu.Lock()
 	defer fixedMu.Unlock()
 	if f := fixedTables[g]; f != nil {
 		return f
 	}
-	p := g.modp()
+	p := modp(g)
 	f := &fixedBase{p: p}
 	base := big.NewInt(2)
 	for i := range f.t {

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
 )
 
@@ -349,7 +350,7 @@ func (t *Transport) InitiateNew(tag string) error {
 }
 
 // SendInvalidSPI sends an authenticated INVALID-SPI notify to peer.
-func (t *Transport) SendInvalidSPI(local, peer netip.Addr, proto ike.Protocol, spi uint32) error {
+func (t *Transport) SendInvalidSPI(local, peer netip.Addr, proto alg.Protocol, spi uint32) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.SendInvalidSPI(now, local, peer, proto, spi) })
 }
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 )
 
 var (
@@ -33,8 +33,8 @@ type end struct {
 
 func engineConfig(port uint16, natt ike.NATTMode) ike.Config {
 	return ike.Config{
-		Policies: []ike.Policy{{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048}},
-		Keys:     map[netip.Addr]ike.PSK{netip.IPv4Unspecified(): ike.PSK("loopback-psk")},
+		Policies: []ike.Policy{{Priority: 1, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048}},
+		Keys:     map[netip.Addr]alg.Key{netip.IPv4Unspecified(): alg.Key("loopback-psk")},
 		NATT:     natt, Port: port, NATTPort: port + 1,
 	}
 }
@@ -72,7 +72,7 @@ func startEnd(t testing.TB, local netip.Addr, ecfg ike.Config, pols []ike.ChildP
 func pol(tag string, local, peer netip.Addr, l, r string) ike.ChildPolicy {
 	return ike.ChildPolicy{Tag: tag, Local: local, Peer: peer,
 		LocalTS: ike.Selector{Prefix: netip.MustParsePrefix(l)}, RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix(r)},
-		Proposals: []ike.Transform{{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}}}
+		Proposals: []ike.Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}}
 }
 
 func waitFor[T any](t testing.TB, ch chan T, what string) T {
@@ -96,7 +96,7 @@ func TestLoopbackNegotiationAndESPDemux(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca, cb := waitFor(t, a.install, "A install"), waitFor(t, b.install, "B install")
-	if ca.OutSPI(ike.ProtoESP) != cb.InSPI(ike.ProtoESP) || ca.InSPI(ike.ProtoESP) != cb.OutSPI(ike.ProtoESP) {
+	if ca.OutSPI(alg.ESP) != cb.InSPI(alg.ESP) || ca.InSPI(alg.ESP) != cb.OutSPI(alg.ESP) {
 		t.Fatal("SPIs do not match")
 	}
 	if !bytes.Equal(ca.Out[0].EncKey, cb.In[0].EncKey) {

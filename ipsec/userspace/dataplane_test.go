@@ -9,28 +9,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/wiretest"
 )
 
 var cipherCases = []struct {
 	name string
-	c    ipsec.Cipher
+	c    alg.Cipher
 	kl   int
 }{
-	{"null", ipsec.CipherNull, 0},
-	{"des-cbc", ipsec.CipherDESCBC, 8},
-	{"3des-cbc", ipsec.Cipher3DESCBC, 24},
-	{"aes-cbc-128", ipsec.CipherAESCBC, 16},
-	{"aes-cbc-192", ipsec.CipherAESCBC, 24},
-	{"aes-cbc-256", ipsec.CipherAESCBC, 32},
-	{"aes-gcm-16-128", ipsec.CipherAESGCM16, 20},
-	{"aes-gcm-16-256", ipsec.CipherAESGCM16, 36},
+	{"null", alg.ESPNull, 0},
+	{"des-cbc", alg.DES, 8},
+	{"3des-cbc", alg.TripleDES, 24},
+	{"aes-cbc-128", alg.AES128, 16},
+	{"aes-cbc-192", alg.AES192, 24},
+	{"aes-cbc-256", alg.AES256, 32},
+	{"aes-gcm-16-128", alg.AESGCM128, 20},
+	{"aes-gcm-16-256", alg.AESGCM256, 36},
 }
 
-var integCases = []ipsec.Integrity{
-	ipsec.IntegNone, ipsec.IntegHMACMD596, ipsec.IntegHMACSHA196,
-	ipsec.IntegHMACSHA256128, ipsec.IntegHMACSHA384192, ipsec.IntegHMACSHA512256,
+var integCases = []alg.Integrity{
+	alg.IntegNone, alg.HMACMD5, alg.HMACSHA1,
+	alg.HMACSHA256, alg.HMACSHA384, alg.HMACSHA512,
 }
 
 type suiteCase struct {
@@ -42,33 +43,33 @@ func suites() []suiteCase {
 	var out []suiteCase
 	for _, c := range cipherCases {
 		for _, ig := range integCases {
-			if (c.c == ipsec.CipherAESGCM16 && ig != ipsec.IntegNone) || (c.c == ipsec.CipherNull && ig == ipsec.IntegNone) {
+			if (c.c.IsAEAD() && ig != alg.IntegNone) || (c.c == alg.ESPNull && ig == alg.IntegNone) {
 				continue
 			}
-			l := layer{proto: ipsec.ProtoESP, cipher: c.c, ckey: c.kl, integ: ig}
-			out = append(out, suiteCase{"esp/tunnel/" + c.name + "/" + ig.String(), suite{mode: ipsec.ModeTunnel, layers: []layer{l}, window: 64}})
+			l := layer{proto: alg.ESP, cipher: c.c, ckey: c.kl, integ: ig}
+			out = append(out, suiteCase{"esp/tunnel/" + c.name + "/" + ig.String(), suite{mode: alg.Tunnel, layers: []layer{l}, window: 64}})
 		}
 	}
 	for _, ig := range integCases[1:] {
-		out = append(out, suiteCase{"ah/tunnel/" + ig.String(), suite{mode: ipsec.ModeTunnel, window: 64,
-			layers: []layer{{proto: ipsec.ProtoAH, integ: ig}}}})
+		out = append(out, suiteCase{"ah/tunnel/" + ig.String(), suite{mode: alg.Tunnel, window: 64,
+			layers: []layer{{proto: alg.AH, integ: ig}}}})
 	}
 	// The seed's transform set: ah-sha-hmac esp-des esp-sha-hmac.
 	bundle := []layer{
-		{proto: ipsec.ProtoESP, cipher: ipsec.CipherDESCBC, ckey: 8, integ: ipsec.IntegHMACSHA196},
-		{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA196},
+		{proto: alg.ESP, cipher: alg.DES, ckey: 8, integ: alg.HMACSHA1},
+		{proto: alg.AH, integ: alg.HMACSHA1},
 	}
-	gcm := layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}
-	cbc := layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}
+	gcm := layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}
+	cbc := layer{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1}
 	out = append(out,
-		suiteCase{"bundle/tunnel/ah-sha+esp-des-sha", suite{mode: ipsec.ModeTunnel, layers: bundle, window: 64}},
-		suiteCase{"bundle/transport/ah-sha+esp-des-sha", suite{mode: ipsec.ModeTransport, layers: bundle, window: 64}},
-		suiteCase{"esp/transport/aes-gcm", suite{mode: ipsec.ModeTransport, layers: []layer{gcm}, window: 64}},
-		suiteCase{"ah/transport/sha256", suite{mode: ipsec.ModeTransport, layers: []layer{{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA256128}}}},
-		suiteCase{"esp-in-udp/tunnel/aes-gcm", suite{mode: ipsec.ModeTunnel, layers: []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 36, encap: true}}, window: 1024}},
-		suiteCase{"esp-in-udp/tunnel/aes-cbc-sha1", suite{mode: ipsec.ModeTunnel, layers: []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}, window: 64}},
-		suiteCase{"esp-in-udp/transport/aes-cbc-sha1", suite{mode: ipsec.ModeTransport, layers: []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}}},
-		suiteCase{"esp/tunnel/no-replay-window", suite{mode: ipsec.ModeTunnel, layers: []layer{cbc}}},
+		suiteCase{"bundle/tunnel/ah-sha+esp-des-sha", suite{mode: alg.Tunnel, layers: bundle, window: 64}},
+		suiteCase{"bundle/transport/ah-sha+esp-des-sha", suite{mode: alg.Transport, layers: bundle, window: 64}},
+		suiteCase{"esp/transport/aes-gcm", suite{mode: alg.Transport, layers: []layer{gcm}, window: 64}},
+		suiteCase{"ah/transport/sha256", suite{mode: alg.Transport, layers: []layer{{proto: alg.AH, integ: alg.HMACSHA256}}}},
+		suiteCase{"esp-in-udp/tunnel/aes-gcm", suite{mode: alg.Tunnel, layers: []layer{{proto: alg.ESP, cipher: alg.AESGCM256, ckey: 36, encap: true}}, window: 1024}},
+		suiteCase{"esp-in-udp/tunnel/aes-cbc-sha1", suite{mode: alg.Tunnel, layers: []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1, encap: true}}, window: 64}},
+		suiteCase{"esp-in-udp/transport/aes-cbc-sha1", suite{mode: alg.Transport, layers: []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1, encap: true}}}},
+		suiteCase{"esp/tunnel/no-replay-window", suite{mode: alg.Tunnel, layers: []layer{cbc}}},
 	)
 	return out
 }
@@ -98,14 +99,14 @@ func TestRoundTrip(t *testing.T) {
 				if dir == 1 {
 					src, dst = hostB, hostA
 				}
-				if sc.s.mode == ipsec.ModeTransport {
+				if sc.s.mode == alg.Transport {
 					src, dst = from.addr, to.addr
 				}
 				for i := range 3 {
 					pkt := udpPacket(src, dst, 1000+uint16(i), 53, secret)
 					from.tun.Inbound <- pkt
 					got := recv(t, to.tun)
-					if sc.s.mode == ipsec.ModeTransport && sc.s.layers[0].encap {
+					if sc.s.mode == alg.Transport && sc.s.layers[0].encap {
 						// Transport-mode ESP-in-UDP carries no IP header: the
 						// receiver rebuilds it from the UDP datagram's
 						// addresses, so the ID (and checksum) are new.
@@ -125,7 +126,7 @@ func TestRoundTrip(t *testing.T) {
 				if w.UDP != udp || (!udp && wiretest.Protocol(w.Data) != proto) {
 					t.Fatalf("wire packet udp=%v proto=%d, want udp=%v proto=%d", w.UDP, wiretest.Protocol(w.Data), udp, proto)
 				}
-				encrypted := sc.s.layers[0].cipher != ipsec.CipherNull && sc.s.layers[0].proto == ipsec.ProtoESP
+				encrypted := sc.s.layers[0].cipher != alg.ESPNull && sc.s.layers[0].proto == alg.ESP
 				if encrypted && bytes.Contains(w.Data, secret[:8]) {
 					t.Fatal("cleartext on the wire")
 				}
@@ -151,7 +152,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func gcmSuite() suite {
-	return suite{mode: ipsec.ModeTunnel, window: 64, layers: []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}}
+	return suite{mode: alg.Tunnel, window: 64, layers: []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}}
 }
 
 // sendAB pushes one packet A->B and returns what crossed the wire.
@@ -168,8 +169,8 @@ func (tb *testbed) sendAB(t *testing.T, payload string) (sent []byte, wire wiret
 func TestTamperedPacketCounted(t *testing.T) {
 	for _, sc := range []suiteCase{
 		{"esp-gcm", gcmSuite()},
-		{"esp-cbc-sha1", suite{mode: ipsec.ModeTunnel, layers: []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}}}},
-		{"ah", suite{mode: ipsec.ModeTunnel, layers: []layer{{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACMD596}}}},
+		{"esp-cbc-sha1", suite{mode: alg.Tunnel, layers: []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1}}}},
+		{"ah", suite{mode: alg.Tunnel, layers: []layer{{proto: alg.AH, integ: alg.HMACMD5}}}},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			tb := newTestbed(t, nil)
@@ -201,7 +202,7 @@ func TestReplayDropped(t *testing.T) {
 		}
 	}
 	none(t, tb.b.tun)
-	c := counters(t, tb.b.dp, addrB, ipsec.ProtoESP, spiFor(1, 0))
+	c := counters(t, tb.b.dp, addrB, alg.ESP, spiFor(1, 0))
 	if c.ReplayErrors != 3 || c.Packets != 1 {
 		t.Fatalf("counters %+v, want 3 replays, 1 packet", c)
 	}
@@ -232,7 +233,7 @@ func TestReplayWindowEdge(t *testing.T) {
 	recv(t, tb.b.tun)
 	tb.net.Inject(wires[5]) // seq 6: 70-6 = 64, left of the window
 	none(t, tb.b.tun)
-	if c := counters(t, tb.b.dp, addrB, ipsec.ProtoESP, spiFor(1, 0)); c.ReplayErrors != 1 || c.Packets != 2 {
+	if c := counters(t, tb.b.dp, addrB, alg.ESP, spiFor(1, 0)); c.ReplayErrors != 1 || c.Packets != 2 {
 		t.Fatalf("counters %+v", c)
 	}
 }
@@ -242,7 +243,7 @@ func TestLifetimeBytes(t *testing.T) {
 	s := gcmSuite()
 	s.life = ipsec.Lifetime{SoftBytes: 100, HardBytes: 200}
 	tb.install(t, s)
-	outKey := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0)}
+	outKey := ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0)}
 	payload := string(make([]byte, 52)) // 80-byte packets
 	tb.sendAB(t, payload)
 	noEvent(t, tb.a.dp)
@@ -286,8 +287,8 @@ func TestLifetimeTime(t *testing.T) {
 	s.life = ipsec.Lifetime{SoftTime: 50 * time.Minute, HardTime: time.Hour}
 	tb.install(t, s)
 	// A holds its outbound SA to B and its inbound SA from B.
-	out := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0)}
-	in := ipsec.SAKey{Dst: addrA, Proto: ipsec.ProtoESP, SPI: spiFor(2, 0)}
+	out := ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0)}
+	in := ipsec.SAKey{Dst: addrA, Proto: alg.ESP, SPI: spiFor(2, 0)}
 	both := func(kind ipsec.EventKind) {
 		t.Helper()
 		got := map[ipsec.SAKey]bool{}
@@ -329,7 +330,7 @@ func TestAcquireOncePerPolicy(t *testing.T) {
 	ctx := context.Background()
 	s := gcmSuite()
 	// Policies only on A; SAs come later.
-	tmpl := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: addrA, Dst: addrB, ReqID: 1}}
+	tmpl := []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: addrA, Dst: addrB, ReqID: 1}}
 	pol := ipsec.Policy{ID: 10, Dir: ipsec.DirOut, Priority: 10, Selector: ipsec.Selector{Src: lanA, Dst: lanB}, Action: ipsec.ActionProtect, Templates: tmpl}
 	if err := tb.a.dp.AddPolicy(ctx, pol); err != nil {
 		t.Fatal(err)
@@ -400,7 +401,7 @@ func TestInvalidSPIEvent(t *testing.T) {
 	recv(t, tb.b.tun)
 	// Delete B's inbound SA: A's next packets hit an unknown SPI (the
 	// black hole of a peer reboot).
-	key := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0)}
+	key := ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0)}
 	if err := tb.b.dp.DeleteSA(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
@@ -421,12 +422,12 @@ func TestInvalidSPIEvent(t *testing.T) {
 	ahPkt[21] = 4
 	copy(ahPkt[24:28], []byte{0xde, 0xad, 0xbe, 0xef})
 	tb.b.dp.HandleIP(ahPkt)
-	if ev := nextEvent(t, tb.b.dp); ev.SA.Proto != ipsec.ProtoAH || ev.SA.SPI != 0xdeadbeef {
+	if ev := nextEvent(t, tb.b.dp); ev.SA.Proto != alg.AH || ev.SA.SPI != 0xdeadbeef {
 		t.Fatalf("AH event %+v", ev)
 	}
 	src := netip.AddrPortFrom(addrA, 31337)
 	tb.b.dp.HandleESPInUDP([]byte{0xca, 0xfe, 0xf0, 0x0d, 0, 0, 0, 1, 1, 2, 3, 4}, src, netip.AddrPortFrom(addrB, 4500))
-	if ev := nextEvent(t, tb.b.dp); ev.SA.Proto != ipsec.ProtoESP || ev.SA.SPI != 0xcafef00d || ev.SrcPort != 31337 {
+	if ev := nextEvent(t, tb.b.dp); ev.SA.Proto != alg.ESP || ev.SA.SPI != 0xcafef00d || ev.SrcPort != 31337 {
 		t.Fatalf("ESP-in-UDP event %+v", ev)
 	}
 }
@@ -465,7 +466,7 @@ func TestAllocSPI(t *testing.T) {
 	ctx := context.Background()
 	seen := map[uint32]bool{spiFor(1, 0): true, spiFor(2, 0): true}
 	for range 2000 {
-		spi, err := tb.b.dp.AllocSPI(ctx, ipsec.ProtoESP, addrA, addrB)
+		spi, err := tb.b.dp.AllocSPI(ctx, alg.ESP, addrA, addrB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -477,8 +478,8 @@ func TestAllocSPI(t *testing.T) {
 	if _, err := tb.b.dp.AllocSPI(ctx, 6, addrA, addrB); err == nil {
 		t.Fatal("AllocSPI for TCP")
 	}
-	spi, _ := tb.b.dp.AllocSPI(ctx, ipsec.ProtoESP, addrA, addrB)
-	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: spi, Dir: ipsec.DirIn, Cipher: ipsec.CipherAESGCM16, CipherKey: testKey(20, 1)}
+	spi, _ := tb.b.dp.AllocSPI(ctx, alg.ESP, addrA, addrB)
+	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: alg.ESP, SPI: spi, Dir: ipsec.DirIn, Cipher: alg.AESGCM128, CipherKey: testKey(20, 1)}
 	if err := tb.b.dp.AddSA(ctx, sa); err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +536,7 @@ func TestInboundPolicyChecks(t *testing.T) {
 		// Replace B's inbound policy by one that demands AH+ESP.
 		ctx := context.Background()
 		tb.b.dp.DeletePolicy(ctx, ipsec.PolicyKey{Dir: ipsec.DirIn, ID: 10})
-		tm := []ipsec.Template{{Proto: ipsec.ProtoESP, ReqID: 1, Dst: addrB}, {Proto: ipsec.ProtoAH, ReqID: 1, Dst: addrB}}
+		tm := []ipsec.Template{{Proto: alg.ESP, ReqID: 1, Dst: addrB}, {Proto: alg.AH, ReqID: 1, Dst: addrB}}
 		tb.b.dp.AddPolicy(ctx, ipsec.Policy{ID: 11, Dir: ipsec.DirIn, Selector: ipsec.Selector{Src: lanA, Dst: lanB}, Action: ipsec.ActionProtect, Templates: tm})
 		tb.sendAB(t, "esp only")
 		none(t, tb.b.tun)
@@ -547,15 +548,15 @@ func TestInboundPolicyChecks(t *testing.T) {
 		tb := newTestbed(t, nil)
 		tb.install(t, gcmSuite())
 		ctx := context.Background()
-		key := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0)}
+		key := ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0)}
 		tb.b.dp.DeleteSA(ctx, key)
 		tb.b.dp.DeletePolicy(ctx, ipsec.PolicyKey{Dir: ipsec.DirIn, ID: 10})
 		l := gcmSuite().layers[0]
-		tb.b.dp.AddSA(ctx, ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: key.SPI, Dir: ipsec.DirIn, Cipher: l.cipher,
+		tb.b.dp.AddSA(ctx, ipsec.SA{Src: addrA, Dst: addrB, Proto: alg.ESP, SPI: key.SPI, Dir: ipsec.DirIn, Cipher: l.cipher,
 			CipherKey: testKey(l.ckey, 0), ReqID: 1, Selector: ipsec.Selector{Src: netip.MustParsePrefix("198.51.100.99/32"), Dst: lanB}})
 		tb.sendAB(t, "from the wrong host")
 		none(t, tb.b.tun)
-		if c := counters(t, tb.b.dp, addrB, ipsec.ProtoESP, key.SPI); c.OtherErrors != 1 {
+		if c := counters(t, tb.b.dp, addrB, alg.ESP, key.SPI); c.OtherErrors != 1 {
 			t.Fatalf("counters %+v", c)
 		}
 	})
@@ -571,7 +572,7 @@ func TestRoutes(t *testing.T) {
 	ctx := context.Background()
 	second := ipsec.Policy{ID: 20, Dir: ipsec.DirOut, Priority: 20, Action: ipsec.ActionProtect,
 		Selector:  ipsec.Selector{Src: netip.MustParsePrefix("198.51.100.128/25"), Dst: lanB, Proto: 6},
-		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP, Dst: addrB, ReqID: 1}}}
+		Templates: []ipsec.Template{{Proto: alg.ESP, Dst: addrB, ReqID: 1}}}
 	tb.a.dp.AddPolicy(ctx, second)
 	tb.a.dp.DeletePolicy(ctx, ipsec.PolicyKey{Dir: ipsec.DirOut, ID: 10})
 	if !r.routes[lanB] {
@@ -594,7 +595,7 @@ func TestRoutes(t *testing.T) {
 	if len(r.routes) != 0 {
 		t.Fatalf("routes after Flush: %v", r.routes)
 	}
-	if _, err := tb.a.dp.Counters(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0)}); !errors.Is(err, ipsec.ErrNotFound) {
+	if _, err := tb.a.dp.Counters(ctx, ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0)}); !errors.Is(err, ipsec.ErrNotFound) {
 		t.Fatal("SA survived Flush")
 	}
 }
@@ -619,7 +620,7 @@ func TestRekeyOverlap(t *testing.T) {
 	tb.install(t, gcmSuite())
 	ctx := context.Background()
 	l := gcmSuite().layers[0]
-	newSA := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0x9999, Mode: ipsec.ModeTunnel, Cipher: l.cipher,
+	newSA := ipsec.SA{Src: addrA, Dst: addrB, Proto: alg.ESP, SPI: 0x9999, Mode: alg.Tunnel, Cipher: l.cipher,
 		CipherKey: testKey(l.ckey, 42), ReqID: 1}
 	in := newSA
 	in.Dir, in.ReplayWindow = ipsec.DirIn, 64
@@ -638,7 +639,7 @@ func TestRekeyOverlap(t *testing.T) {
 		t.Fatalf("sent with SPI 0x%x, want the new 0x9999", wiretest.SPI(w))
 	}
 	// Delete the new outbound SA: the old one (still installed) carries on.
-	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0x9999}); err != nil {
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: 0x9999}); err != nil {
 		t.Fatal(err)
 	}
 	_, w = tb.sendAB(t, "fallback")
@@ -646,14 +647,14 @@ func TestRekeyOverlap(t *testing.T) {
 	if wiretest.SPI(w) != old {
 		t.Fatalf("sent with SPI 0x%x, want the old 0x%x", wiretest.SPI(w), old)
 	}
-	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: old}); err != nil {
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: old}); err != nil {
 		t.Fatal(err)
 	}
 	tb.a.tun.Inbound <- udpPacket(hostA, hostB, 1, 2, nil)
 	if ev := nextEvent(t, tb.a.dp); ev.Kind != ipsec.EventAcquire {
 		t.Fatalf("event %+v, want acquire once no SA is left", ev)
 	}
-	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: old}); !errors.Is(err, ipsec.ErrNotFound) {
+	if err := tb.a.dp.DeleteSA(ctx, ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: old}); !errors.Is(err, ipsec.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -66,8 +67,8 @@ func newPipe(tb testing.TB, l layer, window uint32) *pipe {
 	}
 	tb.Cleanup(func() { p.a.Close(); p.b.Close() })
 	ctx := context.Background()
-	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: l.proto, SPI: 0x1234, Mode: ipsec.ModeTunnel, Cipher: l.cipher,
-		CipherKey: testKey(l.ckey, 1), Integ: l.integ, IntegKey: testKey(ipsec.IntegKeyLen(l.integ), 2), ReqID: 1}
+	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: l.proto, SPI: 0x1234, Mode: alg.Tunnel, Cipher: l.cipher,
+		CipherKey: testKey(l.ckey, 1), Integ: l.integ, IntegKey: testKey(l.integ.KeyLen(), 2), ReqID: 1}
 	if l.encap {
 		sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
 	}
@@ -79,7 +80,7 @@ func newPipe(tb testing.TB, l layer, window uint32) *pipe {
 	if err := p.b.AddSA(ctx, in); err != nil {
 		tb.Fatal(err)
 	}
-	tm := []ipsec.Template{{Proto: l.proto, Mode: ipsec.ModeTunnel, Src: addrA, Dst: addrB, ReqID: 1}}
+	tm := []ipsec.Template{{Proto: l.proto, Mode: alg.Tunnel, Src: addrA, Dst: addrB, ReqID: 1}}
 	if err := p.a.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Selector: ipsec.Selector{Src: lanA, Dst: lanB}, Action: ipsec.ActionProtect, Templates: tm}); err != nil {
 		tb.Fatal(err)
 	}
@@ -104,10 +105,10 @@ func TestFastPathNoAllocs(t *testing.T) {
 		name string
 		l    layer
 	}{
-		{"aes-gcm", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}},
-		{"aes-cbc-sha1", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}},
-		{"esp-in-udp", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}},
-		{"ah-sha256", layer{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA256128}},
+		{"aes-gcm", layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}},
+		{"aes-cbc-sha1", layer{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1}},
+		{"esp-in-udp", layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20, encap: true}},
+		{"ah-sha256", layer{proto: alg.AH, integ: alg.HMACSHA256}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPipe(t, tc.l, 1024)
@@ -129,9 +130,9 @@ func TestFastPathNoAllocs(t *testing.T) {
 // packets, and random junk, to both inbound entry points.
 func TestGarbageNeverPanics(t *testing.T) {
 	for _, l := range []layer{
-		{proto: ipsec.ProtoESP, cipher: ipsec.CipherNull, integ: ipsec.IntegHMACSHA196},
-		{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA196},
-		{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true},
+		{proto: alg.ESP, cipher: alg.ESPNull, integ: alg.HMACSHA1},
+		{proto: alg.AH, integ: alg.HMACSHA1},
+		{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20, encap: true},
 	} {
 		p := newPipe(t, l, 0)
 		p.tunB.verify = func(b []byte) bool { return bytes.Equal(b, p.inner) }
@@ -165,9 +166,9 @@ func BenchmarkDataplane(b *testing.B) {
 		name string
 		l    layer
 	}{
-		{"aes-gcm-128", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}},
-		{"aes-cbc-128-hmac-sha1", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}},
-		{"aes-gcm-128-udp", layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}},
+		{"aes-gcm-128", layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}},
+		{"aes-cbc-128-hmac-sha1", layer{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1}},
+		{"aes-gcm-128-udp", layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20, encap: true}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newPipe(b, bc.l, 1024)
@@ -215,8 +216,8 @@ func TestDummyAndIPv6PayloadDropped(t *testing.T) {
 		nh        uint8
 		wantOther uint64
 	}{{protoNoNext, 0}, {protoIPv6, 1}} {
-		p := newPipe(t, layer{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}, 64)
-		s := p.a.sad.Load().out[outKey{reqID: 1, proto: ipsec.ProtoESP, dst: addrB}]
+		p := newPipe(t, layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}, 64)
+		s := p.a.sad.Load().out[outKey{reqID: 1, proto: alg.ESP, dst: addrB}]
 		buf := make([]byte, 2048)
 		pkt, err := s.esp.Seal(buf[20:], 10, 1, tc.nh)
 		if err != nil {
@@ -226,7 +227,7 @@ func TestDummyAndIPv6PayloadDropped(t *testing.T) {
 		wire := bytes.Clone(buf[:20+len(pkt)])
 		p.b.HandleIP(bytes.Clone(wire))
 		p.b.HandleIP(bytes.Clone(wire)) // replay of an accepted dummy
-		c := counters(t, p.b, addrB, ipsec.ProtoESP, 0x1234)
+		c := counters(t, p.b, addrB, alg.ESP, 0x1234)
 		if p.tunB.written != 0 || c.OtherErrors != tc.wantOther || c.ReplayErrors != 1 || c.AuthFailures != 0 {
 			t.Fatalf("next header %d: written %d, counters %+v", tc.nh, p.tunB.written, c)
 		}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -28,10 +29,10 @@ func FuzzInbound(f *testing.F) {
 	defer d.Close()
 	ctx := context.Background()
 	for i, sa := range []ipsec.SA{
-		{SPI: 0x100, Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Cipher: ipsec.CipherAESCBC, CipherKey: testKey(16, 1)},
-		{SPI: 0x101, Proto: ipsec.ProtoESP, Mode: ipsec.ModeTransport, Cipher: ipsec.CipherAESCBC, CipherKey: testKey(16, 2)},
-		{SPI: 0x102, Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Cipher: ipsec.CipherAESCBC, CipherKey: testKey(16, 3), Encap: &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}},
-		{SPI: 0x103, Proto: ipsec.ProtoAH, Mode: ipsec.ModeTunnel, Integ: ipsec.IntegHMACSHA196, IntegKey: testKey(20, 4)},
+		{SPI: 0x100, Proto: alg.ESP, Mode: alg.Tunnel, Cipher: alg.AES128, CipherKey: testKey(16, 1)},
+		{SPI: 0x101, Proto: alg.ESP, Mode: alg.Transport, Cipher: alg.AES128, CipherKey: testKey(16, 2)},
+		{SPI: 0x102, Proto: alg.ESP, Mode: alg.Tunnel, Cipher: alg.AES128, CipherKey: testKey(16, 3), Encap: &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}},
+		{SPI: 0x103, Proto: alg.AH, Mode: alg.Tunnel, Integ: alg.HMACSHA1, IntegKey: testKey(20, 4)},
 	} {
 		sa.Src, sa.Dst, sa.Dir, sa.ReqID = addrA, addrB, ipsec.DirIn, uint32(i+1)
 		if err := d.AddSA(ctx, sa); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/tuntest"
 	"github.com/spiagent/spiagent/ipsec/userspace/wiretest"
@@ -108,22 +109,22 @@ func newTestbed(t *testing.T, mod func(*Config)) *testbed {
 // suite describes one protection: a list of templates (innermost first),
 // each with algorithms.
 type layer struct {
-	proto  ipsec.Protocol
-	cipher ipsec.Cipher
+	proto  alg.Protocol
+	cipher alg.Cipher
 	ckey   int
-	integ  ipsec.Integrity
+	integ  alg.Integrity
 	encap  bool
 }
 
 type suite struct {
-	mode   ipsec.Mode
+	mode   alg.Mode
 	layers []layer
 	window uint32
 	life   ipsec.Lifetime
 }
 
-func testKey(n int, seed byte) ipsec.Key {
-	k := make(ipsec.Key, n)
+func testKey(n int, seed byte) alg.Key {
+	k := make(alg.Key, n)
 	for i := range k {
 		k[i] = seed*31 + byte(i)
 	}
@@ -145,7 +146,7 @@ func (tb *testbed) install(t *testing.T, s suite) {
 			sa := ipsec.SA{
 				Src: from.addr, Dst: to.addr, Proto: l.proto, SPI: spiFor(byte(dir+1), i), Mode: s.mode,
 				Cipher: l.cipher, CipherKey: testKey(l.ckey, byte(dir*10+i)), Integ: l.integ,
-				IntegKey: testKey(ipsec.IntegKeyLen(l.integ), byte(dir*10+i+5)), ReqID: 1, Lifetime: s.life,
+				IntegKey: testKey(l.integ.KeyLen(), byte(dir*10+i+5)), ReqID: 1, Lifetime: s.life,
 			}
 			if l.encap {
 				sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
@@ -166,7 +167,7 @@ func (tb *testbed) install(t *testing.T, s suite) {
 		if dir == 1 {
 			src, dst = lanB, lanA
 		}
-		if s.mode == ipsec.ModeTransport {
+		if s.mode == alg.Transport {
 			src, dst = netip.PrefixFrom(from.addr, 32), netip.PrefixFrom(to.addr, 32)
 		}
 		sel := ipsec.Selector{Src: src, Dst: dst}
@@ -233,7 +234,7 @@ func noEvent(t *testing.T, dp *Dataplane) {
 	}
 }
 
-func counters(t *testing.T, dp *Dataplane, dst netip.Addr, proto ipsec.Protocol, spi uint32) ipsec.Counters {
+func counters(t *testing.T, dp *Dataplane, dst netip.Addr, proto alg.Protocol, spi uint32) ipsec.Counters {
 	t.Helper()
 	c, err := dp.Counters(context.Background(), ipsec.SAKey{Dst: dst, Proto: proto, SPI: spi})
 	if err != nil {

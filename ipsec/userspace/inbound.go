@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/ah"
 	"github.com/spiagent/spiagent/ipsec/userspace/esp"
@@ -148,10 +149,10 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db 
 			d.stats.malformed.Add(1)
 			return
 		}
-		s := sad.in[inKey{spi: spi, proto: ipsec.Protocol(proto)}]
+		s := sad.in[inKey{spi: spi, proto: alg.Protocol(proto)}]
 		if s == nil || s.dead.Load() {
 			dst := netip.AddrFrom4([4]byte(pkt[16:20]))
-			d.invalidSPI(src, dst, ipsec.Protocol(proto), spi, sport)
+			d.invalidSPI(src, dst, alg.Protocol(proto), spi, sport)
 			return
 		}
 		if (sport != 0) != (s.sa.Encap != nil) { // raw ESP for a UDP SA, or the reverse
@@ -330,7 +331,7 @@ func (d *Dataplane) policyAllows(f *flow, applied []*saState) bool {
 }
 
 // invalidSPI reports an unknown SPI through the rate-limited detector.
-func (d *Dataplane) invalidSPI(src, dst netip.Addr, proto ipsec.Protocol, spi uint32, sport uint16) {
+func (d *Dataplane) invalidSPI(src, dst netip.Addr, proto alg.Protocol, spi uint32, sport uint16) {
 	if !d.invalid.Observe(src, uint8(proto), spi) {
 		return
 	}

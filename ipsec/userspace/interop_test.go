@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/tuntest"
 )
@@ -111,20 +112,20 @@ func TestStrongSwanInterop(t *testing.T) {
 	requireStrongSwan(t)
 	for _, tc := range []struct {
 		prop   string
-		cipher ipsec.Cipher
-		integ  ipsec.Integrity
+		cipher alg.Cipher
+		integ  alg.Integrity
 	}{
-		{"aes128-sha1", ipsec.CipherAESCBC, ipsec.IntegHMACSHA196},
-		{"aes128gcm16", ipsec.CipherAESGCM16, ipsec.IntegNone},
-		{"aes256-sha256", ipsec.CipherAESCBC, ipsec.IntegHMACSHA256128},
-		{"aes192-sha384", ipsec.CipherAESCBC, ipsec.IntegHMACSHA384192},
-		{"aes256gcm16", ipsec.CipherAESGCM16, ipsec.IntegNone},
+		{"aes128-sha1", alg.AES128, alg.HMACSHA1},
+		{"aes128gcm16", alg.AESGCM128, alg.IntegNone},
+		{"aes256-sha256", alg.AES256, alg.HMACSHA256},
+		{"aes192-sha384", alg.AES192, alg.HMACSHA384},
+		{"aes256gcm16", alg.AESGCM256, alg.IntegNone},
 	} {
 		t.Run(tc.prop, func(t *testing.T) { swanInterop(t, tc.prop, tc.cipher, tc.integ) })
 	}
 }
 
-func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Integrity) {
+func swanInterop(t *testing.T, prop string, cipher alg.Cipher, integ alg.Integrity) {
 	lab := newSwanLab(t)
 	lab.startCharon(t, swanB, prop) // b responds, a initiates as soon as it is loaded
 	lab.startCharon(t, swanA, prop)
@@ -178,7 +179,7 @@ func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Int
 	defer dp.Close()
 	ctx := context.Background()
 	encap := &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
-	out := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: keys.outSPI, Dir: ipsec.DirOut, Encap: encap,
+	out := ipsec.SA{Src: addrA, Dst: addrB, Proto: alg.ESP, SPI: keys.outSPI, Dir: ipsec.DirOut, Encap: encap,
 		Cipher: cipher, CipherKey: keys.encrI, Integ: integ, IntegKey: keys.integI, ReqID: 1}
 	in := out
 	in.Src, in.Dst, in.SPI, in.Dir, in.CipherKey, in.IntegKey, in.ReplayWindow = addrB, addrA, keys.inSPI, ipsec.DirIn, keys.encrR, keys.integR, 64
@@ -189,8 +190,8 @@ func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Int
 	}
 	// Charon A already used the first sequence numbers of this SA; start
 	// well ahead of them so charon B's replay window accepts ours.
-	dp.sad.Load().out[outKey{reqID: 1, proto: ipsec.ProtoESP, dst: addrB}].seq.Store(1 << 20)
-	tmpl := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: addrA, Dst: addrB, ReqID: 1}}
+	dp.sad.Load().out[outKey{reqID: 1, proto: alg.ESP, dst: addrB}].seq.Store(1 << 20)
+	tmpl := []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: addrA, Dst: addrB, ReqID: 1}}
 	if err := dp.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Selector: ipsec.Selector{Src: lanA, Dst: lanB}, Action: ipsec.ActionProtect, Templates: tmpl}); err != nil {
 		t.Fatal(err)
 	}
@@ -249,13 +250,13 @@ func swanInterop(t *testing.T, prop string, cipher ipsec.Cipher, integ ipsec.Int
 				}
 				got++
 			case <-time.After(time.Second):
-				t.Fatalf("charon B's ESP did not decrypt here: stats %+v counters %+v", dp.Stats(), counters(t, dp, addrA, ipsec.ProtoESP, keys.inSPI))
+				t.Fatalf("charon B's ESP did not decrypt here: stats %+v counters %+v", dp.Stats(), counters(t, dp, addrA, alg.ESP, keys.inSPI))
 			}
 		}
 		if got < 3 {
 			t.Fatalf("decrypted %d of charon B's packets, want 3", got)
 		}
-		if c := counters(t, dp, addrA, ipsec.ProtoESP, keys.inSPI); c.AuthFailures != 0 || c.Packets != uint64(got) {
+		if c := counters(t, dp, addrA, alg.ESP, keys.inSPI); c.AuthFailures != 0 || c.Packets != uint64(got) {
 			t.Fatalf("counters %+v", c)
 		}
 	})

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // tcpPair opens a TCP connection from A's LAN address to B's, through the
@@ -58,13 +58,13 @@ var netnsSuites = []struct {
 	layers []layer
 	tso    bool
 }{
-	{"aes-gcm-128", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}, false},
-	{"aes-cbc-128-hmac-sha1", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196}}, false},
-	{"aes-gcm-128-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}, false},
-	{"aes-cbc-128-hmac-sha1-udp", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}, false},
-	{"aes-gcm-128-tso", false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}, true},
-	{"aes-gcm-128-udp-tso", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20, encap: true}}, true},
-	{"aes-cbc-128-hmac-sha1-udp-tso", true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}, true},
+	{"aes-gcm-128", false, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}, false},
+	{"aes-cbc-128-hmac-sha1", false, []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1}}, false},
+	{"aes-gcm-128-udp", true, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20, encap: true}}, false},
+	{"aes-cbc-128-hmac-sha1-udp", true, []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1, encap: true}}, false},
+	{"aes-gcm-128-tso", false, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}, true},
+	{"aes-gcm-128-udp-tso", true, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20, encap: true}}, true},
+	{"aes-cbc-128-hmac-sha1-udp-tso", true, []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1, encap: true}}, true},
 }
 
 // BenchmarkNetnsTCP is one TCP stream between two namespaces through two

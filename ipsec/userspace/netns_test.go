@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/rawnet"
 	"github.com/spiagent/spiagent/ipsec/userspace/tun"
@@ -215,9 +216,9 @@ func installNS(t testing.TB, a, b *nsSide, layers []layer, skipOutA bool) {
 		from, to := pair[0], pair[1]
 		var tm []ipsec.Template
 		for i, l := range layers {
-			sa := ipsec.SA{Src: from.addr, Dst: to.addr, Proto: l.proto, SPI: spiFor(byte(dir+1), i), Mode: ipsec.ModeTunnel,
+			sa := ipsec.SA{Src: from.addr, Dst: to.addr, Proto: l.proto, SPI: spiFor(byte(dir+1), i), Mode: alg.Tunnel,
 				Cipher: l.cipher, CipherKey: testKey(l.ckey, byte(dir*10+i)), Integ: l.integ,
-				IntegKey: testKey(ipsec.IntegKeyLen(l.integ), byte(dir*10+i+5)), ReqID: 1}
+				IntegKey: testKey(l.integ.KeyLen(), byte(dir*10+i+5)), ReqID: 1}
 			if l.encap {
 				sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
 			}
@@ -233,7 +234,7 @@ func installNS(t testing.TB, a, b *nsSide, layers []layer, skipOutA bool) {
 					t.Fatal(err)
 				}
 			}
-			tm = append(tm, ipsec.Template{Proto: l.proto, Mode: ipsec.ModeTunnel, Src: from.addr, Dst: to.addr, ReqID: 1})
+			tm = append(tm, ipsec.Template{Proto: l.proto, Mode: alg.Tunnel, Src: from.addr, Dst: to.addr, ReqID: 1})
 		}
 		sel := ipsec.Selector{Src: netip.PrefixFrom(from.lan, 24).Masked(), Dst: netip.PrefixFrom(to.lan, 24).Masked()}
 		if err := from.dp.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Selector: sel, Action: ipsec.ActionProtect, Templates: tm}); err != nil {
@@ -257,13 +258,13 @@ func TestNetnsTunnel(t *testing.T) {
 		udp, tso bool
 		layers   []layer
 	}{
-		{"esp-aes-gcm", false, false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
+		{"esp-aes-gcm", false, false, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}},
 		{"ah-sha+esp-des-sha", false, false, []layer{
-			{proto: ipsec.ProtoESP, cipher: ipsec.CipherDESCBC, ckey: 8, integ: ipsec.IntegHMACSHA196},
-			{proto: ipsec.ProtoAH, integ: ipsec.IntegHMACSHA196}}},
-		{"esp-in-udp-aes-cbc-sha1", true, false, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 16, integ: ipsec.IntegHMACSHA196, encap: true}}},
-		{"esp-aes-gcm-tso", false, true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}},
-		{"esp-in-udp-aes-gcm-tso", true, true, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 36, encap: true}}},
+			{proto: alg.ESP, cipher: alg.DES, ckey: 8, integ: alg.HMACSHA1},
+			{proto: alg.AH, integ: alg.HMACSHA1}}},
+		{"esp-in-udp-aes-cbc-sha1", true, false, []layer{{proto: alg.ESP, cipher: alg.AES128, ckey: 16, integ: alg.HMACSHA1, encap: true}}},
+		{"esp-aes-gcm-tso", false, true, []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}},
+		{"esp-in-udp-aes-gcm-tso", true, true, []layer{{proto: alg.ESP, cipher: alg.AESGCM256, ckey: 36, encap: true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b, _ := buildTopology(t, tc.udp, false, tc.tso)
@@ -390,7 +391,7 @@ func udpFlow(t *testing.T, a, b *nsSide, n int) {
 func TestNetnsAcquireAndInvalidSPI(t *testing.T) {
 	requireRoot(t)
 	a, b := topology(t, false)
-	gcm := []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESGCM16, ckey: 20}}
+	gcm := []layer{{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}}
 	installNS(t, a, b, gcm, true) // everything but A's outbound SA
 	res := make(chan error)
 	go func() { _, err := ping(a, b, 3); res <- err }()
@@ -399,7 +400,7 @@ func TestNetnsAcquireAndInvalidSPI(t *testing.T) {
 		t.Fatalf("acquire %+v", ev)
 	}
 	l := gcm[0]
-	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: ipsec.ProtoESP, SPI: spiFor(1, 0), Dir: ipsec.DirOut, Cipher: l.cipher, CipherKey: testKey(l.ckey, 0), ReqID: 1}
+	sa := ipsec.SA{Src: addrA, Dst: addrB, Proto: alg.ESP, SPI: spiFor(1, 0), Dir: ipsec.DirOut, Cipher: l.cipher, CipherKey: testKey(l.ckey, 0), ReqID: 1}
 	if err := a.dp.AddSA(context.Background(), sa); err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,7 @@ func TestNetnsAcquireAndInvalidSPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev = waitEvent(t, b.dp, ipsec.EventInvalidSPI)
-	want := ipsec.SAKey{Dst: addrB, Proto: ipsec.ProtoESP, SPI: 0xdeadbeef}
+	want := ipsec.SAKey{Dst: addrB, Proto: alg.ESP, SPI: 0xdeadbeef}
 	if ev.SA != want || ev.Src != addrA {
 		t.Fatalf("invalid SPI event %+v", ev)
 	}
@@ -470,11 +471,11 @@ func TestNetnsOpen(t *testing.T) {
 		}
 		t.Cleanup(func() { s.dp.Close() })
 	}
-	installNS(t, a, b, []layer{{proto: ipsec.ProtoESP, cipher: ipsec.CipherAESCBC, ckey: 32, integ: ipsec.IntegHMACSHA512256}}, false)
+	installNS(t, a, b, []layer{{proto: alg.ESP, cipher: alg.AES256, ckey: 32, integ: alg.HMACSHA512}}, false)
 	if out, err := ping(a, b, 3); err != nil {
 		t.Fatalf("ping through Open's dataplanes: %v\n%s", err, out)
 	}
-	if c := counters(t, b.dp, addrB, ipsec.ProtoESP, spiFor(1, 0)); c.Packets < 3 {
+	if c := counters(t, b.dp, addrB, alg.ESP, spiFor(1, 0)); c.Packets < 3 {
 		t.Fatalf("B counters %+v", c)
 	}
 	tcpTransfer(t, a, b, 4<<20)

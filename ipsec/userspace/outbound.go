@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/esp"
 )
@@ -174,7 +175,7 @@ func (d *Dataplane) send(p *pktBuf, chain []*saState, sb *sendBatch) {
 			return
 		}
 		var err error
-		tunnel := s.sa.Mode == ipsec.ModeTunnel && !outer
+		tunnel := s.sa.Mode == alg.Tunnel && !outer
 		switch {
 		case s.esp != nil && tunnel:
 			err = d.espTunnel(p, s, uint32(seq))

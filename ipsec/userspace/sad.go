@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace/ah"
 	"github.com/spiagent/spiagent/ipsec/userspace/esp"
@@ -39,13 +40,13 @@ type saState struct {
 // among this host's inbound SAs (AllocSPI sees to it).
 type inKey struct {
 	spi   uint32
-	proto ipsec.Protocol
+	proto alg.Protocol
 }
 
 // outKey finds the outbound SA a policy template needs.
 type outKey struct {
 	reqID uint32
-	proto ipsec.Protocol
+	proto alg.Protocol
 	dst   netip.Addr
 }
 
@@ -75,15 +76,15 @@ func newSAState(sa ipsec.SA, now time.Time) (*saState, error) {
 	if sa.Dir != ipsec.DirIn && sa.Dir != ipsec.DirOut {
 		return nil, fmt.Errorf("userspace: SA %s: direction must be in or out", sa.Key())
 	}
-	sa.CipherKey = append(ipsec.Key(nil), sa.CipherKey...)
-	sa.IntegKey = append(ipsec.Key(nil), sa.IntegKey...)
+	sa.CipherKey = append(alg.Key(nil), sa.CipherKey...)
+	sa.IntegKey = append(alg.Key(nil), sa.IntegKey...)
 	if sa.Encap != nil {
 		e := *sa.Encap
 		sa.Encap = &e
 	}
 	s := &saState{sa: sa, addTime: now}
 	var err error
-	if sa.Proto == ipsec.ProtoESP {
+	if sa.Proto == alg.ESP {
 		s.esp, err = esp.New(sa.SPI, sa.Cipher, sa.CipherKey, sa.Integ, sa.IntegKey)
 	} else {
 		s.ah, err = ah.New(sa.SPI, sa.Integ, sa.IntegKey)
@@ -197,8 +198,8 @@ var ErrNoSPI = errors.New("userspace: no free SPI")
 
 // AllocSPI reserves a random inbound SPI (>= 256) that no inbound SA and
 // no other reservation uses, for SPIReserve or until an SA takes it.
-func (d *Dataplane) AllocSPI(ctx context.Context, proto ipsec.Protocol, src, dst netip.Addr) (uint32, error) {
-	if proto != ipsec.ProtoESP && proto != ipsec.ProtoAH {
+func (d *Dataplane) AllocSPI(ctx context.Context, proto alg.Protocol, src, dst netip.Addr) (uint32, error) {
+	if proto != alg.ESP && proto != alg.AH {
 		return 0, fmt.Errorf("userspace: AllocSPI: unsupported protocol %s", proto)
 	}
 	d.mu.Lock()
@@ -216,7 +217,7 @@ func (d *Dataplane) AllocSPI(ctx context.Context, proto ipsec.Protocol, src, dst
 		if _, ok := d.reserved[spi]; ok {
 			continue
 		}
-		if t.in[inKey{spi, ipsec.ProtoESP}] != nil || t.in[inKey{spi, ipsec.ProtoAH}] != nil {
+		if t.in[inKey{spi, alg.ESP}] != nil || t.in[inKey{spi, alg.AH}] != nil {
 			continue
 		}
 		d.reserved[spi] = d.cfg.Now().Add(d.cfg.SPIReserve)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -45,8 +46,11 @@ func validatePolicy(p *ipsec.Policy) error {
 		return fmt.Errorf("userspace: policy %d: protect needs 1 to %d templates, has %d", p.ID, maxTemplates, len(p.Templates))
 	}
 	for _, t := range p.Templates {
-		if t.Proto != ipsec.ProtoESP && t.Proto != ipsec.ProtoAH {
+		if t.Proto != alg.ESP && t.Proto != alg.AH {
 			return fmt.Errorf("userspace: policy %d: template protocol %s", p.ID, t.Proto)
+		}
+		if !t.Mode.Valid() {
+			return fmt.Errorf("userspace: policy %d: template %s", p.ID, t.Mode)
 		}
 		if !t.Dst.Is4() {
 			return fmt.Errorf("userspace: policy %d: template needs an IPv4 peer", p.ID)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -60,7 +61,7 @@ type DetectorStats struct {
 
 type dedupKey struct {
 	src, dst netip.Addr
-	proto    ipsec.Protocol
+	proto    alg.Protocol
 	spi      uint32
 }
 
@@ -93,7 +94,7 @@ func NewDetector(cfg DetectorConfig) *Detector {
 
 // Observe offers one unknown-SPI packet. It returns the event to raise, or
 // false when the packet is suppressed (duplicate, rate-limited, tables full).
-func (d *Detector) Observe(src netip.Addr, sport uint16, dst netip.Addr, proto ipsec.Protocol, spi uint32) (ipsec.Event, bool) {
+func (d *Detector) Observe(src netip.Addr, sport uint16, dst netip.Addr, proto alg.Protocol, spi uint32) (ipsec.Event, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.cfg.Now()

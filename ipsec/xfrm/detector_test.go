@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -23,21 +24,21 @@ var (
 func TestDetectorDedup(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1e9, 0)}
 	d := NewDetector(DetectorConfig{Dedup: 10 * time.Second, Rate: 100, Burst: 100, Now: clk.now})
-	ev, ok := d.Observe(peerA, 0, local, ipsec.ProtoESP, 0x1234)
-	if !ok || ev.Kind != ipsec.EventInvalidSPI || ev.SA != (ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1234}) || ev.Src != peerA || !ev.Time.Equal(clk.t) {
+	ev, ok := d.Observe(peerA, 0, local, alg.ESP, 0x1234)
+	if !ok || ev.Kind != ipsec.EventInvalidSPI || ev.SA != (ipsec.SAKey{Dst: local, Proto: alg.ESP, SPI: 0x1234}) || ev.Src != peerA || !ev.Time.Equal(clk.t) {
 		t.Fatalf("first packet: %+v %v", ev, ok)
 	}
 	for i := 0; i < 5; i++ {
 		clk.advance(time.Second)
-		if _, ok := d.Observe(peerA, 0, local, ipsec.ProtoESP, 0x1234); ok {
+		if _, ok := d.Observe(peerA, 0, local, alg.ESP, 0x1234); ok {
 			t.Fatalf("duplicate reported after %d s", i+1)
 		}
 	}
-	if _, ok := d.Observe(peerA, 0, local, ipsec.ProtoAH, 0x1234); !ok {
+	if _, ok := d.Observe(peerA, 0, local, alg.AH, 0x1234); !ok {
 		t.Error("same SPI for AH is a different key")
 	}
 	clk.advance(5 * time.Second)
-	if _, ok := d.Observe(peerA, 0, local, ipsec.ProtoESP, 0x1234); !ok {
+	if _, ok := d.Observe(peerA, 0, local, alg.ESP, 0x1234); !ok {
 		t.Error("not reported again after the dedup window")
 	}
 	s := d.Stats()
@@ -51,20 +52,20 @@ func TestDetectorRateLimitPerSource(t *testing.T) {
 	d := NewDetector(DetectorConfig{Rate: 1, Burst: 3, Now: clk.now})
 	got := 0
 	for spi := uint32(256); spi < 266; spi++ { // 10 distinct SPIs at once
-		if _, ok := d.Observe(peerA, 0, local, ipsec.ProtoESP, spi); ok {
+		if _, ok := d.Observe(peerA, 0, local, alg.ESP, spi); ok {
 			got++
 		}
 	}
 	if got != 3 {
 		t.Errorf("burst: %d reported, want 3", got)
 	}
-	if _, ok := d.Observe(peerB, 4500, local, ipsec.ProtoESP, 999); !ok {
+	if _, ok := d.Observe(peerB, 4500, local, alg.ESP, 999); !ok {
 		t.Error("another source is limited by the first one's bucket")
 	}
 	clk.advance(2 * time.Second) // two tokens back
 	got = 0
 	for spi := uint32(1000); spi < 1010; spi++ {
-		if _, ok := d.Observe(peerA, 0, local, ipsec.ProtoESP, spi); ok {
+		if _, ok := d.Observe(peerA, 0, local, alg.ESP, spi); ok {
 			got++
 		}
 	}
@@ -82,7 +83,7 @@ func TestDetectorBoundedUnderFlood(t *testing.T) {
 	var b [4]byte
 	for i := uint32(0); i < 100000; i++ {
 		binary.BigEndian.PutUint32(b[:], 0xc6336400+i%4096) // many sources
-		d.Observe(netip.AddrFrom4(b), 0, local, ipsec.ProtoESP, i*2654435761)
+		d.Observe(netip.AddrFrom4(b), 0, local, alg.ESP, i*2654435761)
 		if i%1000 == 0 {
 			clk.advance(10 * time.Millisecond)
 		}
@@ -99,7 +100,7 @@ func TestDetectorBoundedUnderFlood(t *testing.T) {
 	}
 	// Once the flood stops and time passes, sweeping frees room for a new source.
 	clk.advance(time.Minute)
-	if _, ok := d.Observe(peerB, 0, local, ipsec.ProtoESP, 7); !ok {
+	if _, ok := d.Observe(peerB, 0, local, alg.ESP, 7); !ok {
 		t.Error("new source suppressed after the flood ended")
 	}
 }
@@ -107,11 +108,11 @@ func TestDetectorBoundedUnderFlood(t *testing.T) {
 func TestDetectorNoAllocs(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1e9, 0)}
 	d := NewDetector(DetectorConfig{Now: clk.now})
-	d.Observe(peerA, 0, local, ipsec.ProtoESP, 1) // warm the tables
+	d.Observe(peerA, 0, local, alg.ESP, 1) // warm the tables
 	spi := uint32(0)
 	allocs := testing.AllocsPerRun(1000, func() {
 		spi++
-		d.Observe(peerA, 0, local, ipsec.ProtoESP, spi)
+		d.Observe(peerA, 0, local, alg.ESP, spi)
 	})
 	if allocs > 0.01 {
 		t.Errorf("%.2f allocations per suppressed packet", allocs)
@@ -128,6 +129,6 @@ func BenchmarkDetectorRandomSPIFlood(b *testing.B) {
 		x ^= x >> 17
 		x ^= x << 5
 		binary.BigEndian.PutUint32(a[:], 0xc0000200|x&0xff)
-		d.Observe(netip.AddrFrom4(a), 0, local, ipsec.ProtoESP, x)
+		d.Observe(netip.AddrFrom4(a), 0, local, alg.ESP, x)
 	}
 }

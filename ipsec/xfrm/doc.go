@@ -102,7 +102,7 @@
 //	if ok, why := xfrm.Supported(); !ok { /* fall back to ipsec/userspace; log why */ }
 //	dp, err := xfrm.New(xfrm.WithLogger(log))   // options: WithNetns, WithInvalidSPI, ...
 //	dp.Flush(ctx)                                // remove what an earlier run left
-//	spi, _ := dp.AllocSPI(ctx, ipsec.ProtoESP, peer, local)
+//	spi, _ := dp.AllocSPI(ctx, alg.ESP, peer, local)
 //	dp.AddSA(ctx, inbound); dp.AddSA(ctx, outbound); dp.AddPolicy(ctx, p)
 //	for ev := range dp.Events() { ... }          // acquire, soft/hard expire, invalid SPI
 //

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -17,10 +18,10 @@ import (
 // lab/qemu boots (SPIAGENT_XFRM_GUEST=1) and skip elsewhere.
 
 type tunnelSpec struct {
-	cipher  ipsec.Cipher
+	cipher  alg.Cipher
 	keyLen  int
-	integ   ipsec.Integrity
-	mode    ipsec.Mode
+	integ   alg.Integrity
+	mode    alg.Mode
 	encap   bool
 	ahOuter bool // an AH+ESP bundle: ESP inside, AH (transport) outside
 }
@@ -37,34 +38,34 @@ type tunnel struct {
 // sa builds the SA from x to y with fresh keys. Its selector is the traffic
 // it carries (the kernel checks it for transport-mode SAs, including the AH
 // of an AH+ESP tunnel bundle, against the decapsulated packet).
-func (s tunnelSpec) sa(t *testing.T, proto ipsec.Protocol, x, y netip.Addr, spi uint32) ipsec.SA {
+func (s tunnelSpec) sa(t *testing.T, proto alg.Protocol, x, y netip.Addr, spi uint32) ipsec.SA {
 	sa := ipsec.SA{Src: x, Dst: y, Proto: proto, SPI: spi, Mode: s.mode, ReqID: 1, ReplayWindow: 64}
 	sa.Selector = ipsec.Selector{Src: netA, Dst: netB}
 	if x == outerB {
 		sa.Selector = sa.Selector.Mirror()
 	}
-	if proto == ipsec.ProtoESP {
+	if proto == alg.ESP {
 		sa.Cipher, sa.CipherKey = s.cipher, randKey(t, s.keyLen)
 		if s.encap {
 			sa.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
 		}
-		if s.cipher != ipsec.CipherAESGCM16 {
-			sa.Integ, sa.IntegKey = s.integ, randKey(t, ipsec.IntegKeyLen(s.integ))
+		if !s.cipher.IsAEAD() {
+			sa.Integ, sa.IntegKey = s.integ, randKey(t, s.integ.KeyLen())
 		}
 	} else {
-		sa.Integ, sa.IntegKey = ipsec.IntegHMACSHA196, randKey(t, 20)
-		sa.Mode = ipsec.ModeTransport
+		sa.Integ, sa.IntegKey = alg.HMACSHA1, randKey(t, 20)
+		sa.Mode = alg.Transport
 	}
-	if s.mode == ipsec.ModeTransport {
+	if s.mode == alg.Transport {
 		sa.Selector = ipsec.Selector{Src: netip.PrefixFrom(x, 32), Dst: netip.PrefixFrom(y, 32)}
 	}
 	return sa
 }
 
 func (s tunnelSpec) templates(x, y netip.Addr) []ipsec.Template {
-	ts := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: s.mode, Src: x, Dst: y, ReqID: 1}}
+	ts := []ipsec.Template{{Proto: alg.ESP, Mode: s.mode, Src: x, Dst: y, ReqID: 1}}
 	if s.ahOuter {
-		ts = append(ts, ipsec.Template{Proto: ipsec.ProtoAH, Mode: ipsec.ModeTransport, Src: x, Dst: y, ReqID: 1})
+		ts = append(ts, ipsec.Template{Proto: alg.AH, Mode: alg.Transport, Src: x, Dst: y, ReqID: 1})
 	}
 	return ts
 }
@@ -87,7 +88,7 @@ func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool, opts ...Option) *t
 	tu.da, tu.db = tu.a.dataplane(opts...), tu.b.dataplane(opts...)
 	selAB, selBA := ipsec.Selector{Src: netA, Dst: netB}, ipsec.Selector{Src: netB, Dst: netA}
 	tu.srcA, tu.dstB = netip.AddrPortFrom(innerA, 4000), netip.AddrPortFrom(innerB, 5000)
-	if spec.mode == ipsec.ModeTransport {
+	if spec.mode == alg.Transport {
 		selAB = ipsec.Selector{Src: netip.PrefixFrom(outerA, 32), Dst: netip.PrefixFrom(outerB, 32), Proto: unix.IPPROTO_UDP}
 		selBA = selAB.Mirror()
 		tu.srcA, tu.dstB = netip.AddrPortFrom(outerA, 4000), netip.AddrPortFrom(outerB, 5000)
@@ -108,7 +109,7 @@ func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool, opts ...Option) *t
 		{tu.db, ipsec.DirOut, selBA, outerB, outerA}, {tu.da, ipsec.DirIn, selBA, outerB, outerA},
 		{tu.db, ipsec.DirFwd, selAB, outerA, outerB}, {tu.da, ipsec.DirFwd, selBA, outerB, outerA},
 	} {
-		if p.dir == ipsec.DirFwd && spec.mode == ipsec.ModeTransport {
+		if p.dir == ipsec.DirFwd && spec.mode == alg.Transport {
 			continue
 		}
 		must(t, p.d.AddPolicy(bg, ipsec.Policy{ID: 1, Dir: p.dir, Priority: 1000, Selector: p.sel, Templates: spec.templates(p.x, p.y)}))
@@ -122,15 +123,15 @@ func setupTunnel(t *testing.T, spec tunnelSpec, withSAs bool, opts ...Option) *t
 // addSAs installs both directions; inbound SPIs come from AllocSPI.
 func (tu *tunnel) addSAs(t *testing.T) {
 	t.Helper()
-	spiAB, err := tu.db.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
+	spiAB, err := tu.db.AllocSPI(bg, alg.ESP, outerA, outerB)
 	must(t, err)
-	spiBA, err := tu.da.AllocSPI(bg, ipsec.ProtoESP, outerB, outerA)
+	spiBA, err := tu.da.AllocSPI(bg, alg.ESP, outerB, outerA)
 	must(t, err)
-	tu.esp = [2]ipsec.SA{tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, spiAB), tu.spec.sa(t, ipsec.ProtoESP, outerB, outerA, spiBA)}
+	tu.esp = [2]ipsec.SA{tu.spec.sa(t, alg.ESP, outerA, outerB, spiAB), tu.spec.sa(t, alg.ESP, outerB, outerA, spiBA)}
 	install(t, tu.da, tu.db, tu.esp[0])
 	install(t, tu.db, tu.da, tu.esp[1])
 	if tu.spec.ahOuter {
-		tu.ah = [2]ipsec.SA{tu.spec.sa(t, ipsec.ProtoAH, outerA, outerB, 0xa4000001), tu.spec.sa(t, ipsec.ProtoAH, outerB, outerA, 0xa4000002)}
+		tu.ah = [2]ipsec.SA{tu.spec.sa(t, alg.AH, outerA, outerB, 0xa4000001), tu.spec.sa(t, alg.AH, outerB, outerA, 0xa4000002)}
 		install(t, tu.da, tu.db, tu.ah[0])
 		install(t, tu.db, tu.da, tu.ah[1])
 	}
@@ -180,7 +181,7 @@ func (tu *tunnel) traffic(t *testing.T, n int) {
 	// XFRM counts what it protects: the inner IP packet in tunnel mode, the
 	// transport payload (UDP header and data) in transport mode.
 	per := uint64(8 + 28)
-	if tu.spec.mode == ipsec.ModeTunnel {
+	if tu.spec.mode == alg.Tunnel {
 		per += 20
 	}
 	minBytes := uint64(n) * per
@@ -218,15 +219,15 @@ func TestGuestESPTunnel(t *testing.T) {
 		name string
 		spec tunnelSpec
 	}{
-		{"aes128-cbc/hmac-sha1-96", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}},
-		{"aes256-cbc/hmac-sha2-256-128", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 32, integ: ipsec.IntegHMACSHA256128}},
-		{"aes192-cbc/hmac-sha2-384-192", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 24, integ: ipsec.IntegHMACSHA384192}},
-		{"aes128-cbc/hmac-sha2-512-256", tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA512256}},
-		{"aes128-gcm-16", tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}},
-		{"aes256-gcm-16", tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 36}},
-		{"des-cbc/hmac-md5-96", tunnelSpec{cipher: ipsec.CipherDESCBC, keyLen: 8, integ: ipsec.IntegHMACMD596}},
-		{"3des-cbc/hmac-sha1-96", tunnelSpec{cipher: ipsec.Cipher3DESCBC, keyLen: 24, integ: ipsec.IntegHMACSHA196}},
-		{"null/hmac-sha2-256-128", tunnelSpec{cipher: ipsec.CipherNull, keyLen: 0, integ: ipsec.IntegHMACSHA256128}},
+		{"aes128-cbc/hmac-sha1-96", tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA1}},
+		{"aes256-cbc/hmac-sha2-256-128", tunnelSpec{cipher: alg.AES256, keyLen: 32, integ: alg.HMACSHA256}},
+		{"aes192-cbc/hmac-sha2-384-192", tunnelSpec{cipher: alg.AES192, keyLen: 24, integ: alg.HMACSHA384}},
+		{"aes128-cbc/hmac-sha2-512-256", tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA512}},
+		{"aes128-gcm-16", tunnelSpec{cipher: alg.AESGCM128, keyLen: 20}},
+		{"aes256-gcm-16", tunnelSpec{cipher: alg.AESGCM256, keyLen: 36}},
+		{"des-cbc/hmac-md5-96", tunnelSpec{cipher: alg.DES, keyLen: 8, integ: alg.HMACMD5}},
+		{"3des-cbc/hmac-sha1-96", tunnelSpec{cipher: alg.TripleDES, keyLen: 24, integ: alg.HMACSHA1}},
+		{"null/hmac-sha2-256-128", tunnelSpec{cipher: alg.ESPNull, keyLen: 0, integ: alg.HMACSHA256}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tu := setupTunnel(t, tc.spec, true)
@@ -237,13 +238,13 @@ func TestGuestESPTunnel(t *testing.T) {
 
 func TestGuestTransportMode(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20, mode: ipsec.ModeTransport}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AESGCM128, keyLen: 20, mode: alg.Transport}, true)
 	tu.traffic(t, 4)
 }
 
 func TestGuestAHESPBundle(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128, ahOuter: true}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA256, ahOuter: true}, true)
 	tu.traffic(t, 4)
 	// Without the AH SA the bundle is incomplete: nothing gets through.
 	must(t, tu.db.DeleteSA(bg, tu.ah[0].Key()))
@@ -281,7 +282,7 @@ func drainRaw(fd int) [][]byte {
 
 func TestGuestESPInUDP(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196, encap: true}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA1, encap: true}, true)
 	rawUDP := tu.b.rawSocket(t, unix.IPPROTO_UDP)
 	rawESP := tu.b.rawSocket(t, unix.IPPROTO_ESP)
 	tu.traffic(t, 3)
@@ -311,7 +312,7 @@ func TestGuestESPInUDP(t *testing.T) {
 
 func TestGuestAcquire(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, false)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA256}, false)
 	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 1, 500*time.Millisecond); got != 0 {
 		t.Fatalf("a datagram got through without SAs")
 	}
@@ -331,7 +332,7 @@ func TestGuestAcquire(t *testing.T) {
 
 func TestGuestInvalidSPI(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AESGCM128, keyLen: 20}, true)
 	tu.traffic(t, 3)
 	before := tu.b.xfrmStat("XfrmInNoStates")
 	must(t, tu.db.DeleteSA(bg, tu.esp[0].Key()))
@@ -363,7 +364,7 @@ func TestGuestInvalidSPI(t *testing.T) {
 // known SPIs are filtered, an unknown one is reported.
 func TestGuestInvalidSPIRawSocket(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, true,
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA256}, true,
 		WithInvalidSPI(InvalidSPIConfig{Method: MethodRawSocket}))
 	tu.traffic(t, 3)
 	must(t, tu.db.DeleteSA(bg, tu.esp[0].Key()))
@@ -379,10 +380,10 @@ func TestGuestInvalidSPIRawSocket(t *testing.T) {
 
 func TestGuestIntegrityFailure(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA256128}, false)
-	spi, err := tu.db.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA256}, false)
+	spi, err := tu.db.AllocSPI(bg, alg.ESP, outerA, outerB)
 	must(t, err)
-	sa := tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, spi)
+	sa := tu.spec.sa(t, alg.ESP, outerA, outerB, spi)
 	out := sa
 	out.Dir = ipsec.DirOut
 	must(t, tu.da.AddSA(bg, out))
@@ -402,8 +403,8 @@ func TestGuestIntegrityFailure(t *testing.T) {
 func TestGuestExpire(t *testing.T) {
 	requireGuest(t)
 	t.Run("time", func(t *testing.T) {
-		tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, false)
-		sa := tu.spec.sa(t, ipsec.ProtoESP, outerA, outerB, 0x7e000001)
+		tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA1}, false)
+		sa := tu.spec.sa(t, alg.ESP, outerA, outerB, 0x7e000001)
 		sa.Dir, sa.ReplayWindow = ipsec.DirOut, 0
 		sa.Lifetime = ipsec.Lifetime{SoftTime: time.Second, HardTime: 2 * time.Second}
 		must(t, tu.da.AddSA(bg, sa))
@@ -420,7 +421,7 @@ func TestGuestExpire(t *testing.T) {
 		}
 	})
 	t.Run("bytes", func(t *testing.T) {
-		tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESGCM16, keyLen: 20}, true)
+		tu := setupTunnel(t, tunnelSpec{cipher: alg.AESGCM128, keyLen: 20}, true)
 		// Replace A's outbound SA by one that dies after about 4 datagrams.
 		must(t, tu.da.DeleteSA(bg, tu.esp[0].Key()))
 		sa := tu.esp[0]
@@ -442,14 +443,14 @@ func TestGuestExpire(t *testing.T) {
 
 func TestGuestFlushOwnedOnly(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 32, integ: ipsec.IntegHMACSHA256128}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES256, keyLen: 32, integ: alg.HMACSHA256}, true)
 	// another daemon's SA in A, reqid 1 (not in our range)
 	foreign := &netlink.XfrmState{Src: netIP(outerA), Dst: netIP(outerB), Proto: netlink.XFRM_PROTO_ESP, Mode: netlink.XFRM_MODE_TUNNEL,
 		Spi: 0x777, Reqid: 1, Auth: &netlink.XfrmStateAlgo{Name: "hmac(sha1)", Key: randKey(t, 20), TruncateLen: 96},
 		Crypt: &netlink.XfrmStateAlgo{Name: "cbc(aes)", Key: randKey(t, 16)}}
 	must(t, tu.a.h.XfrmStateAdd(foreign))
 	d2 := tu.a.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true})) // a restarted agent
-	if err := d2.DeleteSA(bg, ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: 0x777}); !errors.Is(err, ipsec.ErrNotFound) {
+	if err := d2.DeleteSA(bg, ipsec.SAKey{Dst: outerB, Proto: alg.ESP, SPI: 0x777}); !errors.Is(err, ipsec.ErrNotFound) {
 		t.Errorf("DeleteSA of another daemon's SA: %v, want ErrNotFound", err)
 	}
 	must(t, d2.DeleteSA(bg, tu.esp[0].Key())) // ours, from the earlier "process"
@@ -474,7 +475,7 @@ func TestGuestFlushOwnedOnly(t *testing.T) {
 // SA's replay counter (window 64, set through XFRMA_REPLAY_ESN_VAL) says so.
 func TestGuestReplay(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA1}, true)
 	raw := tu.b.rawSocket(t, unix.IPPROTO_ESP)
 	if got := flow(t, tu.a, tu.b, tu.srcA, tu.dstB, 2, 3*time.Second); got != 2 {
 		t.Fatalf("%d of 2 datagrams arrived", got)
@@ -499,18 +500,18 @@ func TestGuestReplay(t *testing.T) {
 
 func TestGuestAddSAErrors(t *testing.T) {
 	requireGuest(t)
-	tu := setupTunnel(t, tunnelSpec{cipher: ipsec.CipherAESCBC, keyLen: 16, integ: ipsec.IntegHMACSHA196}, true)
+	tu := setupTunnel(t, tunnelSpec{cipher: alg.AES128, keyLen: 16, integ: alg.HMACSHA1}, true)
 	out := tu.esp[0]
 	out.Dir = ipsec.DirOut
 	if err := tu.da.AddSA(bg, out); !errors.Is(err, ipsec.ErrExists) {
 		t.Errorf("same SA twice: %v, want ErrExists", err)
 	}
 	bad := out
-	bad.SPI, bad.CipherKey = 0x1234, make(ipsec.Key, 15)
+	bad.SPI, bad.CipherKey = 0x1234, make(alg.Key, 15)
 	if err := tu.da.AddSA(bg, bad); err == nil {
 		t.Error("a 15-byte AES key was accepted")
 	}
-	if _, err := tu.da.Counters(bg, ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: 0x1234}); !errors.Is(err, ipsec.ErrNotFound) {
+	if _, err := tu.da.Counters(bg, ipsec.SAKey{Dst: outerB, Proto: alg.ESP, SPI: 0x1234}); !errors.Is(err, ipsec.ErrNotFound) {
 		t.Errorf("Counters of a missing SA: %v, want ErrNotFound", err)
 	}
 }

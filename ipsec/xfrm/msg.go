@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -103,7 +104,7 @@ func maskRange(port, mask uint16) ipsec.PortRange {
 // acquire is a decoded XFRM_MSG_ACQUIRE.
 type acquire struct {
 	peer, local netip.Addr // template's destination and source
-	proto       ipsec.Protocol
+	proto       alg.Protocol
 	trigger     selector // the packet
 	policyIndex uint32
 	policyDir   uint8
@@ -118,7 +119,7 @@ func decodeAcquire(b []byte) (acquire, error) {
 	var a acquire
 	var err error
 	// xfrm_id id: daddr[16] spi[4] proto[1]; then saddr; then sel.
-	a.proto = ipsec.Protocol(b[20])
+	a.proto = alg.Protocol(b[20])
 	a.trigger, err = decodeSelector(b[sizeofID+sizeofAddress:])
 	if err != nil {
 		return acquire{}, err
@@ -154,7 +155,7 @@ func decodeExpire(b []byte) (expire, error) {
 		key: ipsec.SAKey{
 			Dst:   decodeAddr(id[0:16], fam),
 			SPI:   binary.BigEndian.Uint32(id[16:]),
-			Proto: ipsec.Protocol(id[20]),
+			Proto: alg.Protocol(id[20]),
 		},
 		src:   decodeAddr(b[sizeofSelector+sizeofID:], fam),
 		reqid: ne.Uint32(b[208:]),

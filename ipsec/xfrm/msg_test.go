@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -24,7 +25,7 @@ func TestDecodeAcquireCaptured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.peer != netip.MustParseAddr("192.0.2.2") || a.local != netip.MustParseAddr("192.0.2.1") || a.proto != ipsec.ProtoESP {
+	if a.peer != netip.MustParseAddr("192.0.2.2") || a.local != netip.MustParseAddr("192.0.2.1") || a.proto != alg.ESP {
 		t.Errorf("template: peer %v local %v proto %v", a.peer, a.local, a.proto)
 	}
 	pk, ok := policyKey(a.policyIndex)
@@ -59,7 +60,7 @@ func TestDecodeExpireCaptured(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := expire{
-		key:   ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.1"), Proto: ipsec.ProtoESP, SPI: 0xe8b8e415},
+		key:   ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.1"), Proto: alg.ESP, SPI: 0xe8b8e415},
 		src:   netip.MustParseAddr("192.0.2.2"),
 		reqid: DefaultReqIDBase,
 		hard:  true,

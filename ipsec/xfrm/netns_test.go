@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -261,9 +262,9 @@ func waitEvent(t testing.TB, d *Dataplane, kind ipsec.EventKind, timeout time.Du
 	}
 }
 
-func randKey(t testing.TB, n int) ipsec.Key {
+func randKey(t testing.TB, n int) alg.Key {
 	t.Helper()
-	k := make(ipsec.Key, n)
+	k := make(alg.Key, n)
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)
 	}

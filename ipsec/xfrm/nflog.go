@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // A minimal nfnetlink_log client: bind one group, copy packets, read them.
@@ -34,7 +34,7 @@ const (
 type spiPacket struct {
 	src, dst netip.Addr
 	sport    uint16 // ESP-in-UDP only
-	proto    ipsec.Protocol
+	proto    alg.Protocol
 	spi      uint32
 }
 
@@ -64,17 +64,17 @@ func parseSPIPacket(b []byte) (spiPacket, error) {
 		if len(l4) < 4 {
 			return spiPacket{}, errNotIPsec
 		}
-		p.proto, p.spi = ipsec.ProtoESP, binary.BigEndian.Uint32(l4)
+		p.proto, p.spi = alg.ESP, binary.BigEndian.Uint32(l4)
 	case unix.IPPROTO_AH:
 		if len(l4) < 8 {
 			return spiPacket{}, errNotIPsec
 		}
-		p.proto, p.spi = ipsec.ProtoAH, binary.BigEndian.Uint32(l4[4:])
+		p.proto, p.spi = alg.AH, binary.BigEndian.Uint32(l4[4:])
 	case unix.IPPROTO_UDP:
 		if len(l4) < 12 {
 			return spiPacket{}, errNotIPsec
 		}
-		p.proto, p.sport, p.spi = ipsec.ProtoESP, binary.BigEndian.Uint16(l4), binary.BigEndian.Uint32(l4[8:])
+		p.proto, p.sport, p.spi = alg.ESP, binary.BigEndian.Uint16(l4), binary.BigEndian.Uint32(l4[8:])
 	default:
 		return spiPacket{}, errNotIPsec
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -39,9 +40,9 @@ func TestParseSPIPacket(t *testing.T) {
 		want spiPacket
 		err  bool
 	}{
-		{"esp", ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 7)), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), proto: ipsec.ProtoESP, spi: 0x1001}, false},
-		{"ah", ipv4(51, "192.0.2.1", "192.0.2.2", be32(0x04060000, 0x2002, 1)), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), proto: ipsec.ProtoAH, spi: 0x2002}, false},
-		{"esp in udp", ipv4(17, "192.0.2.1", "192.0.2.2", udp), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), sport: 4500, proto: ipsec.ProtoESP, spi: 0xdeadbeef}, false},
+		{"esp", ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 7)), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), proto: alg.ESP, spi: 0x1001}, false},
+		{"ah", ipv4(51, "192.0.2.1", "192.0.2.2", be32(0x04060000, 0x2002, 1)), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), proto: alg.AH, spi: 0x2002}, false},
+		{"esp in udp", ipv4(17, "192.0.2.1", "192.0.2.2", udp), spiPacket{src: peerA, dst: netip.MustParseAddr("192.0.2.2"), sport: 4500, proto: alg.ESP, spi: 0xdeadbeef}, false},
 		{"ike non-esp marker", ipv4(17, "192.0.2.1", "192.0.2.2", ike), spiPacket{}, true},
 		{"truncated esp", ipv4(50, "192.0.2.1", "192.0.2.2", []byte{1, 2}), spiPacket{}, true},
 		{"tcp", ipv4(6, "192.0.2.1", "192.0.2.2", make([]byte, 20)), spiPacket{}, true},
@@ -88,7 +89,7 @@ func TestNFLOGPayload(t *testing.T) {
 func TestHandleNFLOG(t *testing.T) {
 	d := &Dataplane{events: make(chan ipsec.Event, 8), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
 	d.cfg.log = discardLogger()
-	known := ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: ipsec.ProtoESP, SPI: 0x1001}
+	known := ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: alg.ESP, SPI: 0x1001}
 	d.known[known] = true
 	typ := uint16(nfnlSubsysULOG<<8 | nfulnlMsgPacket)
 	d.handleNFLOG(typ, nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 1)))) // known: raced with AddSA

@@ -9,7 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // nftTableName is the table this package owns in each netns it runs in.
@@ -24,7 +24,7 @@ const meterTimeout = time.Minute
 type nftWatch struct {
 	conn  *nftables.Conn
 	table *nftables.Table
-	sets  map[ipsec.Protocol]*nftables.Set
+	sets  map[alg.Protocol]*nftables.Set
 	meter *nftables.Set // per-source limit, keyed by source address
 	cfg   InvalidSPIConfig
 }
@@ -45,7 +45,7 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xfrm: nftables: %w", err)
 	}
-	w := &nftWatch{conn: conn, cfg: cfg, sets: map[ipsec.Protocol]*nftables.Set{}}
+	w := &nftWatch{conn: conn, cfg: cfg, sets: map[alg.Protocol]*nftables.Set{}}
 	w.table = &nftables.Table{Name: nftTableName, Family: nftables.TableFamilyIPv4}
 	// Start clean: a table left by an earlier run is ours to replace.
 	if tabs, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err == nil {
@@ -56,7 +56,7 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 		}
 	}
 	conn.AddTable(w.table)
-	for _, p := range []ipsec.Protocol{ipsec.ProtoESP, ipsec.ProtoAH} {
+	for _, p := range []alg.Protocol{alg.ESP, alg.AH} {
 		s := &nftables.Set{Table: w.table, Name: p.String() + "_spis", KeyType: nftables.TypeInteger}
 		if err := conn.AddSet(s, nil); err != nil {
 			return nil, fmt.Errorf("xfrm: nftables set %s: %w", s.Name, err)
@@ -73,8 +73,8 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 		Name: "input", Table: w.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: prio,
 	})
-	w.addRule(ch, unix.IPPROTO_ESP, nil, 0, ipsec.ProtoESP, "esp")
-	w.addRule(ch, unix.IPPROTO_AH, nil, 4, ipsec.ProtoAH, "ah")
+	w.addRule(ch, unix.IPPROTO_ESP, nil, 0, alg.ESP, "esp")
+	w.addRule(ch, unix.IPPROTO_AH, nil, 4, alg.AH, "ah")
 	if cfg.UDPEncapPort != 0 {
 		var port [2]byte
 		binary.BigEndian.PutUint16(port[:], cfg.UDPEncapPort)
@@ -85,7 +85,7 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
 		}
-		w.addRule(ch, unix.IPPROTO_UDP, dport, 8, ipsec.ProtoESP, "espinudp")
+		w.addRule(ch, unix.IPPROTO_UDP, dport, 8, alg.ESP, "espinudp")
 	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("xfrm: nftables table %s: %w (is nf_tables, nft_limit, nft_log, nfnetlink_log available?)", nftTableName, err)
@@ -95,7 +95,7 @@ func newNFTWatch(nsFd int, cfg InvalidSPIConfig) (*nftWatch, error) {
 
 // addRule: ip protocol P [extra] @th,off,32 != @set
 // update @src_meter { ip saddr limit rate S/second burst B } limit rate R/second log group G.
-func (w *nftWatch) addRule(ch *nftables.Chain, l4 byte, extra []expr.Any, spiOff uint32, p ipsec.Protocol, tag string) {
+func (w *nftWatch) addRule(ch *nftables.Chain, l4 byte, extra []expr.Any, spiOff uint32, p alg.Protocol, tag string) {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4}},
@@ -121,7 +121,7 @@ func (w *nftWatch) addRule(ch *nftables.Chain, l4 byte, extra []expr.Any, spiOff
 }
 
 // add and del keep a protocol's known-SPI set in step with the SAD.
-func (w *nftWatch) add(p ipsec.Protocol, spi uint32) error {
+func (w *nftWatch) add(p alg.Protocol, spi uint32) error {
 	s, ok := w.sets[p]
 	if !ok {
 		return nil
@@ -132,7 +132,7 @@ func (w *nftWatch) add(p ipsec.Protocol, spi uint32) error {
 	return w.conn.Flush()
 }
 
-func (w *nftWatch) del(p ipsec.Protocol, spi uint32) error {
+func (w *nftWatch) del(p alg.Protocol, spi uint32) error {
 	s, ok := w.sets[p]
 	if !ok {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -55,10 +56,13 @@ func (d *Dataplane) policyInfo(p *ipsec.Policy) (*nl.XfrmUserpolicyInfo, []byte,
 func (d *Dataplane) templates(ts []ipsec.Template, selFamily uint16) ([]byte, error) {
 	out := make([]byte, 0, len(ts)*nl.SizeofXfrmUserTmpl)
 	for i, t := range ts {
-		if t.Proto != ipsec.ProtoESP && t.Proto != ipsec.ProtoAH {
+		if t.Proto != alg.ESP && t.Proto != alg.AH {
 			return nil, fmt.Errorf("template %d: protocol %d", i, t.Proto)
 		}
-		if t.Mode == ipsec.ModeTunnel && (!t.Src.IsValid() || !t.Dst.IsValid()) {
+		if !t.Mode.Valid() {
+			return nil, fmt.Errorf("template %d: %s", i, t.Mode)
+		}
+		if t.Mode == alg.Tunnel && (!t.Src.IsValid() || !t.Dst.IsValid()) {
 			return nil, fmt.Errorf("template %d: tunnel mode needs both endpoints", i)
 		}
 		if t.Src.IsValid() && t.Dst.IsValid() && t.Src.Is4() != t.Dst.Is4() {

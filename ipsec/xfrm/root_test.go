@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -64,7 +65,7 @@ func TestRootAcquireAndLarvalExpire(t *testing.T) {
 	d := a.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true}))
 	pol := ipsec.Policy{ID: 42, Dir: ipsec.DirOut, Priority: 100,
 		Selector:  ipsec.Selector{Src: netA, Dst: netB, Proto: unix.IPPROTO_UDP, DstPort: ipsec.PortRange{Lo: 5000, Hi: 5000}},
-		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: outerA, Dst: outerB, ReqID: 7}}}
+		Templates: []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: outerA, Dst: outerB, ReqID: 7}}}
 	must(t, d.AddPolicy(bg, pol))
 	if err := d.AddPolicy(bg, pol); !errors.Is(err, ipsec.ErrExists) {
 		t.Errorf("second AddPolicy: %v, want ErrExists", err)
@@ -77,10 +78,10 @@ func TestRootAcquireAndLarvalExpire(t *testing.T) {
 	}
 	wantTrig := ipsec.Selector{Src: netip.PrefixFrom(innerA, 32), Dst: netip.PrefixFrom(innerB, 32), Proto: unix.IPPROTO_UDP,
 		SrcPort: ipsec.PortRange{Lo: 4000, Hi: 4000}, DstPort: ipsec.PortRange{Lo: 5000, Hi: 5000}}
-	if e.Policy != pol.Key() || e.Trigger != wantTrig || e.SA.Dst != outerB || e.SA.Proto != ipsec.ProtoESP || e.Src != outerA {
+	if e.Policy != pol.Key() || e.Trigger != wantTrig || e.SA.Dst != outerB || e.SA.Proto != alg.ESP || e.Src != outerA {
 		t.Errorf("acquire %+v", e)
 	}
-	spi, err := d.AllocSPI(bg, ipsec.ProtoESP, outerB, outerA)
+	spi, err := d.AllocSPI(bg, alg.ESP, outerB, outerA)
 	must(t, err)
 	if spi < 256 {
 		t.Errorf("allocated SPI 0x%x is reserved", spi)
@@ -89,7 +90,7 @@ func TestRootAcquireAndLarvalExpire(t *testing.T) {
 	if !ok {
 		t.Fatal("no hard expire for the larval SPI")
 	}
-	if e.SA != (ipsec.SAKey{Dst: outerA, Proto: ipsec.ProtoESP, SPI: spi}) {
+	if e.SA != (ipsec.SAKey{Dst: outerA, Proto: alg.ESP, SPI: spi}) {
 		t.Errorf("expire %+v", e)
 	}
 	must(t, d.DeletePolicy(bg, pol.Key()))
@@ -130,7 +131,7 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 	nft := method == MethodNFTables
 	a, b := topology(t)
 	d := b.dataplane(WithInvalidSPI(InvalidSPIConfig{Method: method, KernelRate: 5, KernelBurst: 5}))
-	known, err := d.AllocSPI(bg, ipsec.ProtoESP, outerA, outerB)
+	known, err := d.AllocSPI(bg, alg.ESP, outerA, outerB)
 	must(t, err)
 
 	sendRaw(t, a, unix.IPPROTO_ESP, outerB, espPayload(known))
@@ -142,7 +143,7 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 	if !ok {
 		t.Fatal("unknown ESP SPI not reported")
 	}
-	if e.SA != (ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: 0xbad0001}) || e.Src != outerA || e.SrcPort != 0 {
+	if e.SA != (ipsec.SAKey{Dst: outerB, Proto: alg.ESP, SPI: 0xbad0001}) || e.Src != outerA || e.SrcPort != 0 {
 		t.Errorf("ESP event %+v", e)
 	}
 
@@ -150,7 +151,7 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 	ah[0], ah[1] = unix.IPPROTO_ICMP, 4
 	binary.BigEndian.PutUint32(ah[4:], 0xbad0002)
 	sendRaw(t, a, unix.IPPROTO_AH, outerB, ah)
-	if e, ok = waitEvent(t, d, ipsec.EventInvalidSPI, 3*time.Second, nil); !ok || e.SA.Proto != ipsec.ProtoAH || e.SA.SPI != 0xbad0002 {
+	if e, ok = waitEvent(t, d, ipsec.EventInvalidSPI, 3*time.Second, nil); !ok || e.SA.Proto != alg.AH || e.SA.SPI != 0xbad0002 {
 		t.Errorf("AH: %+v %v", e, ok)
 	}
 
@@ -167,7 +168,7 @@ func testInvalidSPIDetection(t *testing.T, method Method) {
 	}
 	e, ok = waitEvent(t, d, ipsec.EventInvalidSPI, wait, nil)
 	switch {
-	case nft && (!ok || e.SA.SPI != 0xbad0003 || e.SrcPort != 4500 || e.SA.Proto != ipsec.ProtoESP):
+	case nft && (!ok || e.SA.SPI != 0xbad0003 || e.SrcPort != 4500 || e.SA.Proto != alg.ESP):
 		t.Errorf("ESP-in-UDP: %+v %v", e, ok)
 	case !nft && ok:
 		t.Errorf("raw sockets reported ESP-in-UDP: %+v", e)
@@ -249,14 +250,14 @@ func TestRootFlushOwnedOnly(t *testing.T) {
 	n := newTestNS(t)
 	d1 := n.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true}))
 	owned := ipsec.Policy{ID: 1, Dir: ipsec.DirIn, Selector: ipsec.Selector{Src: netB, Dst: netA},
-		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: outerB, Dst: outerA, ReqID: 1}}}
+		Templates: []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: outerB, Dst: outerA, ReqID: 1}}}
 	must(t, d1.AddPolicy(bg, owned))
 	must(t, d1.AddPolicy(bg, ipsec.Policy{ID: 2, Dir: ipsec.DirOut, Action: ipsec.ActionBypass, Selector: ipsec.Selector{Src: netA, Dst: netip.MustParsePrefix("192.0.2.0/24")}}))
 	must(t, d1.AddPolicy(bg, ipsec.Policy{ID: 3, Dir: ipsec.DirFwd, Action: ipsec.ActionDiscard, Selector: ipsec.Selector{Src: netB, Dst: netA, Proto: 6}}))
-	ownedSPI, err := d1.AllocSPI(bg, ipsec.ProtoESP, outerB, outerA)
+	ownedSPI, err := d1.AllocSPI(bg, alg.ESP, outerB, outerA)
 	must(t, err)
 	if err := d1.AddPolicy(bg, ipsec.Policy{ID: 4, Dir: ipsec.DirOut, Action: ipsec.ActionBypass, Selector: ipsec.Selector{Src: netA, Dst: netB},
-		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP}}}); err == nil {
+		Templates: []ipsec.Template{{Proto: alg.ESP}}}); err == nil {
 		t.Error("bypass with templates accepted")
 	}
 
@@ -278,7 +279,7 @@ func TestRootFlushOwnedOnly(t *testing.T) {
 	// A restarted agent: a new Dataplane with no memory of the first.
 	d1.Close()
 	d2 := n.dataplane(WithInvalidSPI(InvalidSPIConfig{Disabled: true}))
-	foreignKey := ipsec.SAKey{Dst: outerB, Proto: ipsec.ProtoESP, SPI: uint32(foreignSPI)}
+	foreignKey := ipsec.SAKey{Dst: outerB, Proto: alg.ESP, SPI: uint32(foreignSPI)}
 	if err := d2.DeleteSA(bg, foreignKey); !errors.Is(err, ipsec.ErrNotFound) {
 		t.Errorf("DeleteSA of another daemon's SA: %v, want ErrNotFound", err)
 	}
@@ -322,7 +323,7 @@ func TestRootBypassAndDiscard(t *testing.T) {
 		return ipsec.Selector{Src: netA, Dst: netip.PrefixFrom(innerB, 32), Proto: unix.IPPROTO_UDP, DstPort: ipsec.PortRange{Lo: lo, Hi: hi}}
 	}
 	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Priority: 1000, Selector: ipsec.Selector{Src: netA, Dst: netB},
-		Templates: []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: outerA, Dst: outerB, ReqID: 1}}}))
+		Templates: []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: outerA, Dst: outerB, ReqID: 1}}}))
 	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 2, Dir: ipsec.DirOut, Priority: 10, Action: ipsec.ActionBypass, Selector: udp(5000, 5000)}))
 	must(t, d.AddPolicy(bg, ipsec.Policy{ID: 3, Dir: ipsec.DirOut, Priority: 10, Action: ipsec.ActionDiscard, Selector: udp(6000, 6015)}))
 	if err := d.AddPolicy(bg, ipsec.Policy{ID: 4, Dir: ipsec.DirOut, Action: ipsec.ActionBypass, Selector: udp(1000, 2000)}); !errors.Is(err, ErrPortRange) {

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -38,7 +39,7 @@ func (d *Dataplane) stateInfo(sa *ipsec.SA) (*nl.XfrmUsersaInfo, error) {
 		m.ReplayWindow = uint8(sa.ReplayWindow)
 	}
 	m.Lft = lifetimeCfg(sa.Lifetime)
-	if sa.Mode == ipsec.ModeTransport && sa.Selector.Src.IsValid() && sa.Selector.Dst.IsValid() {
+	if sa.Mode == alg.Transport && sa.Selector.Src.IsValid() && sa.Selector.Dst.IsValid() {
 		sel := sa.Selector
 		sel.SrcPort, sel.DstPort = ipsec.PortRange{}, ipsec.PortRange{}
 		if m.Sel, err = xfrmSelector(sel); err != nil {
@@ -77,7 +78,7 @@ func seconds(t time.Duration) uint64 {
 func stateAttrs(sa *ipsec.SA) ([]*nl.RtAttr, error) {
 	var attrs []*nl.RtAttr
 	name := func(s string) (b [64]byte) { copy(b[:], s); return b }
-	if sa.Proto == ipsec.ProtoESP {
+	if sa.Proto == alg.ESP {
 		c, ok := cipherAlgo(sa.Cipher)
 		if !ok {
 			return nil, fmt.Errorf("xfrm: cipher %s not supported", sa.Cipher)
@@ -91,7 +92,7 @@ func stateAttrs(sa *ipsec.SA) ([]*nl.RtAttr, error) {
 			attrs = append(attrs, nl.NewRtAttr(nl.XFRMA_ALG_CRYPT, a.Serialize()))
 		}
 	}
-	if sa.Integ != ipsec.IntegNone {
+	if sa.Integ != alg.IntegNone {
 		i, ok := integAlgo(sa.Integ)
 		if !ok {
 			return nil, fmt.Errorf("xfrm: integrity %s not supported", sa.Integ)
@@ -214,11 +215,11 @@ func (d *Dataplane) watchSPI(key ipsec.SAKey, known bool) error {
 // picks an unused SPI in [256, 2^32) and holds it as a larval state (reqid in
 // the owned range, so Flush removes leftovers) until AddSA completes it or
 // net.core.xfrm_acq_expires passes.
-func (d *Dataplane) AllocSPI(ctx context.Context, proto ipsec.Protocol, src, dst netip.Addr) (uint32, error) {
+func (d *Dataplane) AllocSPI(ctx context.Context, proto alg.Protocol, src, dst netip.Addr) (uint32, error) {
 	if err := ctxErr(ctx); err != nil {
 		return 0, err
 	}
-	if proto != ipsec.ProtoESP && proto != ipsec.ProtoAH {
+	if proto != alg.ESP && proto != alg.AH {
 		return 0, fmt.Errorf("xfrm: alloc SPI for protocol %d", proto)
 	}
 	if !dst.IsValid() || (src.IsValid() && src.Is4() != dst.Is4()) {

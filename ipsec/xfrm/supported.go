@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -27,9 +28,9 @@ var (
 // an operator can act on. The daemon's `--dataplane auto` uses it.
 func Supported() (bool, string) {
 	sa := ipsec.SA{
-		Src: probeSrc, Dst: probeDst, Proto: ipsec.ProtoESP, SPI: probeSPI, Mode: ipsec.ModeTunnel,
-		Cipher: ipsec.CipherAESCBC, CipherKey: make(ipsec.Key, 16),
-		Integ: ipsec.IntegHMACSHA196, IntegKey: make(ipsec.Key, 20),
+		Src: probeSrc, Dst: probeDst, Proto: alg.ESP, SPI: probeSPI, Mode: alg.Tunnel,
+		Cipher: alg.AES128, CipherKey: make(alg.Key, 16),
+		Integ: alg.HMACSHA1, IntegKey: make(alg.Key, 20),
 	}
 	d := &Dataplane{cfg: config{reqIDBase: DefaultReqIDBase}}
 	info, err := d.stateInfo(&sa)

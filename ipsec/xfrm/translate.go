@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -34,42 +35,36 @@ type algo struct {
 	icv   int // bits, AEAD only
 }
 
-// cipherAlgo maps an ESP cipher to XFRM's crypto API name.
-func cipherAlgo(c ipsec.Cipher) (algo, bool) {
-	switch c {
-	case ipsec.CipherNull:
+// cipherAlgo maps an ESP cipher to XFRM's crypto API name (the key size
+// is the key's length; for AES-GCM the key carries the salt).
+func cipherAlgo(c alg.Cipher) (algo, bool) {
+	switch {
+	case c == alg.ESPNull:
 		return algo{name: "ecb(cipher_null)"}, true
-	case ipsec.CipherDESCBC:
+	case c == alg.DES:
 		return algo{name: "cbc(des)"}, true
-	case ipsec.Cipher3DESCBC:
+	case c == alg.TripleDES:
 		return algo{name: "cbc(des3_ede)"}, true
-	case ipsec.CipherAESCBC:
+	case c.IsAESCBC():
 		return algo{name: "cbc(aes)"}, true
-	case ipsec.CipherAESGCM16:
-		return algo{name: "rfc4106(gcm(aes))", icv: 128}, true
+	case c.IsAEAD():
+		return algo{name: "rfc4106(gcm(aes))", icv: c.ICVLen() * 8}, true
 	}
 	return algo{}, false
 }
 
 // integAlgo maps an integrity algorithm to XFRM's name and truncation.
-func integAlgo(i ipsec.Integrity) (algo, bool) {
-	switch i {
-	case ipsec.IntegHMACMD596:
-		return algo{name: "hmac(md5)", trunc: 96}, true
-	case ipsec.IntegHMACSHA196:
-		return algo{name: "hmac(sha1)", trunc: 96}, true
-	case ipsec.IntegHMACSHA256128:
-		return algo{name: "hmac(sha256)", trunc: 128}, true
-	case ipsec.IntegHMACSHA384192:
-		return algo{name: "hmac(sha384)", trunc: 192}, true
-	case ipsec.IntegHMACSHA512256:
-		return algo{name: "hmac(sha512)", trunc: 256}, true
+func integAlgo(i alg.Integrity) (algo, bool) {
+	names := map[alg.Integrity]string{
+		alg.HMACMD5: "hmac(md5)", alg.HMACSHA1: "hmac(sha1)", alg.HMACSHA256: "hmac(sha256)",
+		alg.HMACSHA384: "hmac(sha384)", alg.HMACSHA512: "hmac(sha512)",
 	}
-	return algo{}, false
+	n, ok := names[i]
+	return algo{name: n, trunc: i.ICVLen() * 8}, ok
 }
 
-func xfrmMode(m ipsec.Mode) uint8 {
-	if m == ipsec.ModeTransport {
+func xfrmMode(m alg.Mode) uint8 {
+	if m == alg.Transport {
 		return 0 // XFRM_MODE_TRANSPORT
 	}
 	return 1 // XFRM_MODE_TUNNEL

@@ -8,20 +8,24 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
 func TestAlgorithmTables(t *testing.T) {
 	ciphers := []struct {
-		c    ipsec.Cipher
+		c    alg.Cipher
 		name string
 		icv  int
 	}{
-		{ipsec.CipherNull, "ecb(cipher_null)", 0},
-		{ipsec.CipherDESCBC, "cbc(des)", 0},
-		{ipsec.Cipher3DESCBC, "cbc(des3_ede)", 0},
-		{ipsec.CipherAESCBC, "cbc(aes)", 0},
-		{ipsec.CipherAESGCM16, "rfc4106(gcm(aes))", 128},
+		{alg.ESPNull, "ecb(cipher_null)", 0},
+		{alg.DES, "cbc(des)", 0},
+		{alg.TripleDES, "cbc(des3_ede)", 0},
+		{alg.AES128, "cbc(aes)", 0},
+		{alg.AES192, "cbc(aes)", 0},
+		{alg.AES256, "cbc(aes)", 0},
+		{alg.AESGCM128, "rfc4106(gcm(aes))", 128},
+		{alg.AESGCM256, "rfc4106(gcm(aes))", 128},
 	}
 	for _, tc := range ciphers {
 		a, ok := cipherAlgo(tc.c)
@@ -29,19 +33,19 @@ func TestAlgorithmTables(t *testing.T) {
 			t.Errorf("%s: got %+v %v", tc.c, a, ok)
 		}
 	}
-	if _, ok := cipherAlgo(ipsec.Cipher(99)); ok {
+	if _, ok := cipherAlgo(alg.Cipher(99)); ok {
 		t.Error("unknown cipher mapped")
 	}
 	integs := []struct {
-		i     ipsec.Integrity
+		i     alg.Integrity
 		name  string
 		trunc int
 	}{
-		{ipsec.IntegHMACMD596, "hmac(md5)", 96},
-		{ipsec.IntegHMACSHA196, "hmac(sha1)", 96},
-		{ipsec.IntegHMACSHA256128, "hmac(sha256)", 128},
-		{ipsec.IntegHMACSHA384192, "hmac(sha384)", 192},
-		{ipsec.IntegHMACSHA512256, "hmac(sha512)", 256},
+		{alg.HMACMD5, "hmac(md5)", 96},
+		{alg.HMACSHA1, "hmac(sha1)", 96},
+		{alg.HMACSHA256, "hmac(sha256)", 128},
+		{alg.HMACSHA384, "hmac(sha384)", 192},
+		{alg.HMACSHA512, "hmac(sha512)", 256},
 	}
 	for _, tc := range integs {
 		a, ok := integAlgo(tc.i)
@@ -49,7 +53,7 @@ func TestAlgorithmTables(t *testing.T) {
 			t.Errorf("%s: got %+v %v", tc.i, a, ok)
 		}
 	}
-	if _, ok := integAlgo(ipsec.IntegNone); ok {
+	if _, ok := integAlgo(alg.IntegNone); ok {
 		t.Error("none mapped to an algorithm")
 	}
 }
@@ -147,9 +151,9 @@ func TestSelector(t *testing.T) {
 func testSA() ipsec.SA {
 	return ipsec.SA{
 		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
-		Proto: ipsec.ProtoESP, SPI: 0x1000, Dir: ipsec.DirOut, Mode: ipsec.ModeTunnel,
-		Cipher: ipsec.CipherAESCBC, CipherKey: make(ipsec.Key, 16),
-		Integ: ipsec.IntegHMACSHA256128, IntegKey: make(ipsec.Key, 32),
+		Proto: alg.ESP, SPI: 0x1000, Dir: ipsec.DirOut, Mode: alg.Tunnel,
+		Cipher: alg.AES128, CipherKey: make(alg.Key, 16),
+		Integ: alg.HMACSHA256, IntegKey: make(alg.Key, 32),
 		ReqID: 9,
 	}
 }
@@ -176,7 +180,7 @@ func TestStateInfo(t *testing.T) {
 	if m.Sel.Family != 0 {
 		t.Errorf("tunnel-mode SA got a selector: %+v", m.Sel)
 	}
-	sa.Mode = ipsec.ModeTransport
+	sa.Mode = alg.Transport
 	sa.Selector = ipsec.Selector{Src: netip.MustParsePrefix("192.0.2.1/32"), Dst: netip.MustParsePrefix("192.0.2.2/32"), Proto: 17, DstPort: ipsec.PortRange{Lo: 1000, Hi: 2000}}
 	if m, err = d.stateInfo(&sa); err != nil {
 		t.Fatal(err)
@@ -221,14 +225,14 @@ func TestStateAttrs(t *testing.T) {
 		t.Errorf("cbc+hmac: %v", got)
 	}
 	gcm := testSA()
-	gcm.Cipher, gcm.CipherKey, gcm.Integ, gcm.IntegKey = ipsec.CipherAESGCM16, make(ipsec.Key, 20), ipsec.IntegNone, nil
+	gcm.Cipher, gcm.CipherKey, gcm.Integ, gcm.IntegKey = alg.AESGCM128, make(alg.Key, 20), alg.IntegNone, nil
 	gcm.Encap = &ipsec.UDPEncap{SrcPort: 4500, DstPort: 4500}
 	gcm.ReplayWindow = 128
 	if got := types(gcm); !eq(got, []int{nl.XFRMA_ALG_AEAD, nl.XFRMA_ENCAP, nl.XFRMA_REPLAY_ESN_VAL}) {
 		t.Errorf("gcm+encap+window: %v", got)
 	}
 	ah := testSA()
-	ah.Proto, ah.Cipher, ah.CipherKey = ipsec.ProtoAH, ipsec.CipherNull, nil
+	ah.Proto, ah.Cipher, ah.CipherKey = alg.AH, alg.CipherNone, nil
 	if got := types(ah); !eq(got, []int{nl.XFRMA_ALG_AUTH_TRUNC}) {
 		t.Errorf("ah: %v", got)
 	}

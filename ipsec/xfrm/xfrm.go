@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -148,7 +149,7 @@ type Dataplane struct {
 }
 
 type protoSPI struct {
-	proto ipsec.Protocol
+	proto alg.Protocol
 	spi   uint32
 }
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 )
 
 // TestCaptureKAT records one exchange with charon, at log level 4, as a
@@ -31,8 +31,8 @@ func TestCaptureKAT(t *testing.T) {
 	l.startCharon()
 	var mu sync.Mutex
 	var msgs []string
-	o := l.startOursTraced(ike.Policy{Priority: 1, Cipher: suite.AES256, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: time.Hour},
-		childPolicy(ike.Transform{ESP: suite.AES256, ESPInteg: ike.IntegSHA1}, suite.GroupNone),
+	o := l.startOursTraced(ike.Policy{Priority: 1, Cipher: alg.AES256, Hash: alg.SHA1, Group: alg.MODP2048, Lifetime: time.Hour},
+		childPolicy(ike.Transform{ESP: alg.AES256, ESPInteg: alg.HMACSHA1}, alg.GroupNone),
 		func(sent bool, m []byte) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -66,8 +66,8 @@ func TestCaptureKAT(t *testing.T) {
 		"esp":             "aes256-sha1",
 		"messages":        msgs,
 		"charon":          keys,
-		"our_in_spi_esp":  strconv.FormatUint(uint64(c.InSPI(ike.ProtoESP)), 16),
-		"our_out_spi_esp": strconv.FormatUint(uint64(c.OutSPI(ike.ProtoESP)), 16),
+		"our_in_spi_esp":  strconv.FormatUint(uint64(c.InSPI(alg.ESP)), 16),
+		"our_out_spi_esp": strconv.FormatUint(uint64(c.OutSPI(alg.ESP)), 16),
 	}
 	mu.Unlock()
 	b, _ := json.MarshalIndent(vec, "", "  ")

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/transport"
 )
 
@@ -34,7 +34,7 @@ func TestRates(t *testing.T) {
 		t.Fatal("IKE_RATE_N above 5000 exceeds the selector space used")
 	}
 	const ikeProp, espProp = "aes128-sha1-modp2048", "aes128-sha1"
-	pol := ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: 8 * time.Hour}
+	pol := ike.Policy{Priority: 1, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048, Lifetime: 8 * time.Hour}
 	limit := time.Duration(n)*100*time.Millisecond + 30*time.Second
 	hosts := min(n, 250)
 
@@ -75,7 +75,7 @@ func TestRates(t *testing.T) {
 		l.addHosts(hosts)
 		var installs atomic.Int64
 		cfg := ike.Config{Policies: []ike.Policy{pol}, NATT: ike.NATTAuto, MaxSAsPerPeer: 1 << 20, MaxHalfOpen: 1 << 20,
-			Keys: map[netip.Addr]ike.PSK{netip.MustParseAddr(addrOurs): ike.PSK(testPSK)}}
+			Keys: map[netip.Addr]alg.Key{netip.MustParseAddr(addrOurs): alg.Key(testPSK)}}
 		var tr *transport.Transport
 		err := inNetns(l.nsCharon, func() (err error) {
 			tr, err = transport.New(cfg, transport.Config{Addrs: []netip.Addr{netip.MustParseAddr(addrCharon)},
@@ -88,7 +88,7 @@ func TestRates(t *testing.T) {
 		defer tr.Close()
 		child := ike.ChildPolicy{Tag: "net", Local: netip.MustParseAddr(addrCharon), Peer: netip.MustParseAddr(addrOurs),
 			LocalTS: ike.Selector{Prefix: netip.MustParsePrefix(lanCharon)}, RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix(lanOurs)},
-			Proposals: []ike.Transform{{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}}}
+			Proposals: []ike.Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}}
 		if err := tr.SetChildPolicies([]ike.ChildPolicy{child}); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestRates(t *testing.T) {
 		l.startCharon()
 		var installs atomic.Int64
 		cfg := ike.Config{Policies: []ike.Policy{pol}, NATT: ike.NATTAuto, MaxSAsPerPeer: 1 << 20, MaxHalfOpen: 1 << 20,
-			Keys: map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)}}
+			Keys: map[netip.Addr]alg.Key{netip.MustParseAddr(addrCharon): alg.Key(testPSK)}}
 		var tr *transport.Transport
 		err := inNetns(l.nsOurs, func() (err error) {
 			tr, err = transport.New(cfg, transport.Config{Addrs: []netip.Addr{netip.MustParseAddr(addrOurs)},
@@ -135,7 +135,7 @@ func TestRates(t *testing.T) {
 			pols = append(pols, ike.ChildPolicy{Tag: fmt.Sprint("c", k), Local: netip.MustParseAddr(addrOurs), Peer: netip.MustParseAddr(addrCharon),
 				LocalTS:   ike.Selector{Prefix: netip.MustParsePrefix(hostIn(lanOurs, k/250))},
 				RemoteTS:  ike.Selector{Prefix: netip.MustParsePrefix(hostIn(lanCharon, k%250))},
-				Proposals: []ike.Transform{{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}}})
+				Proposals: []ike.Transform{{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}}})
 		}
 		if err := tr.SetChildPolicies(pols); err != nil {
 			t.Fatal(err)

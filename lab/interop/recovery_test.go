@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // charon's libipsec sends real ESP-in-UDP to us: it must reach the
@@ -74,10 +73,10 @@ func TestInvalidSPIRecoveryAfterRestart(t *testing.T) {
 	exec.Command("ip", "netns", "exec", l.nsCharon, "ping", "-c", "1", "-W", "1", "-I", "203.0.113.1", "198.51.100.1").Run()
 	in := recv(t, l, o2.esp, "stale ESP from charon")
 	spi := binary.BigEndian.Uint32(in.pkt)
-	if spi != old.InSPI(ike.ProtoESP) {
-		t.Fatalf("stale ESP SPI %#x, expected the old %#x", spi, old.InSPI(ike.ProtoESP))
+	if spi != old.InSPI(alg.ESP) {
+		t.Fatalf("stale ESP SPI %#x, expected the old %#x", spi, old.InSPI(alg.ESP))
 	}
-	if err := o2.tr.SendInvalidSPI(in.dst.Addr(), in.src.Addr(), ike.ProtoESP, spi); err != nil {
+	if err := o2.tr.SendInvalidSPI(in.dst.Addr(), in.src.Addr(), alg.ESP, spi); err != nil {
 		t.Fatal(err)
 	}
 	if !waitFor(5*time.Second, func() bool { return strings.Contains(l.log(), "received INVALID_SPI error notify") }) {
@@ -99,7 +98,7 @@ func TestInvalidSPIRecoveryAfterRestart(t *testing.T) {
 // This pins the salt placement against a real peer.
 func TestCharonGCMESPDecrypts(t *testing.T) {
 	s := suites[len(suites)-1]
-	if s.tr.ESP != suite.AESGCM128 {
+	if s.tr.ESP != alg.AESGCM128 {
 		t.Fatal("the last interop suite must be aes128gcm16")
 	}
 	l, o, c := establish(t, s)
@@ -112,7 +111,7 @@ func TestCharonGCMESPDecrypts(t *testing.T) {
 	if spi := binary.BigEndian.Uint32(in.pkt); spi != sa.SPI {
 		t.Fatalf("ESP SPI %#x, our inbound SPI %#x", spi, sa.SPI)
 	}
-	if sa.Cipher != suite.AESGCM128 || sa.TransformID != 20 || len(sa.EncKey) != 20 || sa.Integ != ike.IntegNone || sa.IntegKey != nil {
+	if sa.Cipher != alg.AESGCM128 || sa.TransformID != 20 || len(sa.EncKey) != 20 || sa.Integ != alg.IntegNone || sa.IntegKey != nil {
 		t.Fatalf("our SA: %v id %d key %d bytes integ %v", sa.Cipher, sa.TransformID, len(sa.EncKey), sa.Integ)
 	}
 	// SPI | seq | IV(8) | ciphertext | ICV(16).

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ike/transport"
 )
 
@@ -61,8 +61,8 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 	cfg := ike.Config{
 		// A first policy charon does not accept: Main Mode must offer both
 		// (initiator) and pick by priority what charon proposes (responder).
-		Policies: []ike.Policy{{Priority: p.Priority - 1, Cipher: suite.TripleDES, Hash: suite.MD5, Group: suite.MODP1024}, p},
-		Keys:     map[netip.Addr]ike.PSK{netip.MustParseAddr(addrCharon): ike.PSK(testPSK)},
+		Policies: []ike.Policy{{Priority: p.Priority - 1, Cipher: alg.TripleDES, Hash: alg.MD5, Group: alg.MODP1024}, p},
+		Keys:     map[netip.Addr]alg.Key{netip.MustParseAddr(addrCharon): alg.Key(testPSK)},
 		NATT:     ike.NATTAuto,
 		Trace:    trace,
 	}
@@ -110,7 +110,7 @@ func (l *lab) startOursTraced(p ike.Policy, child ike.ChildPolicy, trace func(bo
 	return o
 }
 
-func childPolicy(t ike.Transform, pfs suite.Group) ike.ChildPolicy {
+func childPolicy(t ike.Transform, pfs alg.Group) ike.ChildPolicy {
 	return ike.ChildPolicy{Tag: "net", ReqID: 1,
 		Local: netip.MustParseAddr(addrOurs), Peer: netip.MustParseAddr(addrCharon),
 		LocalTS:   ike.Selector{Prefix: netip.MustParsePrefix(lanOurs)},
@@ -144,7 +144,7 @@ func checkSameSPIs(t *testing.T, l *lab, c ike.ChildSA) {
 	}
 	t.Logf("swanctl --list-sas:\n%s", list)
 	spis := charonChildSPIs(list)
-	wantIn, wantOut := fmt.Sprintf("%08x", c.OutSPI(ike.ProtoESP)), fmt.Sprintf("%08x", c.InSPI(ike.ProtoESP))
+	wantIn, wantOut := fmt.Sprintf("%08x", c.OutSPI(alg.ESP)), fmt.Sprintf("%08x", c.InSPI(alg.ESP))
 	if len(spis) != 1 || spis[0][0] != wantIn || spis[0][1] != wantOut {
 		t.Fatalf("charon SPIs %v, want in %s out %s (ours: in %s out %s)", spis, wantIn, wantOut, wantOut, wantIn)
 	}
@@ -163,20 +163,20 @@ type interopSuite struct {
 	espProp string
 	pol     ike.Policy
 	tr      ike.Transform
-	pfs     suite.Group
+	pfs     alg.Group
 }
 
 var suites = []interopSuite{
 	{"aes128-sha1-modp2048", "aes128-sha1-modp2048", "aes128-sha1",
-		ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA1, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
-		ike.Transform{ESP: suite.AES128, ESPInteg: ike.IntegSHA1}, suite.GroupNone},
+		ike.Policy{Priority: 1, Cipher: alg.AES128, Hash: alg.SHA1, Group: alg.MODP2048, Lifetime: 8 * time.Hour},
+		ike.Transform{ESP: alg.AES128, ESPInteg: alg.HMACSHA1}, alg.GroupNone},
 	{"aes256-sha256-modp2048-pfs", "aes256-sha256-modp2048", "aes256-sha256-modp2048",
-		ike.Policy{Priority: 1, Cipher: suite.AES256, Hash: suite.SHA256, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
-		ike.Transform{ESP: suite.AES256, ESPInteg: ike.IntegSHA256}, suite.MODP2048},
+		ike.Policy{Priority: 1, Cipher: alg.AES256, Hash: alg.SHA256, Group: alg.MODP2048, Lifetime: 8 * time.Hour},
+		ike.Transform{ESP: alg.AES256, ESPInteg: alg.HMACSHA256}, alg.MODP2048},
 	// AES-GCM-16 (RFC 4106): ESP_AES_GCM_16 with Key Length 128, no HMAC.
 	{"aes128gcm16-sha256-modp2048", "aes128-sha256-modp2048", "aes128gcm16",
-		ike.Policy{Priority: 1, Cipher: suite.AES128, Hash: suite.SHA256, Group: suite.MODP2048, Lifetime: 8 * time.Hour},
-		ike.Transform{ESP: suite.AESGCM128}, suite.GroupNone},
+		ike.Policy{Priority: 1, Cipher: alg.AES128, Hash: alg.SHA256, Group: alg.MODP2048, Lifetime: 8 * time.Hour},
+		ike.Transform{ESP: alg.AESGCM128}, alg.GroupNone},
 }
 
 // We initiate; charon responds. Then INVALID-SPI and DPD over the ISAKMP
@@ -195,7 +195,7 @@ func TestOursInitiates(t *testing.T) {
 			checkSameSPIs(t, l, c)
 
 			// An authenticated INVALID-SPI notify: charon 5.9.8 only logs it.
-			if err := o.tr.SendInvalidSPI(netip.MustParseAddr(addrOurs), netip.MustParseAddr(addrCharon), ike.ProtoESP, 0x0badc0de); err != nil {
+			if err := o.tr.SendInvalidSPI(netip.MustParseAddr(addrOurs), netip.MustParseAddr(addrCharon), alg.ESP, 0x0badc0de); err != nil {
 				t.Fatal(err)
 			}
 			if !waitFor(5*time.Second, func() bool { return strings.Contains(l.log(), "received INVALID_SPI error notify") }) {
@@ -237,7 +237,7 @@ func TestOursResponds(t *testing.T) {
 				t.Fatal("we should be the responder")
 			}
 			checkSameSPIs(t, l, c)
-			if (s.pfs != suite.GroupNone) != (c.PFS != suite.GroupNone) {
+			if (s.pfs != alg.GroupNone) != (c.PFS != alg.GroupNone) {
 				t.Fatalf("PFS %v", c.PFS)
 			}
 			l.swanctl("--terminate", "--child", "net")

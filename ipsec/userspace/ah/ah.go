@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec/userspace/integ"
 )
 
@@ -45,7 +45,7 @@ type SA struct {
 }
 
 // New prepares the transform.
-func New(spi uint32, ig ipsec.Integrity, key []byte) (*SA, error) {
+func New(spi uint32, ig alg.Integrity, key []byte) (*SA, error) {
 	m, err := integ.New(ig, key)
 	if err != nil {
 		return nil, fmt.Errorf("ah: %w", err)

@@ -7,12 +7,12 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
-var integs = []ipsec.Integrity{
-	ipsec.IntegHMACMD596, ipsec.IntegHMACSHA196, ipsec.IntegHMACSHA256128,
-	ipsec.IntegHMACSHA384192, ipsec.IntegHMACSHA512256,
+var integs = []alg.Integrity{
+	alg.HMACMD5, alg.HMACSHA1, alg.HMACSHA256,
+	alg.HMACSHA384, alg.HMACSHA512,
 }
 
 func key(n int, fill byte) []byte {
@@ -45,7 +45,7 @@ func packet(hl int, payload []byte) []byte {
 // zeroed, the AH header with its ICV field zeroed, then the payload.
 func TestICVByHand(t *testing.T) {
 	k := key(20, 0x0b)
-	sa, err := New(0x1001, ipsec.IntegHMACSHA196, k)
+	sa, err := New(0x1001, alg.HMACSHA1, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestICVByHand(t *testing.T) {
 func TestRoundTripAndTamper(t *testing.T) {
 	for _, ig := range integs {
 		t.Run(ig.String(), func(t *testing.T) {
-			sa, err := New(0x2000, ig, key(ipsec.IntegKeyLen(ig), 5))
+			sa, err := New(0x2000, ig, key(ig.KeyLen(), 5))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestRoundTripAndTamper(t *testing.T) {
 }
 
 func TestGarbage(t *testing.T) {
-	sa, _ := New(1, ipsec.IntegHMACSHA196, key(20, 1))
+	sa, _ := New(1, alg.HMACSHA1, key(20, 1))
 	for n := 0; n < 60; n++ {
 		if _, _, err := sa.Open(key(n, 0x45)); err == nil {
 			t.Fatalf("len %d garbage accepted", n)
@@ -121,7 +121,7 @@ func TestGarbage(t *testing.T) {
 }
 
 func TestAllocs(t *testing.T) {
-	sa, _ := New(1, ipsec.IntegHMACSHA256128, key(32, 1))
+	sa, _ := New(1, alg.HMACSHA256, key(32, 1))
 	p := packet(sa.HeaderLen(), make([]byte, 1400))
 	if a := testing.AllocsPerRun(100, func() {
 		sa.Seal(p, 1, 4)
@@ -136,7 +136,7 @@ func TestAllocs(t *testing.T) {
 // FuzzAHDecap: Open never panics on arbitrary bytes, and Seal then Open
 // round-trips any payload.
 func FuzzAHDecap(f *testing.F) {
-	sa, _ := New(0x2000, ipsec.IntegHMACSHA196, key(20, 5))
+	sa, _ := New(0x2000, alg.HMACSHA1, key(20, 5))
 	seed := packet(sa.HeaderLen(), []byte("seed"))
 	sa.Seal(seed, 1, 4)
 	f.Add(seed)

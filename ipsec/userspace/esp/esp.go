@@ -22,18 +22,17 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec/userspace/integ"
 )
 
 // Specification constants (RFC 4303 §2, RFC 4106 §3).
 const (
-	HeaderLen  = 8  // SPI and sequence number
-	TrailerLen = 2  // pad length and next header
-	gcmIVLen   = 8  // RFC 4106 §3.1 explicit IV
-	gcmSaltLen = 4  // RFC 4106 §8.1
-	gcmICVLen  = 16 // the "-16" of aes-gcm-16
-	minAlign   = 4  // RFC 4303 §2.4: the trailer ends on a 4-byte boundary
+	HeaderLen  = 8 // SPI and sequence number
+	TrailerLen = 2 // pad length and next header
+	gcmIVLen   = 8 // RFC 4106 §3.1 explicit IV
+	gcmSaltLen = 4 // RFC 4106 §8.1
+	minAlign   = 4 // RFC 4303 §2.4: the trailer ends on a 4-byte boundary
 )
 
 // MaxOverhead bounds what Seal adds to a payload: header, the longest IV,
@@ -54,7 +53,7 @@ type ivSetter interface{ SetIV([]byte) }
 // Open may be called from several goroutines.
 type SA struct {
 	spi    uint32
-	cipher ipsec.Cipher
+	cipher alg.Cipher
 	ivLen  int
 	align  int
 	icvLen int
@@ -74,31 +73,34 @@ type SA struct {
 }
 
 // New prepares the transform. Keys must have the lengths ipsec.SA.Validate
-// checks; key bytes never appear in errors.
-func New(spi uint32, c ipsec.Cipher, ckey []byte, ig ipsec.Integrity, ikey []byte) (*SA, error) {
+// checks (alg.Cipher.KeyMatLen, alg.Integrity.KeyLen); an unknown algorithm
+// is an error, and key bytes never appear in errors.
+func New(spi uint32, c alg.Cipher, ckey []byte, ig alg.Integrity, ikey []byte) (*SA, error) {
 	s := &SA{spi: spi, cipher: c, align: minAlign}
+	if !c.ValidESP() {
+		return nil, fmt.Errorf("esp: unsupported cipher %s", c)
+	}
+	if len(ckey) != c.KeyMatLen() {
+		return nil, fmt.Errorf("esp: %s key is %d bytes, want %d", c, len(ckey), c.KeyMatLen())
+	}
 	var b cipher.Block
 	var err error
-	switch c {
-	case ipsec.CipherNull:
-	case ipsec.CipherDESCBC:
+	switch {
+	case c == alg.ESPNull:
+	case c == alg.DES:
 		b, err = des.NewCipher(ckey)
-	case ipsec.Cipher3DESCBC:
+	case c == alg.TripleDES:
 		b, err = des.NewTripleDESCipher(ckey)
-	case ipsec.CipherAESCBC:
+	case c.IsAESCBC():
 		b, err = aes.NewCipher(ckey)
-	case ipsec.CipherAESGCM16:
-		if len(ckey) != 16+gcmSaltLen && len(ckey) != 32+gcmSaltLen {
-			return nil, fmt.Errorf("esp: aes-gcm-16 key is %d bytes, want 20 or 36", len(ckey))
+	case c.IsAEAD():
+		key, salt := ckey[:c.KeyLen()], ckey[c.KeyLen():]
+		if b, err = aes.NewCipher(key); err == nil {
+			s.aead, err = cipher.NewGCMWithTagSize(b, c.ICVLen())
 		}
-		if b, err = aes.NewCipher(ckey[:len(ckey)-gcmSaltLen]); err == nil {
-			s.aead, err = cipher.NewGCM(b)
-		}
-		copy(s.salt[:], ckey[len(ckey)-gcmSaltLen:])
-		s.ivLen, s.icvLen = gcmIVLen, gcmICVLen
+		copy(s.salt[:], salt)
+		s.ivLen, s.icvLen = gcmIVLen, c.ICVLen()
 		b = nil
-	default:
-		return nil, fmt.Errorf("esp: unsupported cipher %s", c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("esp: %s: bad key length %d", c, len(ckey))
@@ -109,9 +111,9 @@ func New(spi uint32, c ipsec.Cipher, ckey []byte, ig ipsec.Integrity, ikey []byt
 		s.enc = cipher.NewCBCEncrypter(b, zero)
 		s.dec = cipher.NewCBCDecrypter(b, zero)
 	}
-	if ig != ipsec.IntegNone {
-		if c == ipsec.CipherAESGCM16 {
-			return nil, errors.New("esp: aes-gcm-16 takes no separate integrity algorithm")
+	if ig != alg.IntegNone {
+		if c.IsAEAD() {
+			return nil, fmt.Errorf("esp: %s takes no separate integrity algorithm", c)
 		}
 		if s.mac, err = integ.New(ig, ikey); err != nil {
 			return nil, fmt.Errorf("esp: %w", err)

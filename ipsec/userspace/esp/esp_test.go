@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -23,7 +23,7 @@ func unhex(t testing.TB, s string) []byte {
 // header, and the whole ESP packet from the SPI to the ICV.
 type kat struct {
 	desc    string
-	cipher  ipsec.Cipher
+	cipher  alg.Cipher
 	key     string
 	spi     uint32
 	seq     uint32
@@ -37,7 +37,7 @@ var kats = []kat{
 	// RFC 3602 §4, Case #5: ICMP echo in transport mode, AES-128-CBC, no
 	// authentication.
 	{
-		desc: "rfc3602-case5", cipher: ipsec.CipherAESCBC,
+		desc: "rfc3602-case5", cipher: alg.AES128,
 		key: "90d382b410eeba7ad938c46cec1a82bf", spi: 0x4321, seq: 1,
 		iv:      "e96e8c08ab465763fd098d45dd3ff893",
 		payload: "08000ebda70a00008e9c083db95b070008090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637",
@@ -46,7 +46,7 @@ var kats = []kat{
 	},
 	// RFC 3602 §4, Case #6: transport mode, 28-byte ICMP.
 	{
-		desc: "rfc3602-case6", cipher: ipsec.CipherAESCBC,
+		desc: "rfc3602-case6", cipher: alg.AES128,
 		key: "90d382b410eeba7ad938c46cec1a82bf", spi: 0x4321, seq: 8,
 		iv:      "69d08df7d203329db093fc4924e5bd80",
 		payload: "0800b5e8a80a0500a69c083d0b660e00777777777777777777777777",
@@ -55,7 +55,7 @@ var kats = []kat{
 	},
 	// RFC 3602 §4, Case #7: tunnel mode, the inner IPv4 packet is the payload.
 	{
-		desc: "rfc3602-case7", cipher: ipsec.CipherAESCBC,
+		desc: "rfc3602-case7", cipher: alg.AES128,
 		key: "0123456789abcdef0123456789abcdef", spi: 0x8765, seq: 2,
 		iv:      "f4e765244f6407adf13dc1380f673f37",
 		payload: "45000054090400004001f988c0a87b03c0a87bc808009f76a90a0100b49c083d02a2040008090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637",
@@ -64,7 +64,7 @@ var kats = []kat{
 	},
 	// RFC 3602 §4, Case #8: tunnel mode.
 	{
-		desc: "rfc3602-case8", cipher: ipsec.CipherAESCBC,
+		desc: "rfc3602-case8", cipher: alg.AES128,
 		key: "0123456789abcdef0123456789abcdef", spi: 0x8765, seq: 5,
 		iv:      "85d47224b5f3dd5d2101d4ea8dffab22",
 		payload: "45000044090c00004001f990c0a87b03c0a87bc80800d63caa0a0200c69c083da3de0300ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
@@ -107,7 +107,7 @@ var gcmKATs = []gcmKAT{
 func TestKnownAnswerCBC(t *testing.T) {
 	for _, tc := range kats {
 		t.Run(tc.desc, func(t *testing.T) {
-			sa, err := New(tc.spi, tc.cipher, unhex(t, tc.key), ipsec.IntegNone, nil)
+			sa, err := New(tc.spi, tc.cipher, unhex(t, tc.key), alg.IntegNone, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func TestKnownAnswerGCM(t *testing.T) {
 	for _, tc := range gcmKATs {
 		t.Run(tc.desc, func(t *testing.T) {
 			key := unhex(t, tc.key+tc.salt)
-			sa, err := New(tc.spi, ipsec.CipherAESGCM16, key, ipsec.IntegNone, nil)
+			sa, err := New(tc.spi, map[int]alg.Cipher{20: alg.AESGCM128, 36: alg.AESGCM256}[len(key)], key, alg.IntegNone, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,23 +184,23 @@ func defaultPad(pt []byte) bool {
 }
 
 var ciphers = []struct {
-	c      ipsec.Cipher
+	c      alg.Cipher
 	keyLen int
 	name   string
 }{
-	{ipsec.CipherNull, 0, "null"},
-	{ipsec.CipherDESCBC, 8, "des-cbc"},
-	{ipsec.Cipher3DESCBC, 24, "3des-cbc"},
-	{ipsec.CipherAESCBC, 16, "aes-cbc-128"},
-	{ipsec.CipherAESCBC, 24, "aes-cbc-192"},
-	{ipsec.CipherAESCBC, 32, "aes-cbc-256"},
-	{ipsec.CipherAESGCM16, 20, "aes-gcm-16-128"},
-	{ipsec.CipherAESGCM16, 36, "aes-gcm-16-256"},
+	{alg.ESPNull, 0, "null"},
+	{alg.DES, 8, "des-cbc"},
+	{alg.TripleDES, 24, "3des-cbc"},
+	{alg.AES128, 16, "aes-cbc-128"},
+	{alg.AES192, 24, "aes-cbc-192"},
+	{alg.AES256, 32, "aes-cbc-256"},
+	{alg.AESGCM128, 20, "aes-gcm-16-128"},
+	{alg.AESGCM256, 36, "aes-gcm-16-256"},
 }
 
-var integs = []ipsec.Integrity{
-	ipsec.IntegNone, ipsec.IntegHMACMD596, ipsec.IntegHMACSHA196,
-	ipsec.IntegHMACSHA256128, ipsec.IntegHMACSHA384192, ipsec.IntegHMACSHA512256,
+var integs = []alg.Integrity{
+	alg.IntegNone, alg.HMACMD5, alg.HMACSHA1,
+	alg.HMACSHA256, alg.HMACSHA384, alg.HMACSHA512,
 }
 
 func key(n int, fill byte) []byte {
@@ -217,15 +217,15 @@ func key(n int, fill byte) []byte {
 func TestRoundTrip(t *testing.T) {
 	for _, c := range ciphers {
 		for _, ig := range integs {
-			if c.c == ipsec.CipherAESGCM16 && ig != ipsec.IntegNone || c.c == ipsec.CipherNull && ig == ipsec.IntegNone {
+			if c.c.IsAEAD() && ig != alg.IntegNone || c.c == alg.ESPNull && ig == alg.IntegNone {
 				continue
 			}
 			t.Run(c.name+"/"+ig.String(), func(t *testing.T) {
-				sa, err := New(0x1000, c.c, key(c.keyLen, 1), ig, key(ipsec.IntegKeyLen(ig), 7))
+				sa, err := New(0x1000, c.c, key(c.keyLen, 1), ig, key(ig.KeyLen(), 7))
 				if err != nil {
 					t.Fatal(err)
 				}
-				rx, err := New(0x1000, c.c, key(c.keyLen, 1), ig, key(ipsec.IntegKeyLen(ig), 7))
+				rx, err := New(0x1000, c.c, key(c.keyLen, 1), ig, key(ig.KeyLen(), 7))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -243,7 +243,7 @@ func TestRoundTrip(t *testing.T) {
 					if (len(pkt)-sa.HeaderLen()-sa.ICVLen())%4 != 0 {
 						t.Fatalf("n=%d: body not 4-byte aligned", n)
 					}
-					if ig != ipsec.IntegNone || c.c == ipsec.CipherAESGCM16 {
+					if ig != alg.IntegNone || c.c.IsAEAD() {
 						bad := bytes.Clone(pkt)
 						bad[(n*31)%len(bad)] ^= 0x10
 						if _, _, err := rx.Open(bad); err != ErrAuth {
@@ -264,13 +264,13 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestIVsDiffer(t *testing.T) {
-	for _, c := range []ipsec.Cipher{ipsec.CipherAESCBC, ipsec.CipherAESGCM16, ipsec.CipherDESCBC} {
-		kl := map[ipsec.Cipher]int{ipsec.CipherAESCBC: 16, ipsec.CipherAESGCM16: 20, ipsec.CipherDESCBC: 8}[c]
-		ig := ipsec.IntegHMACSHA196
-		if c == ipsec.CipherAESGCM16 {
-			ig = ipsec.IntegNone
+	for _, c := range []alg.Cipher{alg.AES128, alg.AESGCM128, alg.DES} {
+		kl := map[alg.Cipher]int{alg.AES128: 16, alg.AESGCM128: 20, alg.DES: 8}[c]
+		ig := alg.HMACSHA1
+		if c == alg.AESGCM128 {
+			ig = alg.IntegNone
 		}
-		sa, err := New(0x1000, c, key(kl, 1), ig, key(ipsec.IntegKeyLen(ig), 2))
+		sa, err := New(0x1000, c, key(kl, 1), ig, key(ig.KeyLen(), 2))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,11 +288,11 @@ func TestIVsDiffer(t *testing.T) {
 }
 
 func TestOpenGarbage(t *testing.T) {
-	sa, err := New(0x1000, ipsec.CipherAESCBC, key(16, 1), ipsec.IntegHMACSHA196, key(20, 2))
+	sa, err := New(0x1000, alg.AES128, key(16, 1), alg.HMACSHA1, key(20, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	null, err := New(0x1000, ipsec.CipherNull, nil, ipsec.IntegNone, nil)
+	null, err := New(0x1000, alg.ESPNull, nil, alg.IntegNone, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,16 +311,16 @@ func TestOpenGarbage(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	if _, err := New(1, ipsec.CipherAESCBC, key(15, 0), ipsec.IntegNone, nil); err == nil {
+	if _, err := New(1, alg.AES128, key(15, 0), alg.IntegNone, nil); err == nil {
 		t.Error("15-byte AES key accepted")
 	}
-	if _, err := New(1, ipsec.CipherAESGCM16, key(16, 0), ipsec.IntegNone, nil); err == nil {
+	if _, err := New(1, alg.AESGCM128, key(16, 0), alg.IntegNone, nil); err == nil {
 		t.Error("GCM key without salt accepted")
 	}
-	if _, err := New(1, ipsec.CipherAESGCM16, key(20, 0), ipsec.IntegHMACSHA196, key(20, 0)); err == nil {
+	if _, err := New(1, alg.AESGCM128, key(20, 0), alg.HMACSHA1, key(20, 0)); err == nil {
 		t.Error("GCM with HMAC accepted")
 	}
-	_, err := New(1, ipsec.CipherDESCBC, key(7, 0x55), ipsec.IntegNone, nil)
+	_, err := New(1, alg.DES, key(7, 0x55), alg.IntegNone, nil)
 	if err == nil || strings.Contains(err.Error(), "55") {
 		t.Errorf("bad DES key: err %v", err)
 	}
@@ -328,11 +328,11 @@ func TestNewRejects(t *testing.T) {
 
 func TestSealAllocs(t *testing.T) {
 	for _, c := range []struct {
-		c  ipsec.Cipher
+		c  alg.Cipher
 		kl int
-		ig ipsec.Integrity
-	}{{ipsec.CipherAESGCM16, 20, ipsec.IntegNone}, {ipsec.CipherAESCBC, 16, ipsec.IntegHMACSHA196}, {ipsec.Cipher3DESCBC, 24, ipsec.IntegHMACSHA256128}} {
-		sa, err := New(0x1000, c.c, key(c.kl, 1), c.ig, key(ipsec.IntegKeyLen(c.ig), 2))
+		ig alg.Integrity
+	}{{alg.AESGCM128, 20, alg.IntegNone}, {alg.AES128, 16, alg.HMACSHA1}, {alg.TripleDES, 24, alg.HMACSHA256}} {
+		sa, err := New(0x1000, c.c, key(c.kl, 1), c.ig, key(c.ig.KeyLen(), 2))
 		if err != nil {
 			t.Fatal(err)
 		}

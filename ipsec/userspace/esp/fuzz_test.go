@@ -4,24 +4,24 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 func fuzzSAs(t testing.TB) []*SA {
 	var sas []*SA
 	for _, c := range []struct {
-		c  ipsec.Cipher
+		c  alg.Cipher
 		kl int
-		ig ipsec.Integrity
+		ig alg.Integrity
 	}{
-		{ipsec.CipherNull, 0, ipsec.IntegNone},
-		{ipsec.CipherNull, 0, ipsec.IntegHMACSHA196},
-		{ipsec.CipherAESCBC, 16, ipsec.IntegNone},
-		{ipsec.CipherAESCBC, 16, ipsec.IntegHMACSHA196},
-		{ipsec.CipherDESCBC, 8, ipsec.IntegHMACMD596},
-		{ipsec.CipherAESGCM16, 20, ipsec.IntegNone},
+		{alg.ESPNull, 0, alg.IntegNone},
+		{alg.ESPNull, 0, alg.HMACSHA1},
+		{alg.AES128, 16, alg.IntegNone},
+		{alg.AES128, 16, alg.HMACSHA1},
+		{alg.DES, 8, alg.HMACMD5},
+		{alg.AESGCM128, 20, alg.IntegNone},
 	} {
-		sa, err := New(0x4321, c.c, key(c.kl, 3), c.ig, key(ipsec.IntegKeyLen(c.ig), 9))
+		sa, err := New(0x4321, c.c, key(c.kl, 3), c.ig, key(c.ig.KeyLen(), 9))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,8 +61,8 @@ func FuzzESPDecap(f *testing.F) {
 	})
 }
 
-func benchSA(b *testing.B, c ipsec.Cipher, kl int, ig ipsec.Integrity) *SA {
-	sa, err := New(0x1000, c, key(kl, 1), ig, key(ipsec.IntegKeyLen(ig), 2))
+func benchSA(b *testing.B, c alg.Cipher, kl int, ig alg.Integrity) *SA {
+	sa, err := New(0x1000, c, key(kl, 1), ig, key(ig.KeyLen(), 2))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,15 +74,15 @@ func benchSA(b *testing.B, c ipsec.Cipher, kl int, ig ipsec.Integrity) *SA {
 func BenchmarkESPEncryptDecrypt(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		c    ipsec.Cipher
+		c    alg.Cipher
 		kl   int
-		ig   ipsec.Integrity
+		ig   alg.Integrity
 	}{
-		{"aes-gcm-128", ipsec.CipherAESGCM16, 20, ipsec.IntegNone},
-		{"aes-gcm-256", ipsec.CipherAESGCM16, 36, ipsec.IntegNone},
-		{"aes-cbc-128-hmac-sha1", ipsec.CipherAESCBC, 16, ipsec.IntegHMACSHA196},
-		{"aes-cbc-256-hmac-sha256", ipsec.CipherAESCBC, 32, ipsec.IntegHMACSHA256128},
-		{"des-cbc-hmac-sha1", ipsec.CipherDESCBC, 8, ipsec.IntegHMACSHA196},
+		{"aes-gcm-128", alg.AESGCM128, 20, alg.IntegNone},
+		{"aes-gcm-256", alg.AESGCM256, 36, alg.IntegNone},
+		{"aes-cbc-128-hmac-sha1", alg.AES128, 16, alg.HMACSHA1},
+		{"aes-cbc-256-hmac-sha256", alg.AES256, 32, alg.HMACSHA256},
+		{"des-cbc-hmac-sha1", alg.DES, 8, alg.HMACSHA1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			tx := benchSA(b, bc.c, bc.kl, bc.ig)

@@ -18,11 +18,11 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/alg"
 )
 
 // MaxICV is the longest ICV of any supported algorithm (HMAC-SHA-512-256).
-const MaxICV = 32
+const MaxICV = alg.MaxICVLen
 
 // MAC is one SA's prepared integrity transform.
 type MAC struct {
@@ -31,31 +31,31 @@ type MAC struct {
 	scratch [sha512.Size]byte
 }
 
-// New prepares alg with key. The key length must be the algorithm's
-// (ipsec.IntegKeyLen); key bytes never appear in errors.
-func New(alg ipsec.Integrity, key []byte) (*MAC, error) {
+// New prepares a with key. The key length must be the algorithm's
+// (alg.Integrity.KeyLen); an unknown algorithm is an error, and key bytes
+// never appear in errors.
+func New(a alg.Integrity, key []byte) (*MAC, error) {
 	var fn func() hash.Hash
-	var icv int
-	switch alg {
-	case ipsec.IntegHMACMD596:
-		fn, icv = md5.New, 12
-	case ipsec.IntegHMACSHA196:
-		fn, icv = sha1.New, 12
-	case ipsec.IntegHMACSHA256128:
-		fn, icv = sha256.New, 16
-	case ipsec.IntegHMACSHA384192:
-		fn, icv = sha512.New384, 24
-	case ipsec.IntegHMACSHA512256:
-		fn, icv = sha512.New, 32
-	case ipsec.IntegNone:
+	switch a {
+	case alg.HMACMD5:
+		fn = md5.New
+	case alg.HMACSHA1:
+		fn = sha1.New
+	case alg.HMACSHA256:
+		fn = sha256.New
+	case alg.HMACSHA384:
+		fn = sha512.New384
+	case alg.HMACSHA512:
+		fn = sha512.New
+	case alg.IntegNone:
 		return nil, errors.New("integ: no algorithm")
 	default:
-		return nil, fmt.Errorf("integ: unsupported algorithm %s", alg)
+		return nil, fmt.Errorf("integ: unsupported algorithm %s", a)
 	}
-	if want := ipsec.IntegKeyLen(alg); len(key) != want {
-		return nil, fmt.Errorf("integ: %s key is %d bytes, want %d", alg, len(key), want)
+	if want := a.KeyLen(); len(key) != want {
+		return nil, fmt.Errorf("integ: %s key is %d bytes, want %d", a, len(key), want)
 	}
-	return &MAC{h: hmac.New(fn, key), icv: icv}, nil
+	return &MAC{h: hmac.New(fn, key), icv: a.ICVLen()}, nil
 }
 
 // Size is the ICV length in bytes.
