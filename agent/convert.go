@@ -13,7 +13,8 @@ import (
 )
 
 // This file translates between the intent (the model, as values) and the
-// engines' own types. It is the only place that knows both vocabularies.
+// engines' own types. Algorithms need no translation: the intent, ike and
+// ipsec all speak alg's vocabulary; the IOS names are intent's (ios.go).
 
 // ikeConfig builds the IKE engine's configuration from the intent.
 func ikeConfig(in *intent.Intent, base ike.Config) ike.Config {

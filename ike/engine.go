@@ -18,8 +18,8 @@
 // goroutine with real sockets and a clock.
 //
 // The package must not know about the YANG model, the datastore, the agent
-// or the dataplane: it takes and returns its own plain types, and the agent
-// translates.
+// or the dataplane: it takes and returns plain types in the vocabulary of
+// package alg, which ipsec shares, and the agent translates.
 package ike
 
 import (

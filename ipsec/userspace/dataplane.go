@@ -12,7 +12,7 @@
 // kernel forwards them on.
 //
 // It implements ipsec.Dataplane and imports nothing of spiagent beyond
-// ipsec and its own subpackages (esp, ah, integ, replay, invalidspi, tun,
+// alg, ipsec and its own subpackages (esp, ah, integ, replay, invalidspi, tun,
 // rawnet, batch). The fakes in tuntest and wiretest let tests run two
 // dataplanes in memory. The packet path allocates nothing per packet;
 // receive is batched (recvmmsg) and, with a TUN that supports offload,

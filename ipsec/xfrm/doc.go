@@ -5,7 +5,7 @@
 // unknown SPIs, which the kernel drops without telling anyone.
 //
 // It must not know about IKE, the YANG model, the datastore or the agent: it
-// imports only ipsec and the netlink, netns and nftables libraries.
+// imports only alg, ipsec and the netlink, netns and nftables libraries.
 //
 // # Ownership
 //
