@@ -260,6 +260,8 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 	if err != nil {
 		return err
 	}
+	// The IDs are the initiator's: ci its side, cr ours (host to host
+	// when absent).
 	ci, cr := hostSel(sa.remote.Addr()), hostSel(sa.local.Addr())
 	if len(q.ids) == 2 {
 		var ok1, ok2 bool
@@ -273,82 +275,15 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 	x.iv = next
 	x.ts = [2]Selector{cr, ci}
 	x.ni = append([]byte(nil), q.nonce...)
-	group := alg.GroupNone
-	if q.ke != nil {
-		for _, g := range alg.Groups {
-			if len(q.ke) == suite.PublicLen(g) {
-				group = g
-				break
-			}
-		}
-	}
-	var reply []wire.Proposal
-	idOK := false
-	for _, pol := range e.polsByPeer[sa.remote.Addr()] {
-		if !pol.RemoteTS.Contains(ci) || !pol.LocalTS.Contains(cr) {
-			continue
-		}
-		idOK = true
-		if pol.PFS != alg.GroupNone && q.ke == nil {
-			continue
-		}
-		for _, grp := range proposalGroups(q.sa.Proposals) {
-			g := alg.GroupNone
-			if q.ke != nil {
-				if a := readP2(&grp[0].Transforms[0]); a.group != 0 {
-					g = alg.Group(a.group)
-				}
-				if g == alg.GroupNone || (pol.PFS != alg.GroupNone && g != pol.PFS) || suite.PublicLen(g) != len(q.ke) {
-					continue
-				}
-			}
-			for _, t := range pol.Proposals {
-				if r, ok := matchGroup(sa, t, grp, g); ok {
-					reply, x.pol, x.chosen, group = r, pol, t, g
-					break
-				}
-			}
-			if reply != nil {
-				break
-			}
-		}
-		if reply != nil {
-			break
-		}
-	}
-	if reply == nil {
-		x.done = true // not a failure of ours to report twice
-		e.endExchange(now, x, "refused")
-		e.ctr.NoProposal++
-		nt := uint16(wire.NotifyNoProposalChosen)
-		if !idOK {
-			nt = wire.NotifyInvalidID
-		}
-		e.cfg.Log.Info("ike: quick mode refused", "peer", sa.remote, "local_ts", cr, "remote_ts", ci, "notify", nt)
-		e.sendNotify(now, sa, wire.ProtoISAKMP, nil, nt)
-		e.event(Event{Kind: EventExchangeFailed, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), NotifyType: nt, Reason: "quick mode refused"})
+	c, nt := chooseProposal(sa, e.polsByPeer[sa.remote.Addr()], ci, cr, q.sa.Proposals, q.ke)
+	if nt != 0 {
+		e.refuseQM(now, x, nt)
 		return nil
 	}
-	x.life, x.lifeKB = x.pol.Lifetime, x.pol.LifetimeKB
-	for _, r := range reply {
-		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
-		a := readP2(&r.Transforms[0])
-		if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
-			x.life = time.Duration(a.lifeSecs) * time.Second
-		}
-		if a.lifeKB != 0 && (x.lifeKB == 0 || a.lifeKB < x.lifeKB) {
-			x.lifeKB = a.lifeKB
-		}
-	}
-	x.group = group
-	for i := range reply {
-		pr := protoFromWire(reply[i].Protocol)
-		x.inSPI[pr] = e.allocSPI(pr)
-		reply[i].SPI = binary.BigEndian.AppendUint32(nil, x.inSPI[pr])
-	}
+	reply := e.accept(x, c)
 	x.nr = e.random(nonceLen)
-	if group != alg.GroupNone {
-		dh, err := suite.GenerateKey(group, e.rand)
+	if x.group != alg.GroupNone {
+		dh, err := suite.GenerateKey(x.group, e.rand)
 		if err != nil {
 			return err
 		}
@@ -378,6 +313,86 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 	x.rt = &retx{local: sa.local, remote: sa.remote, data: msg}
 	e.request(now, x.rt, func(now time.Time) { e.endExchange(now, x, "no QM3") })
 	return nil
+}
+
+// accept takes the choice into the responder's exchange: policy,
+// transform, PFS group, the initiator's SPIs and lifetimes, and fresh
+// inbound SPIs of ours. It returns the reply proposals with our SPIs.
+func (e *Engine) accept(x *exchange, c qmChoice) []wire.Proposal {
+	x.pol, x.chosen, x.group = c.pol, c.t, c.group
+	x.life, x.lifeKB = x.pol.Lifetime, x.pol.LifetimeKB
+	for _, r := range c.reply {
+		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
+		x.shortenLife(readP2(&r.Transforms[0]))
+	}
+	for i := range c.reply {
+		pr := protoFromWire(c.reply[i].Protocol)
+		x.inSPI[pr] = e.allocSPI(pr)
+		c.reply[i].SPI = binary.BigEndian.AppendUint32(nil, x.inSPI[pr])
+	}
+	return c.reply
+}
+
+// refuseQM ends a responder exchange that found nothing to accept and
+// tells the peer why (notify nt).
+func (e *Engine) refuseQM(now time.Time, x *exchange, nt uint16) {
+	sa := x.sa
+	x.done = true // not a failure of ours to report twice
+	e.endExchange(now, x, "refused")
+	e.ctr.NoProposal++
+	e.cfg.Log.Info("ike: quick mode refused", "peer", sa.remote, "local_ts", x.ts[0], "remote_ts", x.ts[1], "notify", nt)
+	e.sendNotify(now, sa, wire.ProtoISAKMP, nil, nt)
+	e.event(Event{Kind: EventExchangeFailed, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), NotifyType: nt, Reason: "quick mode refused"})
+}
+
+// qmChoice is the responder's pick among an initiator's Quick Mode
+// proposals: our policy and transform, the PFS group, and the reply (the
+// matching proposals with one transform each, SPIs still the initiator's).
+type qmChoice struct {
+	pol   *ChildPolicy
+	t     Transform
+	group alg.Group
+	reply []wire.Proposal
+}
+
+// chooseProposal picks what to answer a QM1 with: the first of our policies
+// for the peer (pols, in order) whose selectors contain the initiator's IDs
+// (ci its own side, cr ours), and within it the first of the peer's
+// proposals that one of the policy's transforms matches, with the PFS group
+// the KE payload (ke, nil without PFS) implies. On refusal it returns the
+// notification to send: INVALID-ID-INFORMATION when no policy covers the
+// IDs, else NO-PROPOSAL-CHOSEN.
+func chooseProposal(sa *ikeSA, pols []*ChildPolicy, ci, cr Selector, props []wire.Proposal, ke []byte) (qmChoice, uint16) {
+	idOK := false
+	for _, pol := range pols {
+		if !pol.RemoteTS.Contains(ci) || !pol.LocalTS.Contains(cr) {
+			continue
+		}
+		idOK = true
+		if pol.PFS != alg.GroupNone && ke == nil {
+			continue
+		}
+		for _, grp := range proposalGroups(props) {
+			g := alg.GroupNone
+			if ke != nil {
+				if a := readP2(&grp[0].Transforms[0]); a.group != 0 {
+					g = alg.Group(a.group)
+				}
+				if g == alg.GroupNone || (pol.PFS != alg.GroupNone && g != pol.PFS) || suite.PublicLen(g) != len(ke) {
+					continue
+				}
+			}
+			for _, t := range pol.Proposals {
+				if r, ok := matchGroup(sa, t, grp, g); ok {
+					return qmChoice{pol: pol, t: t, group: g, reply: r}, 0
+				}
+			}
+		}
+	}
+	if !idOK {
+		return qmChoice{}, wire.NotifyInvalidID
+	}
+	return qmChoice{}, wire.NotifyNoProposalChosen
 }
 
 func (e *Engine) initQM2(now time.Time, x *exchange, h wire.Header, data []byte) error {
@@ -412,13 +427,7 @@ func (e *Engine) initQM2(now time.Time, x *exchange, h wire.Header, data []byte)
 	}
 	for _, r := range grps[0] {
 		x.outSPI[protoFromWire(r.Protocol)] = binary.BigEndian.Uint32(r.SPI)
-		a := readP2(&r.Transforms[0])
-		if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
-			x.life = time.Duration(a.lifeSecs) * time.Second
-		}
-		if a.lifeKB != 0 && (x.lifeKB == 0 || a.lifeKB < x.lifeKB) {
-			x.lifeKB = a.lifeKB
-		}
+		x.shortenLife(readP2(&r.Transforms[0]))
 	}
 	for _, n := range q.lifeNtf {
 		applyResponderLifetime(x, n)
@@ -447,7 +456,12 @@ func applyResponderLifetime(x *exchange, n wire.Notify) {
 		return
 	}
 	t := wire.Transform{Attrs: attrs}
-	a := readP2(&t)
+	x.shortenLife(readP2(&t))
+}
+
+// shortenLife applies the peer's lifetime attributes: the shorter of its
+// and ours wins (RFC 2407 §4.5.4).
+func (x *exchange) shortenLife(a p2) {
 	if a.lifeSecs != 0 && time.Duration(a.lifeSecs)*time.Second < x.life {
 		x.life = time.Duration(a.lifeSecs) * time.Second
 	}
