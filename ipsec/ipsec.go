@@ -9,7 +9,7 @@
 // It must not know about IKE, the YANG model, the datastore or the agent: it
 // imports nothing of spiagent but alg. Implementations live in ipsec/userspace
 // (ESP and AH in Go over a TUN device) and ipsec/xfrm (the Linux kernel over
-// netlink).
+// netlink); ipsec/ipv4hdr names the IPv4 header fields both parse.
 package ipsec
 
 import (

@@ -12,8 +12,8 @@
 // kernel forwards them on.
 //
 // It implements ipsec.Dataplane and imports nothing of spiagent beyond
-// alg, ipsec and its own subpackages (esp, ah, integ, replay, invalidspi, tun,
-// rawnet, batch). The fakes in tuntest and wiretest let tests run two
+// alg, ipsec, ipsec/ipv4hdr (header offsets) and its own subpackages (esp,
+// ah, integ, replay, invalidspi, tun, rawnet, batch). The fakes in tuntest and wiretest let tests run two
 // dataplanes in memory. The packet path allocates nothing per packet;
 // receive is batched (recvmmsg) and, with a TUN that supports offload,
 // TCP is segmented (TSO) and coalesced (GRO) in the dataplane.

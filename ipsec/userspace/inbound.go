@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 	"github.com/spiagent/spiagent/ipsec/userspace/ah"
 	"github.com/spiagent/spiagent/ipsec/userspace/esp"
 )
@@ -136,7 +137,7 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db 
 	n := 0
 	sad := d.sad.Load()
 	for {
-		proto := pkt[9]
+		proto := pkt[ipv4hdr.OffsetProto]
 		if proto != protoESP && proto != protoAH {
 			break // transport mode: pkt is the original packet again
 		}
@@ -151,8 +152,7 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db 
 		}
 		s := sad.in[inKey{spi: spi, proto: alg.Protocol(proto)}]
 		if s == nil || s.dead.Load() {
-			dst := netip.AddrFrom4([4]byte(pkt[16:20]))
-			d.invalidSPI(src, dst, alg.Protocol(proto), spi, sport)
+			d.invalidSPI(src, ipv4hdr.Dst(pkt), alg.Protocol(proto), spi, sport)
 			return
 		}
 		if (sport != 0) != (s.sa.Encap != nil) { // raw ESP for a UDP SA, or the reverse

@@ -5,11 +5,13 @@ import (
 	"net/netip"
 
 	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 )
 
-// IPv4 header offsets and protocol numbers (RFC 791, IANA).
+// IPv4 header length and protocol numbers (RFC 791, IANA); the header's
+// field offsets are package ipv4hdr's.
 const (
-	ipv4MinLen  = 20
+	ipv4MinLen  = ipv4hdr.MinLen
 	protoICMP   = 1
 	protoIPIP   = 4 // next header of a tunnel-mode payload
 	protoTCP    = 6
@@ -31,20 +33,18 @@ type flow struct {
 // padding) and returns its header length and 5-tuple. Fragments other than
 // the first report no ports.
 func parseIPv4(pkt []byte) (p []byte, ihl int, f flow, ok bool) {
-	if len(pkt) < ipv4MinLen || pkt[0]>>4 != 4 {
+	if len(pkt) < ipv4MinLen || ipv4hdr.Version(pkt) != 4 {
 		return nil, 0, f, false
 	}
-	ihl = int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:]))
+	ihl = ipv4hdr.HeaderLen(pkt)
+	total := ipv4hdr.TotalLen(pkt)
 	if ihl < ipv4MinLen || total < ihl || total > len(pkt) {
 		return nil, 0, f, false
 	}
 	pkt = pkt[:total]
-	f.src = netip.AddrFrom4([4]byte(pkt[12:16]))
-	f.dst = netip.AddrFrom4([4]byte(pkt[16:20]))
-	f.proto = pkt[9]
-	fragOff := binary.BigEndian.Uint16(pkt[6:]) & 0x1fff
-	if fragOff == 0 && (f.proto == protoTCP || f.proto == protoUDP) && total >= ihl+4 {
+	f.src, f.dst = ipv4hdr.Src(pkt), ipv4hdr.Dst(pkt)
+	f.proto = pkt[ipv4hdr.OffsetProto]
+	if ipv4hdr.FragOff(pkt) == 0 && (f.proto == protoTCP || f.proto == protoUDP) && total >= ihl+4 {
 		f.sport = binary.BigEndian.Uint16(pkt[ihl:])
 		f.dport = binary.BigEndian.Uint16(pkt[ihl+2:])
 	}
@@ -53,35 +53,35 @@ func parseIPv4(pkt []byte) (p []byte, ihl int, f flow, ok bool) {
 
 // isFragment reports whether the IPv4 packet is a fragment.
 func isFragment(pkt []byte) bool {
-	return binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0
+	return ipv4hdr.IsFragment(pkt)
 }
 
 // writeIPv4 writes a 20-byte header for a packet of total bytes.
 func writeIPv4(h []byte, src, dst netip.Addr, proto uint8, total int, id uint16, tos uint8) {
-	h[0] = 0x45
-	h[1] = tos
-	binary.BigEndian.PutUint16(h[2:], uint16(total))
-	binary.BigEndian.PutUint16(h[4:], id)
-	h[6], h[7] = 0, 0
-	h[8] = 64
-	h[9] = proto
+	h[ipv4hdr.OffsetVersionIHL] = ipv4hdr.VersionIHL5
+	h[ipv4hdr.OffsetTOS] = tos
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetTotalLen:], uint16(total))
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetID:], id)
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetFragment:], 0)
+	h[ipv4hdr.OffsetTTL] = 64
+	h[ipv4hdr.OffsetProto] = proto
 	s, d := src.As4(), dst.As4()
-	copy(h[12:16], s[:])
-	copy(h[16:20], d[:])
-	setChecksum(h[:20])
+	copy(h[ipv4hdr.OffsetSrc:], s[:])
+	copy(h[ipv4hdr.OffsetDst:], d[:])
+	setChecksum(h[:ipv4MinLen])
 }
 
 // setLenProto rewrites the total length and protocol of the header at h
 // (ihl bytes) and its checksum.
 func setLenProto(h []byte, ihl, total int, proto uint8) {
-	binary.BigEndian.PutUint16(h[2:], uint16(total))
-	h[9] = proto
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetTotalLen:], uint16(total))
+	h[ipv4hdr.OffsetProto] = proto
 	setChecksum(h[:ihl])
 }
 
 func setChecksum(h []byte) {
-	h[10], h[11] = 0, 0
-	binary.BigEndian.PutUint16(h[10:], ^foldSum(h))
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetChecksum:], 0)
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetChecksum:], ^foldSum(h))
 }
 
 func foldSum(b []byte) uint16 {

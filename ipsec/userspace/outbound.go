@@ -10,6 +10,7 @@ import (
 
 	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 	"github.com/spiagent/spiagent/ipsec/userspace/esp"
 )
 
@@ -195,7 +196,7 @@ func (d *Dataplane) send(p *pktBuf, chain []*saState, sb *sendBatch) {
 	last := chain[len(chain)-1]
 	var err error
 	if last.esp != nil && last.sa.Encap != nil {
-		ihl := int(p.b[p.start]&0x0f) * 4
+		ihl := ipv4hdr.HeaderLen(p.b[p.start:])
 		src := netip.AddrPortFrom(last.sa.Src, last.sa.Encap.SrcPort)
 		dst := netip.AddrPortFrom(last.sa.Dst, last.sa.Encap.DstPort)
 		u := d.udp.Load()
@@ -244,7 +245,7 @@ func (d *Dataplane) espTunnel(p *pktBuf, s *saState, seq uint32) error {
 	if err := d.room(p, hl+ipv4MinLen, esp.MaxOverhead); err != nil {
 		return err
 	}
-	tos := p.b[p.start+1]
+	tos := p.b[p.start+ipv4hdr.OffsetTOS]
 	es := p.start - hl
 	out, err := s.esp.Seal(p.b[es:], n, seq, protoIPIP)
 	if err != nil {
@@ -259,11 +260,11 @@ func (d *Dataplane) espTunnel(p *pktBuf, s *saState, seq uint32) error {
 // espTransport: the packet's own header | ESP | its transport payload.
 func (d *Dataplane) espTransport(p *pktBuf, s *saState, seq uint32) error {
 	hl := s.esp.HeaderLen()
-	ihl := int(p.b[p.start]&0x0f) * 4
+	ihl := ipv4hdr.HeaderLen(p.b[p.start:])
 	if err := d.room(p, hl, esp.MaxOverhead); err != nil {
 		return err
 	}
-	proto := p.b[p.start+9]
+	proto := p.b[p.start+ipv4hdr.OffsetProto]
 	n := p.end - p.start - ihl
 	ns := p.start - hl
 	copy(p.b[ns:ns+ihl], p.b[p.start:p.start+ihl])
@@ -283,7 +284,7 @@ func (d *Dataplane) ahTunnel(p *pktBuf, s *saState, seq uint32) error {
 		return err
 	}
 	ip := p.start - hl - ipv4MinLen
-	writeIPv4(p.b[ip:], s.sa.Src, s.sa.Dst, protoAH, p.end-ip, uint16(d.ipID.Add(1)), p.b[p.start+1])
+	writeIPv4(p.b[ip:], s.sa.Src, s.sa.Dst, protoAH, p.end-ip, uint16(d.ipID.Add(1)), p.b[p.start+ipv4hdr.OffsetTOS])
 	if err := s.ah.Seal(p.b[ip:p.end], seq, protoIPIP); err != nil {
 		return err
 	}
@@ -293,14 +294,14 @@ func (d *Dataplane) ahTunnel(p *pktBuf, s *saState, seq uint32) error {
 
 // ahTransport: the packet's header | AH | the rest (ESP, for a bundle).
 func (d *Dataplane) ahTransport(p *pktBuf, s *saState, seq uint32) error {
-	if p.b[p.start]&0x0f != 5 {
+	if ipv4hdr.HeaderLen(p.b[p.start:]) != ipv4MinLen {
 		return errOptions
 	}
 	hl := s.ah.HeaderLen()
 	if err := d.room(p, hl, 0); err != nil {
 		return err
 	}
-	proto := p.b[p.start+9]
+	proto := p.b[p.start+ipv4hdr.OffsetProto]
 	ns := p.start - hl
 	copy(p.b[ns:ns+ipv4MinLen], p.b[p.start:p.start+ipv4MinLen])
 	setLenProto(p.b[ns:], ipv4MinLen, p.end-ns, protoAH)

@@ -5,7 +5,8 @@
 // unknown SPIs, which the kernel drops without telling anyone.
 //
 // It must not know about IKE, the YANG model, the datastore or the agent: it
-// imports only alg, ipsec and the netlink, netns and nftables libraries.
+// imports only alg, ipsec, ipsec/ipv4hdr and the netlink, netns and
+// nftables libraries.
 //
 // # Ownership
 //

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spiagent/spiagent/alg"
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 )
 
 // A minimal nfnetlink_log client: bind one group, copy packets, read them.
@@ -44,22 +45,19 @@ var errNotIPsec = errors.New("xfrm: not an ESP, AH or ESP-in-UDP packet")
 // or ESP-in-UDP (RFC 3948: a UDP payload whose first word is the non-zero
 // SPI). It does not allocate.
 func parseSPIPacket(b []byte) (spiPacket, error) {
-	if len(b) < 20 || b[0]>>4 != 4 {
+	if len(b) < ipv4hdr.MinLen || ipv4hdr.Version(b) != 4 {
 		return spiPacket{}, errNotIPsec
 	}
-	ihl := int(b[0]&0x0f) * 4
-	if ihl < 20 || len(b) < ihl {
+	ihl := ipv4hdr.HeaderLen(b)
+	if ihl < ipv4hdr.MinLen || len(b) < ihl {
 		return spiPacket{}, errNotIPsec
 	}
-	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 { // not the first fragment
+	if ipv4hdr.FragOff(b) != 0 { // not the first fragment
 		return spiPacket{}, errNotIPsec
 	}
-	p := spiPacket{
-		src: netip.AddrFrom4([4]byte(b[12:16])),
-		dst: netip.AddrFrom4([4]byte(b[16:20])),
-	}
+	p := spiPacket{src: ipv4hdr.Src(b), dst: ipv4hdr.Dst(b)}
 	l4 := b[ihl:]
-	switch b[9] {
+	switch b[ipv4hdr.OffsetProto] {
 	case unix.IPPROTO_ESP:
 		if len(l4) < 4 {
 			return spiPacket{}, errNotIPsec

@@ -17,13 +17,14 @@ import (
 	"sync"
 
 	"github.com/spiagent/spiagent/alg"
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 	"github.com/spiagent/spiagent/ipsec/userspace/integ"
 )
 
 // Specification constants (RFC 4302 §2, RFC 791).
 const (
 	FixedLen = 12 // next header, payload length, reserved, SPI, sequence
-	ipv4Len  = 20 // an IPv4 header without options
+	ipv4Len  = ipv4hdr.MinLen
 	Protocol = 51
 )
 
@@ -62,7 +63,7 @@ func (s *SA) HeaderLen() int { return FixedLen + s.mac.Size() }
 // protected payload after the AH header.
 func (s *SA) Seal(pkt []byte, seq uint32, nextHdr uint8) error {
 	hl := s.HeaderLen()
-	if len(pkt) < ipv4Len+hl || pkt[0] != 0x45 {
+	if len(pkt) < ipv4Len+hl || pkt[ipv4hdr.OffsetVersionIHL] != ipv4hdr.VersionIHL5 {
 		return ErrShort
 	}
 	a := pkt[ipv4Len : ipv4Len+hl]
@@ -81,10 +82,11 @@ func (s *SA) Seal(pkt []byte, seq uint32, nextHdr uint8) error {
 // sum feeds the packet to the MAC with mutable fields and the ICV zeroed.
 func (s *SA) sum(pkt []byte, hl int) {
 	copy(s.hdr[:], pkt[:ipv4Len])
-	s.hdr[1] = 0                // TOS (DSCP, ECN)
-	s.hdr[6], s.hdr[7] = 0, 0   // flags, fragment offset
-	s.hdr[8] = 0                // TTL
-	s.hdr[10], s.hdr[11] = 0, 0 // header checksum
+	h := s.hdr[:]
+	h[ipv4hdr.OffsetTOS] = 0
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetFragment:], 0) // flags, fragment offset
+	h[ipv4hdr.OffsetTTL] = 0
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetChecksum:], 0)
 	s.mac.Reset()
 	s.mac.Write(s.hdr[:])
 	s.mac.Write(pkt[ipv4Len : ipv4Len+FixedLen])
@@ -100,7 +102,7 @@ func (s *SA) Open(pkt []byte) (nextHdr uint8, payloadOff int, err error) {
 	if len(pkt) < ipv4Len+hl {
 		return 0, 0, ErrShort
 	}
-	if pkt[0] != 0x45 || int(pkt[ipv4Len+1]) != hl/4-2 {
+	if pkt[ipv4hdr.OffsetVersionIHL] != ipv4hdr.VersionIHL5 || int(pkt[ipv4Len+1]) != hl/4-2 {
 		return 0, 0, ErrMalformed
 	}
 	s.mu.Lock()

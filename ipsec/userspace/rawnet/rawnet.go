@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 	"github.com/spiagent/spiagent/ipsec/userspace/batch"
 )
 
@@ -105,12 +106,12 @@ func (c *Conn) read(f *os.File, handler func([][]byte)) {
 // checksum and, when zero, the identification). It waits while the socket
 // buffer is full.
 func (c *Conn) Send(pkt []byte) error {
-	if len(pkt) < 20 {
+	if len(pkt) < ipv4hdr.MinLen {
 		return errors.New("rawnet: short packet")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	copy(c.sa.Addr[:], pkt[16:20])
+	c.sa.Addr = ipv4hdr.Dst(pkt).As4()
 	c.one = pkt
 	err := c.sendRC.Write(c.oneFn)
 	c.one = nil
@@ -131,17 +132,17 @@ func (c *Conn) SendBatch(pkts [][]byte) (int, error) {
 	sent := 0
 	var last error
 	for _, p := range pkts {
-		if len(p) < 20 {
+		if len(p) < ipv4hdr.MinLen {
 			last = errors.New("rawnet: short packet")
 			continue
 		}
-		if !c.w.Add(p, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[16:20])), 0)) {
+		if !c.w.Add(p, netip.AddrPortFrom(ipv4hdr.Dst(p), 0)) {
 			n, err := c.w.Flush()
 			sent += n
 			if err != nil {
 				last = err
 			}
-			c.w.Add(p, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[16:20])), 0))
+			c.w.Add(p, netip.AddrPortFrom(ipv4hdr.Dst(p), 0))
 		}
 	}
 	n, err := c.w.Flush()

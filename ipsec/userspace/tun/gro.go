@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 )
 
 // Generic receive offload in userspace: with offload on, WriteBatch
@@ -20,6 +22,19 @@ import (
 const (
 	tcpFlagACK = 0x10
 	maxSuper   = 65535
+)
+
+// TCP header offsets (RFC 9293 §3.1), and where they fall in a packet with
+// a 20-byte IPv4 header (the only kind GRO merges).
+const (
+	tcpOffsetSeq      = 4
+	tcpOffsetDataOff  = 12 // header length in words, high nibble
+	tcpOffsetFlags    = 13
+	tcpOffsetChecksum = 16
+	tcpMinLen         = 20
+
+	groFlags    = ipv4hdr.MinLen + tcpOffsetFlags
+	groChecksum = ipv4hdr.MinLen + tcpOffsetChecksum
 )
 
 // WriteBatch writes pkts in order, coalescing TCP segments when offload is
@@ -63,25 +78,26 @@ func (d *Device) WriteBatch(pkts [][]byte) (int, error) {
 	return written, nil
 }
 
+// hdrLen is the IPv4 plus TCP header length of p.
 func hdrLen(p []byte) int {
-	ihl := int(p[0]&0x0f) * 4
-	return ihl + int(p[ihl+12]>>4)*4
+	ihl := ipv4hdr.HeaderLen(p)
+	return ihl + int(p[ihl+tcpOffsetDataOff]>>4)*4
 }
 
 // groCandidate returns the payload size of p if it is a TCP/IPv4 data
 // segment that may start or join a merge, else 0.
 func groCandidate(p []byte) int {
-	if len(p) < 40 || p[0] != 0x45 || p[9] != unix.IPPROTO_TCP {
+	if len(p) < ipv4hdr.MinLen+tcpMinLen || p[ipv4hdr.OffsetVersionIHL] != ipv4hdr.VersionIHL5 || p[ipv4hdr.OffsetProto] != unix.IPPROTO_TCP {
 		return 0
 	}
-	if int(binary.BigEndian.Uint16(p[2:])) != len(p) || binary.BigEndian.Uint16(p[6:])&0x3fff != 0 {
+	if ipv4hdr.TotalLen(p) != len(p) || ipv4hdr.IsFragment(p) {
 		return 0 // trimmed wrongly, or a fragment
 	}
-	if f := p[33]; f&^(tcpFlagACK|tcpFlagPSH) != 0 || f&tcpFlagACK == 0 {
+	if f := p[groFlags]; f&^(tcpFlagACK|tcpFlagPSH) != 0 || f&tcpFlagACK == 0 {
 		return 0
 	}
 	hl := hdrLen(p)
-	if hl < 40 || hl >= len(p) {
+	if hl < ipv4hdr.MinLen+tcpMinLen || hl >= len(p) {
 		return 0
 	}
 	if !tcpChecksumOK(p) {
@@ -93,7 +109,7 @@ func groCandidate(p []byte) int {
 // groFollows reports whether next continues prev in a merge whose
 // segments carry mss bytes (the super-packet has total bytes so far).
 func groFollows(prev, next []byte, mss, total int) bool {
-	if prev[33]&tcpFlagPSH != 0 || len(prev)-hdrLen(prev) != mss {
+	if prev[groFlags]&tcpFlagPSH != 0 || len(prev)-hdrLen(prev) != mss {
 		return false // only the last segment may be short or pushed
 	}
 	n := groCandidate(next)
@@ -104,23 +120,25 @@ func groFollows(prev, next []byte, mss, total int) bool {
 	if hdrLen(next) != hl {
 		return false
 	}
-	// IPv4: equal but for total length (2-3), ID (4-5), checksum (10-11).
-	if !bytes.Equal(prev[0:2], next[0:2]) || !bytes.Equal(prev[6:10], next[6:10]) || !bytes.Equal(prev[12:20], next[12:20]) {
+	// IPv4: equal but for total length, ID and checksum.
+	if !bytes.Equal(prev[:ipv4hdr.OffsetTotalLen], next[:ipv4hdr.OffsetTotalLen]) ||
+		!bytes.Equal(prev[ipv4hdr.OffsetFragment:ipv4hdr.OffsetChecksum], next[ipv4hdr.OffsetFragment:ipv4hdr.OffsetChecksum]) ||
+		!bytes.Equal(prev[ipv4hdr.OffsetSrc:ipv4hdr.MinLen], next[ipv4hdr.OffsetSrc:ipv4hdr.MinLen]) {
 		return false
 	}
-	// TCP: equal but for sequence (4-7), checksum (16-17) and PSH.
-	t, u := prev[20:hl], next[20:hl]
-	if !bytes.Equal(t[0:4], u[0:4]) || !bytes.Equal(t[8:13], u[8:13]) || t[13]|tcpFlagPSH != u[13]|tcpFlagPSH ||
-		!bytes.Equal(t[14:16], u[14:16]) || !bytes.Equal(t[18:], u[18:]) {
+	// TCP: equal but for sequence, checksum and PSH.
+	t, u := prev[ipv4hdr.MinLen:hl], next[ipv4hdr.MinLen:hl]
+	if !bytes.Equal(t[:tcpOffsetSeq], u[:tcpOffsetSeq]) || !bytes.Equal(t[tcpOffsetSeq+4:tcpOffsetFlags], u[tcpOffsetSeq+4:tcpOffsetFlags]) ||
+		t[tcpOffsetFlags]|tcpFlagPSH != u[tcpOffsetFlags]|tcpFlagPSH ||
+		!bytes.Equal(t[tcpOffsetFlags+1:tcpOffsetChecksum], u[tcpOffsetFlags+1:tcpOffsetChecksum]) ||
+		!bytes.Equal(t[tcpOffsetChecksum+2:], u[tcpOffsetChecksum+2:]) {
 		return false
 	}
-	return binary.BigEndian.Uint32(u[4:]) == binary.BigEndian.Uint32(t[4:])+uint32(mss)
+	return binary.BigEndian.Uint32(u[tcpOffsetSeq:]) == binary.BigEndian.Uint32(t[tcpOffsetSeq:])+uint32(mss)
 }
 
 func tcpChecksumOK(p []byte) bool {
-	ps := uint64(binary.BigEndian.Uint32(p[12:])) + uint64(binary.BigEndian.Uint32(p[16:])) +
-		unix.IPPROTO_TCP + uint64(len(p)-20)
-	return fold(sum(p[20:], ps)) == 0xffff
+	return fold(sum(p[ipv4hdr.MinLen:], pseudoSum(p, ipv4hdr.MinLen))) == 0xffff
 }
 
 // writeSuper writes segs (validated by groFollows) as one GSO packet.
@@ -142,14 +160,11 @@ func (d *Device) writeSuper(segs [][]byte) error {
 	for _, s := range segs[1:] {
 		p = append(p, s[hl:]...)
 	}
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[10], p[11] = 0, 0
-	binary.BigEndian.PutUint16(p[10:], ^fold(sum(p[:20], 0)))
-	p[33] |= last[33] & tcpFlagPSH
+	binary.BigEndian.PutUint16(p[ipv4hdr.OffsetTotalLen:], uint16(len(p)))
+	setIPv4Checksum(p[:ipv4hdr.MinLen])
+	p[groFlags] |= last[groFlags] & tcpFlagPSH
 	// CHECKSUM_PARTIAL: the field holds the pseudo-header sum.
-	ps := uint64(binary.BigEndian.Uint32(p[12:])) + uint64(binary.BigEndian.Uint32(p[16:])) +
-		unix.IPPROTO_TCP + uint64(len(p)-20)
-	binary.BigEndian.PutUint16(p[36:], fold(ps))
+	binary.BigEndian.PutUint16(p[groChecksum:], fold(pseudoSum(p, ipv4hdr.MinLen)))
 	if _, err := d.f.Write(buf[:vnetHdrLen+len(p)]); err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 )
 
 // TCP segmentation offload (TSO). With IFF_VNET_HDR and TUN_F_TSO4 the
@@ -108,21 +110,21 @@ func (d *Device) readOffload(b []byte) (int, error) {
 // bytes (RFC 9293 sequence numbers; IPv4 IDs incremented; FIN and PSH only
 // on the last segment, CWR only on the first).
 func (o *offload) split(pkt []byte, mss int) [][]byte {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+	if len(pkt) < ipv4hdr.MinLen || ipv4hdr.Version(pkt) != 4 {
 		return nil
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	if len(pkt) < ihl+20 || pkt[9] != unix.IPPROTO_TCP {
+	ihl := ipv4hdr.HeaderLen(pkt)
+	if len(pkt) < ihl+tcpMinLen || pkt[ipv4hdr.OffsetProto] != unix.IPPROTO_TCP {
 		return nil
 	}
-	hl := ihl + int(pkt[ihl+12]>>4)*4
+	hl := hdrLen(pkt)
 	if len(pkt) < hl {
 		return nil
 	}
 	payload := pkt[hl:]
-	seq := binary.BigEndian.Uint32(pkt[ihl+4:])
-	id := binary.BigEndian.Uint16(pkt[4:])
-	flags := pkt[ihl+13]
+	seq := binary.BigEndian.Uint32(pkt[ihl+tcpOffsetSeq:])
+	id := binary.BigEndian.Uint16(pkt[ipv4hdr.OffsetID:])
+	flags := pkt[ihl+tcpOffsetFlags]
 	o.segbuf = o.segbuf[:0]
 	segs := o.segs[:0]
 	for i, off := 0, 0; off < len(payload); i, off = i+1, off+mss {
@@ -131,11 +133,10 @@ func (o *offload) split(pkt []byte, mss int) [][]byte {
 		o.segbuf = append(o.segbuf, pkt[:hl]...)
 		o.segbuf = append(o.segbuf, payload[off:end]...)
 		seg := o.segbuf[start:]
-		binary.BigEndian.PutUint16(seg[2:], uint16(len(seg)))
-		binary.BigEndian.PutUint16(seg[4:], id+uint16(i))
-		seg[10], seg[11] = 0, 0
-		binary.BigEndian.PutUint16(seg[10:], ^fold(sum(seg[:ihl], 0)))
-		binary.BigEndian.PutUint32(seg[ihl+4:], seq+uint32(off))
+		binary.BigEndian.PutUint16(seg[ipv4hdr.OffsetTotalLen:], uint16(len(seg)))
+		binary.BigEndian.PutUint16(seg[ipv4hdr.OffsetID:], id+uint16(i))
+		setIPv4Checksum(seg[:ihl])
+		binary.BigEndian.PutUint32(seg[ihl+tcpOffsetSeq:], seq+uint32(off))
 		f := flags
 		if off != 0 {
 			f &^= tcpFlagCWR
@@ -143,11 +144,9 @@ func (o *offload) split(pkt []byte, mss int) [][]byte {
 		if end != len(payload) {
 			f &^= tcpFlagFIN | tcpFlagPSH
 		}
-		seg[ihl+13] = f
-		seg[ihl+16], seg[ihl+17] = 0, 0
-		ps := uint64(binary.BigEndian.Uint32(seg[12:])) + uint64(binary.BigEndian.Uint32(seg[16:])) +
-			unix.IPPROTO_TCP + uint64(len(seg)-ihl)
-		binary.BigEndian.PutUint16(seg[ihl+16:], ^fold(sum(seg[ihl:], ps)))
+		seg[ihl+tcpOffsetFlags] = f
+		binary.BigEndian.PutUint16(seg[ihl+tcpOffsetChecksum:], 0)
+		binary.BigEndian.PutUint16(seg[ihl+tcpOffsetChecksum:], ^fold(sum(seg[ihl:], pseudoSum(seg, ihl))))
 		segs = append(segs, seg)
 	}
 	return segs
@@ -184,6 +183,19 @@ func sum(b []byte, s uint64) uint64 {
 		s += uint64(b[0]) << 8
 	}
 	return s
+}
+
+// pseudoSum is the unfolded sum of the TCP pseudo-header of the IPv4
+// packet p whose TCP header starts at ihl (RFC 9293 §3.1).
+func pseudoSum(p []byte, ihl int) uint64 {
+	return uint64(binary.BigEndian.Uint32(p[ipv4hdr.OffsetSrc:])) + uint64(binary.BigEndian.Uint32(p[ipv4hdr.OffsetDst:])) +
+		unix.IPPROTO_TCP + uint64(len(p)-ihl)
+}
+
+// setIPv4Checksum computes the header checksum of h (the whole header).
+func setIPv4Checksum(h []byte) {
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetChecksum:], 0)
+	binary.BigEndian.PutUint16(h[ipv4hdr.OffsetChecksum:], ^fold(sum(h, 0)))
 }
 
 func fold(s uint64) uint16 {

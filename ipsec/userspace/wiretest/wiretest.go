@@ -11,6 +11,8 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+
+	"github.com/spiagent/spiagent/ipsec/ipv4hdr"
 )
 
 // Packet is one recorded transmission.
@@ -104,12 +106,10 @@ var ErrNoRoute = errors.New("wiretest: no endpoint for destination")
 
 // Send transmits an IPv4 packet to the endpoint of its destination address.
 func (e *Endpoint) Send(pkt []byte) error {
-	if len(pkt) < 20 {
+	if len(pkt) < ipv4hdr.MinLen {
 		return errors.New("wiretest: short IPv4 packet")
 	}
-	dst := netip.AddrFrom4([4]byte(pkt[16:20]))
-	src := netip.AddrFrom4([4]byte(pkt[12:16]))
-	p := Packet{Data: append([]byte(nil), pkt...), Src: netip.AddrPortFrom(src, 0), Dst: netip.AddrPortFrom(dst, 0)}
+	p := Packet{Data: append([]byte(nil), pkt...), Src: netip.AddrPortFrom(ipv4hdr.Src(pkt), 0), Dst: netip.AddrPortFrom(ipv4hdr.Dst(pkt), 0)}
 	return e.n.deliver(&p)
 }
 
@@ -160,10 +160,10 @@ func (n *Network) deliverTo(p *Packet) error {
 
 // Protocol returns the IP protocol of a raw IPv4 packet (0 if too short).
 func Protocol(pkt []byte) uint8 {
-	if len(pkt) < 20 {
+	if len(pkt) < ipv4hdr.MinLen {
 		return 0
 	}
-	return pkt[9]
+	return pkt[ipv4hdr.OffsetProto]
 }
 
 // SPI returns the SPI of an ESP or AH packet (raw IPv4) or an ESP-in-UDP
@@ -176,11 +176,11 @@ func SPI(p Packet) uint32 {
 		}
 		return binary.BigEndian.Uint32(b)
 	}
-	if len(b) < 20 {
+	if len(b) < ipv4hdr.MinLen {
 		return 0
 	}
-	ihl := int(b[0]&0x0f) * 4
-	switch b[9] {
+	ihl := ipv4hdr.HeaderLen(b)
+	switch b[ipv4hdr.OffsetProto] {
 	case 50:
 		if len(b) >= ihl+4 {
 			return binary.BigEndian.Uint32(b[ihl:])
