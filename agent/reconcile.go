@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 
@@ -88,26 +89,14 @@ func hasKey(in *intent.Intent) func(netip.Addr) bool {
 }
 
 func (ap applied) clone() applied {
-	c := newApplied()
-	for k, v := range ap.policies {
-		c.policies[k] = v
+	return applied{
+		policies: maps.Clone(ap.policies),
+		owner:    maps.Clone(ap.owner),
+		reqIDs:   maps.Clone(ap.reqIDs),
+		byReqID:  maps.Clone(ap.byReqID),
+		rules:    maps.Clone(ap.rules),
+		addrs:    maps.Clone(ap.addrs),
 	}
-	for k, v := range ap.owner {
-		c.owner[k] = v
-	}
-	for k, v := range ap.reqIDs {
-		c.reqIDs[k] = v
-	}
-	for k, v := range ap.byReqID {
-		c.byReqID[k] = v
-	}
-	for k, v := range ap.rules {
-		c.rules[k] = v
-	}
-	for k, v := range ap.addrs {
-		c.addrs[k] = v
-	}
-	return c
 }
 
 // applyIntent pushes an intent into the engines. Called with a.mu held.

@@ -15,7 +15,9 @@ set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 REPS=${1:-3}
 DUR=${DUR:-10}
-SWAN_PERF=${SWAN_PERF:-/work/shared/interop/strongswan/perf/bench_tput.sh}
+# The shared strongSwan scripts sit beside the project: ../shared from its root.
+SWAN_PERF=${SWAN_PERF:-$root/../shared/interop/strongswan/perf/bench_tput.sh}
+[ -f "$SWAN_PERF" ] || echo "# no $SWAN_PERF: libipsec runs skipped (set SWAN_PERF)" >&2
 SUITES=${SUITES:-aes-gcm-128-udp,aes-cbc-128-hmac-sha1-udp,aes-gcm-128,aes-cbc-128-hmac-sha1,aes-gcm-128-tso,aes-gcm-128-udp-tso,aes-cbc-128-hmac-sha1-udp-tso}
 OUT=${OUT:-/tmp/upT-tput-$(date +%H%M%S)}
 mkdir -p "$OUT"

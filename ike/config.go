@@ -1,11 +1,12 @@
 package ike
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/spiagent/spiagent/alg"
@@ -202,7 +203,7 @@ func (c *Config) normalize() error {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	ps := append([]Policy(nil), c.Policies...)
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Priority < ps[j].Priority })
+	slices.SortStableFunc(ps, func(a, b Policy) int { return cmp.Compare(a.Priority, b.Priority) })
 	for i := range ps {
 		p := &ps[i]
 		if p.Cipher.ESPOnly() {

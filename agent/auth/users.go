@@ -12,10 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -263,11 +264,7 @@ func editUsers(path string, edit func(map[string]user) error) error {
 	if err := edit(users); err != nil {
 		return err
 	}
-	names := make([]string, 0, len(users))
-	for n := range users {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(users))
 	var out bytes.Buffer
 	out.WriteString("# spiagent users: NAME ROLE BCRYPT-HASH (spiagent user add|del)\n")
 	for _, n := range names {

@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
@@ -70,11 +71,7 @@ func showISAKMP(ctx context.Context, c gpb.GNMIClient, w io.Writer) error {
 			return fmt.Errorf("decode IKE SAs: %w", err)
 		}
 	}
-	ids := make([]uint32, 0, len(sas.Sa))
-	for id := range sas.Sa {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	ids := slices.Sorted(maps.Keys(sas.Sa))
 	fmt.Fprintln(w, "IPv4 Crypto ISAKMP SA")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "dst\tsrc\tstate\tconn-id\trole\tencr\thash\tgroup\tlifetime-left")
@@ -139,7 +136,7 @@ func showIPsec(ctx context.Context, c gpb.GNMIClient, w io.Writer) error {
 			p.out = s
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "peer\tcrypto map\tproto\tspi in\tspi out\ttransform\tpkts decaps\tpkts encaps\terrors\tlifetime left")
 	for _, k := range keys {

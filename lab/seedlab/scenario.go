@@ -26,11 +26,12 @@ type Scenario struct {
 type Result struct {
 	SetupTime   time.Duration // first packet sent to first packet delivered
 	Recovered   bool
-	Outage      time.Duration // longest run of lost packets after the break
-	Lost        int           // packets lost after the break
-	RecoveryLag time.Duration // break to first packet delivered again
-	CountersB   map[string]uint64
-	LogLineB    string // B's %CRYPTO-4-RECVD_PKT_INV_SPI line, if any
+	Outage      time.Duration     // longest run of lost packets after the break
+	Lost        int               // packets lost after the break
+	RecoveryLag time.Duration     // break to first packet delivered again
+	CountersB   map[string]uint64 // routerB's invalid-SPI counters at the end
+	BeforeB     map[string]uint64 // and just before the break
+	LogLineB    string            // B's %CRYPTO-4-RECVD_PKT_INV_SPI line, if any
 }
 
 func (s *Scenario) defaults() {
@@ -109,6 +110,9 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		sc.BreakSay = "routerB loses its SAs without telling routerA (clear crypto sa, no notification: what a reboot does)."
 	}
 	say.Say("Step 2: %s", sc.BreakSay)
+	if res.BeforeB, err = l.B.Counters(ctx); err != nil {
+		return nil, err
+	}
 	brk := time.Now()
 	if sc.Break != nil {
 		err = sc.Break(ctx)
