@@ -36,7 +36,7 @@ func benchStore(b *testing.B, n int) *Store {
 	if err := writeFileAtomic(dir, journalName, journalHeader(1)); err != nil {
 		b.Fatal(err)
 	}
-	s, err := Open(dir, WithLogger(quietLogger()))
+	s, err := Open(dir, testOptions()...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if p := Validate(d); len(p) > 0 {
+			if p := Validate(d, crypto()); len(p) > 0 {
 				b.Fatal(p)
 			}
 		}
@@ -196,7 +196,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 	b.Run("Validate", func(b *testing.B) {
 		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
-			if p := Validate(d); len(p) > 0 {
+			if p := Validate(d, crypto()); len(p) > 0 {
 				b.Fatal(p)
 			}
 		}
@@ -216,7 +216,7 @@ func BenchmarkLoadValidate10k(b *testing.B) {
 		b.ResetTimer()
 		defer cpuMetric(b, cpuTime())
 		for i := 0; i < b.N; i++ {
-			s, err := Open(dir, WithLogger(quietLogger()))
+			s, err := Open(dir, testOptions()...)
 			if err != nil {
 				b.Fatal(err)
 			}

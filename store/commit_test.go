@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/spiagent/spiagent/ytree"
 )
 
 const (
@@ -26,7 +28,7 @@ func TestLoadExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p := Validate(d); len(p) > 0 {
+			if p := Validate(d, crypto()); len(p) > 0 {
 				t.Fatalf("problems: %v", p)
 			}
 			if d.GetCrypto().GetCryptoMaps() == nil || len(d.Crypto.CryptoMaps.CryptoMap) == 0 {
@@ -370,7 +372,7 @@ func TestCommitSemantics(t *testing.T) {
 			if mustJSON(t, old.Root) != oldJSON {
 				t.Error("the old snapshot was mutated")
 			}
-			if p := Validate(s.Running().Root); len(p) > 0 {
+			if p := Validate(s.Running().Root, crypto()); len(p) > 0 {
 				t.Errorf("full validation disagrees with the commit's: %v", p)
 			}
 			checkRefs(t, s)
@@ -414,7 +416,7 @@ func TestCommitDiff(t *testing.T) {
 
 func sortDiff(d Diff) {
 	for i := 1; i < len(d); i++ {
-		for j := i; j > 0 && PathString(d[j].Path) < PathString(d[j-1].Path); j-- {
+		for j := i; j > 0 && ytree.PathString(d[j].Path.GetElem()) < ytree.PathString(d[j-1].Path.GetElem()); j-- {
 			d[j], d[j-1] = d[j-1], d[j]
 		}
 	}

@@ -29,7 +29,7 @@ func TestConcurrentReaders(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if p := Validate(snap.Root); len(p) > 0 {
+				if p := Validate(snap.Root, crypto()); len(p) > 0 {
 					t.Errorf("reader saw an invalid config: %v", p)
 					return
 				}

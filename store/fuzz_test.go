@@ -24,7 +24,7 @@ func FuzzLoadJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		Validate(d)
+		Validate(d, crypto())
 		out, err := EmitJSONWithSecrets(d, true)
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +61,7 @@ func FuzzReadJournal(f *testing.F) {
 		tx := newTx(nil)
 		for _, e := range js.entries {
 			for _, op := range e.ops {
-				tx.apply(op, true)
+				apply(tx, op, true)
 			}
 		}
 	})
@@ -77,7 +77,7 @@ func FuzzCommitJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := s.Commit(context.Background(), Tx{Ops: []Op{upd(t, polA, ietfV(string(b)))}})
 		if err == nil {
-			if p := Validate(s.Running().Root); len(p) > 0 {
+			if p := Validate(s.Running().Root, crypto()); len(p) > 0 {
 				t.Fatalf("committed an invalid config: %v", p)
 			}
 		}

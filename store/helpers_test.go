@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/gen"
 )
 
@@ -66,7 +66,7 @@ func readExample(t testing.TB, name string) []byte {
 func seedStore(t testing.TB, opts ...Option) (*Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
-	s, err := Open(dir, append([]Option{WithLogger(quietLogger())}, opts...)...)
+	s, err := Open(dir, append(testOptions(), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +152,27 @@ func bigConfig(n int) *gen.Device {
 	return d
 }
 
-// checkRefs fails if the store's reference counts differ from a recount.
+// crypto returns the agent's crypto rules, the validator every store of
+// the agent has (the store itself knows only YANG).
+func crypto() Validator { return validators.NewCrypto() }
+
+// testOptions are the options of the stores the tests open: a quiet logger
+// and the agent's crypto validator.
+func testOptions() []Option {
+	return []Option{WithLogger(quietLogger()), WithValidator(crypto())}
+}
+
+// checkRefs fails if the reference counts of the store's crypto validator
+// differ from a recount.
 func checkRefs(t testing.TB, s *Store) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	want := buildRefs(s.Running().Root)
-	if !reflect.DeepEqual(want.n, s.refs.n) {
-		t.Errorf("reference counts drifted:\n got %v\nwant %v", s.refs.n, want.n)
+	for _, v := range s.validators {
+		if d, ok := v.(interface{ Drift(*gen.Device) string }); ok {
+			if msg := d.Drift(s.Running().Root); msg != "" {
+				t.Error(msg)
+			}
+		}
 	}
 }

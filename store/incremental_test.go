@@ -7,7 +7,7 @@ import (
 	"math/rand"
 	"testing"
 
-	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // TestIncrementalMatchesFullValidation applies random transactions (valid
@@ -80,7 +80,7 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 		tx := newTx(s.Running().Root)
 		applyErr := error(nil)
 		for _, op := range ops {
-			if err := tx.apply(op, true); err != nil && err != lenientSkip {
+			if err := apply(tx, op, true); err != nil && err != lenientSkip {
 				applyErr = err
 				break
 			}
@@ -92,7 +92,7 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 			}
 			continue
 		}
-		full := Validate(tx.root.Interface().(*gen.Device))
+		full := Validate(tx.Root(), crypto())
 		var ve *ValidationError
 		switch {
 		case err == nil:
@@ -119,7 +119,7 @@ func TestIncrementalMatchesFullValidation(t *testing.T) {
 func opsString(ops []Op) string {
 	s := ""
 	for _, op := range ops {
-		s += fmt.Sprintf("[%s %s %s] ", op.Kind, PathString(op.Path), valString(op.Val))
+		s += fmt.Sprintf("[%s %s %s] ", op.Kind, ytree.PathString(op.Path.GetElem()), valString(op.Val))
 	}
 	return s
 }

@@ -29,7 +29,7 @@ func reopen(t *testing.T, s *Store, dir string, opts ...Option) *Store {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir, append([]Option{WithLogger(quietLogger())}, opts...)...)
+	s2, err := Open(dir, append(testOptions(), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // HistoryLen is how many commits History keeps (and Rollback can reach).
@@ -32,8 +32,9 @@ type Store struct {
 	lock    *os.File   // flock on dir/LOCK
 	journal *journal
 	points  map[uint64]*Snapshot // configs Rollback can return to
-	refs    *refIndex            // references in the running config
 	phases  Phases               // timings of the last commit
+
+	validators []Validator
 
 	hmu     sync.Mutex
 	history []CommitInfo
@@ -161,7 +162,9 @@ func (s *Store) create() error {
 	s.journal = j
 	s.running.Store(snap)
 	s.points[0] = snap
-	s.refs = newRefIndex()
+	for _, v := range s.validators {
+		v.Reset(snap.Root)
+	}
 	return nil
 }
 
@@ -202,16 +205,16 @@ func (s *Store) load() error {
 		}
 		tx := newTx(snap.Root)
 		for i, op := range e.ops {
-			if err := tx.apply(op, true); err != nil && err != lenientSkip {
-				return fmt.Errorf("store: journal %s: commit %d op %d at %s: %v (the file was left untouched)", jpath, e.info.ID, i, PathString(op.Path), err)
+			if err := apply(tx, op, true); err != nil && err != lenientSkip {
+				return fmt.Errorf("store: journal %s: commit %d op %d at %s: %v (the file was left untouched)", jpath, e.info.ID, i, ytree.PathString(op.Path.GetElem()), err)
 			}
 		}
-		snap = &Snapshot{ID: e.info.ID, Time: e.info.Time, Root: tx.root.Interface().(*gen.Device)}
+		snap = &Snapshot{ID: e.info.ID, Time: e.info.Time, Root: tx.Root()}
 		s.points[snap.ID] = snap
 		s.history = appendHistory(s.history, e.info)
 		pending = append(pending, journalEntry{info: CommitInfo{ID: e.info.ID}, raw: e.raw})
 	}
-	if probs := Validate(snap.Root); len(probs) > 0 {
+	if probs := s.Validate(snap.Root); len(probs) > 0 {
 		return fmt.Errorf("store: data in %s is not a valid config: %w", s.dir, &ValidationError{Problems: probs})
 	}
 	if js.torn > 0 {
@@ -226,7 +229,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("store: journal %s: %v", jpath, err)
 	}
 	s.journal = j
-	s.refs = buildRefs(snap.Root)
+	for _, v := range s.validators {
+		v.Reset(snap.Root)
+	}
 	s.prunePoints()
 	s.running.Store(snap)
 	s.log.Info("loaded running config", "dir", s.dir, "commit", snap.ID, "journal_records", len(js.entries))
@@ -318,14 +323,14 @@ func (s *Store) commitLocked(ctx context.Context, tx Tx) (CommitInfo, error) {
 	old := s.running.Load()
 	t := newTx(old.Root)
 	for i, op := range tx.Ops {
-		if err := t.apply(op, tx.IgnoreMissing); err != nil && err != lenientSkip {
-			return CommitInfo{}, &OpError{Index: i, Path: PathString(op.Path), Err: err}
+		if err := apply(t, op, tx.IgnoreMissing); err != nil && err != lenientSkip {
+			return CommitInfo{}, &OpError{Index: i, Path: ytree.PathString(op.Path.GetElem()), Err: err}
 		}
 	}
-	newRoot := t.root.Interface().(*gen.Device)
+	newRoot := t.Root()
 	t1 := time.Now()
 	ph.Apply = t1.Sub(t0)
-	d := diffTrees(reflect.ValueOf(old.Root), t.root, t, true)
+	d := diffTrees(old.Root, newRoot, t, true)
 	t2 := time.Now()
 	ph.Diff = t2.Sub(t1)
 	ph.Changes = len(d.diff)
@@ -333,11 +338,11 @@ func (s *Store) commitLocked(ctx context.Context, tx Tx) (CommitInfo, error) {
 		s.phases = ph
 		return CommitInfo{ID: old.ID, Time: old.Time, User: tx.User, Comment: tx.Comment, Summary: "no changes"}, nil
 	}
-	probs, refLog := validateChanges(newRoot, d, s.refs)
+	probs, undo := s.validateChanges(newRoot, d)
 	done := false
 	defer func() {
 		if !done {
-			s.refs.undo(refLog)
+			undo()
 		}
 	}()
 	t3 := time.Now()
@@ -424,7 +429,7 @@ func summarize(ops []Op, d Diff) string {
 	}
 	s := fmt.Sprintf("%d added, %d modified, %d removed", a, m, r)
 	if len(ops) == 1 {
-		s += fmt.Sprintf(" (%s %s)", ops[0].Kind, PathString(ops[0].Path))
+		s += fmt.Sprintf(" (%s %s)", ops[0].Kind, ytree.PathString(ops[0].Path.GetElem()))
 	} else {
 		s += fmt.Sprintf(" (%d ops)", len(ops))
 	}
@@ -460,7 +465,7 @@ func (s *Store) restoreLocked(ctx context.Context, root *gen.Device, user, comme
 		root = &gen.Device{}
 	}
 	cur := s.running.Load()
-	ops := opsBetween(reflect.ValueOf(cur.Root), reflect.ValueOf(root))
+	ops := OpsBetween(cur.Root, root)
 	return s.commitLocked(ctx, Tx{Ops: ops, User: user, Comment: comment})
 }
 

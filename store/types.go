@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,10 +10,11 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // redacted replaces every secret value in errors, logs, reads and events.
-const redacted = "<redacted>"
+const redacted = ytree.Redacted
 
 // OpKind is the kind of one operation of a transaction.
 type OpKind int
@@ -101,9 +101,10 @@ type Change struct {
 
 // String formats the change with secrets redacted.
 func (c Change) String() string {
-	p := PathString(c.Path)
+	p := ytree.PathString(c.Path.GetElem())
+	secret := ytree.IsSecretPath(c.Path.GetElem())
 	val := func(v *gpb.TypedValue) string {
-		if IsSecret(c.Path) {
+		if secret {
 			return redacted
 		}
 		return valString(v)
@@ -159,7 +160,7 @@ func (d Diff) String() string {
 func (d Diff) Redacted() Diff {
 	out := make(Diff, len(d))
 	for i, c := range d {
-		if IsSecret(c.Path) {
+		if ytree.IsSecretPath(c.Path.GetElem()) {
 			if c.Old != nil {
 				c.Old = redactedVal()
 			}
@@ -209,18 +210,16 @@ type Event struct {
 	Info     CommitInfo
 }
 
-// Problem is one reason a config is invalid. Path is a schema path such as
-// /crypto/isakmp/policies/policy[priority=1]/config/lifetime.
-type Problem struct {
-	Path   string
-	Reason string
-}
-
-func (p Problem) String() string { return p.Path + ": " + p.Reason }
+// Problem is one reason a config is invalid (ytree.Problem). Path is a
+// schema path such as /crypto/isakmp/policies/policy[priority=1]/config/lifetime.
+type Problem = ytree.Problem
 
 // ErrNotFound: a delete of something that does not exist, or a rollback to a
-// commit whose config is not kept.
-var ErrNotFound = errors.New("not found")
+// commit whose config is not kept (the same error as ytree.ErrNotFound).
+var ErrNotFound = ytree.ErrNotFound
+
+// ErrState: a write of config false data (ytree.ErrState).
+var ErrState = ytree.ErrState
 
 // OpError is an op of a transaction that could not be applied.
 type OpError struct {

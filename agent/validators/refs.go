@@ -1,9 +1,11 @@
-package store
+package validators
 
 import (
-	"reflect"
+	"fmt"
+	"maps"
 
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // refKind is a kind of name that crypto-map entries and interfaces refer to.
@@ -21,7 +23,8 @@ const (
 // that removing a key, transform set, access list (or its last entry) or
 // crypto map is checked in O(1) instead of by re-checking every crypto-map
 // entry. It belongs to the running snapshot and is changed only under the
-// commit lock; a commit records its changes and undoes them if it fails.
+// store's commit lock; a commit records its changes and undoes them if it
+// fails.
 type refIndex struct {
 	n [numRefKinds]map[string]int32
 }
@@ -46,10 +49,7 @@ func buildRefs(root *gen.Device) *refIndex {
 	cr := root.GetCrypto()
 	if cms := cr.GetCryptoMaps(); cms != nil {
 		for _, cm := range cms.CryptoMap {
-			if cm.GetEntries() == nil {
-				continue
-			}
-			for _, e := range cm.GetEntries().Entry {
+			for _, e := range cmapEntries(cm) {
 				cmapRefs(e, func(k refKind, name string) { r.n[k][name]++ })
 			}
 		}
@@ -62,7 +62,7 @@ func buildRefs(root *gen.Device) *refIndex {
 	return r
 }
 
-func cmapRefs(e *cmapEntT, f func(refKind, string)) {
+func cmapRefs(e *gen.CryptoMapEntry, f func(refKind, string)) {
 	c := e.GetConfig()
 	if c == nil {
 		return
@@ -78,7 +78,7 @@ func cmapRefs(e *cmapEntT, f func(refKind, string)) {
 	}
 }
 
-func ifaceRefs(i *ifaceT, f func(refKind, string)) {
+func ifaceRefs(i *gen.Interface, f func(refKind, string)) {
 	if c := i.GetConfig(); c != nil && c.CryptoMap != nil {
 		f(refCMap, *c.CryptoMap)
 	}
@@ -108,24 +108,24 @@ func (r *refIndex) undo(log []refDelta) {
 	}
 }
 
-// update applies the reference changes of the changed entities.
-func (r *refIndex) update(ents []entChange) []refDelta {
+// update applies the reference changes of the changed entries.
+func (r *refIndex) update(changes []ytree.EntryChange) []refDelta {
 	var log []refDelta
-	for _, ec := range ents {
-		var each func(v reflect.Value, f func(refKind, string))
-		switch ec.ti.kind {
-		case entCMapEntry:
-			each = func(v reflect.Value, f func(refKind, string)) { cmapRefs(v.Interface().(*cmapEntT), f) }
-		case entInterface:
-			each = func(v reflect.Value, f func(refKind, string)) { ifaceRefs(v.Interface().(*ifaceT), f) }
-		default:
-			continue
+	each := func(v any, delta int32) {
+		f := func(k refKind, name string) { r.apply(k, name, delta, &log) }
+		switch e := v.(type) {
+		case *gen.CryptoMapEntry:
+			cmapRefs(e, f)
+		case *gen.Interface:
+			ifaceRefs(e, f)
 		}
-		if !isNil(ec.old) {
-			each(ec.old, func(k refKind, name string) { r.apply(k, name, -1, &log) })
+	}
+	for _, ec := range changes {
+		if ec.Old != nil {
+			each(ec.Old, -1)
 		}
-		if !isNil(ec.new) {
-			each(ec.new, func(k refKind, name string) { r.apply(k, name, +1, &log) })
+		if ec.New != nil {
+			each(ec.New, +1)
 		}
 	}
 	return log
@@ -133,3 +133,16 @@ func (r *refIndex) update(ents []entChange) []refDelta {
 
 // referenced reports whether name is referenced.
 func (r *refIndex) referenced(k refKind, name string) bool { return r.n[k][name] > 0 }
+
+// Drift compares the reference counts with a recount of root (the running
+// config they should describe) and describes the difference, or returns "".
+// Tests call it after commits to prove the counts stay exact.
+func (c *Crypto) Drift(root *gen.Device) string {
+	want := buildRefs(root)
+	for k := range want.n {
+		if !maps.Equal(want.n[k], c.refs.n[k]) {
+			return fmt.Sprintf("reference counts drifted:\n got %v\nwant %v", c.refs.n, want.n)
+		}
+	}
+	return ""
+}

@@ -1,4 +1,4 @@
-package store
+package ytree
 
 import (
 	"fmt"
@@ -59,8 +59,13 @@ func newLeafCheck(e *yang.Entry) *leafCheck {
 	return c
 }
 
+// Check validates a leaf value of f against its schema type: v is the
+// struct field (a pointer, an enum, a union or a leaf-list slice). It
+// returns ytypes-style errors; Problems renders them for a path.
+func (f *Field) Check(v reflect.Value) []error { return f.check.check(f, v) }
+
 // check validates one leaf value (a pointer, an enum, or a leaf-list slice).
-func (c *leafCheck) check(f *fieldInfo, v reflect.Value) []error {
+func (c *leafCheck) check(f *Field, v reflect.Value) []error {
 	if c.fallback {
 		return ytypes.Validate(f.vEntry, v.Interface())
 	}
@@ -76,7 +81,7 @@ func (c *leafCheck) check(f *fieldInfo, v reflect.Value) []error {
 		}
 		return errs
 	}
-	if v.Kind() == reflect.Ptr {
+	if v.Kind() == reflect.Pointer {
 		v = v.Elem()
 	}
 	if err := c.one(v); err != nil {

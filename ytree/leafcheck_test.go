@@ -1,4 +1,4 @@
-package store
+package ytree
 
 import (
 	"reflect"
@@ -14,13 +14,13 @@ func TestLeafCheckAgreesWithYtypes(t *testing.T) {
 	strs := []string{"", "a", "10.0.0.1", "10.0.0.256", "192.0.2.0/24", "192.0.2.0/33", strings.Repeat("k", 64), strings.Repeat("k", 65), strings.Repeat("k", 129), strings.Repeat("k", 241)}
 	nums := []uint64{0, 1, 2, 4, 5, 9, 10, 59, 60, 61, 100, 119, 120, 128, 129, 192, 255, 256, 2559, 2560, 3600, 3601, 10000, 10001, 65535, 86400, 86401, 2147483647, 2147483648, 4294967295}
 	checked := 0
-	for _, ti := range typeInfos {
-		for _, f := range ti.fields {
-			if f.kind != kLeaf || f.check.fallback {
+	for _, ti := range typeInfo {
+		for _, f := range ti.Fields {
+			if f.Kind != KindLeaf || f.check.fallback {
 				continue
 			}
-			ft := ti.typ.Field(f.idx).Type
-			if ft.Kind() != reflect.Ptr {
+			ft := ti.Go.Field(f.Index).Type
+			if ft.Kind() != reflect.Pointer {
 				continue
 			}
 			et := ft.Elem()
@@ -48,7 +48,7 @@ func TestLeafCheckAgreesWithYtypes(t *testing.T) {
 				mine := f.check.check(f, p)
 				theirs := ytypes.Validate(f.vEntry, p.Interface())
 				if (len(mine) == 0) != (len(theirs) == 0) {
-					t.Errorf("%s/%s = %v: ours %v, ytypes %v", ti.entry.Name, f.name, v, mine, theirs)
+					t.Errorf("%s/%s = %v: ours %v, ytypes %v", ti.Schema.Name, f.Name, v, mine, theirs)
 				}
 				checked++
 			}

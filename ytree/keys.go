@@ -1,0 +1,310 @@
+package ytree
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+)
+
+// ParseText converts the text form of a scalar value (a gNMI key value, the
+// text of a NETCONF leaf) to Go type t: a string, an integer, a boolean, or
+// a generated enumeration by name (module prefix optional).
+func ParseText(t reflect.Type, s string) (reflect.Value, error) {
+	v := reflect.New(t).Elem()
+	if t.Implements(goEnumType) {
+		n, ok := enumOf(t).byName[stripPrefix(s)]
+		if !ok {
+			return v, fmt.Errorf("%q is not a value of %s", s, t.Name())
+		}
+		v.SetInt(n)
+		return v, nil
+	}
+	switch t.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		switch s {
+		case "true":
+			v.SetBool(true)
+		case "false":
+		default:
+			return v, fmt.Errorf("%q is not true or false", s)
+		}
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, t.Bits())
+		if err != nil {
+			return v, fmt.Errorf("%q is not a %s", s, t.Kind())
+		}
+		v.SetUint(n)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, t.Bits())
+		if err != nil {
+			return v, fmt.Errorf("%q is not a %s", s, t.Kind())
+		}
+		v.SetInt(n)
+	default:
+		return v, fmt.Errorf("cannot parse %s from text", t)
+	}
+	return v, nil
+}
+
+// FormatText renders a scalar value as text (the inverse of ParseText): v
+// may be a pointer, an enumeration or a union interface holding one.
+func FormatText(v reflect.Value) string {
+	if v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
+	if v.Type().Implements(goEnumType) {
+		return enumOf(v.Type()).byValue[v.Int()]
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return v.String()
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// ParseKey converts the keys of a gNMI path element to the Go map key of
+// list f: a scalar, an enumeration or a generated key struct. Every key of
+// the list must be given, and no other.
+func (f *Field) ParseKey(keys map[string]string) (reflect.Value, error) {
+	if len(keys) != len(f.keyNames) {
+		return reflect.Value{}, f.keysWanted()
+	}
+	if f.mapKey.Kind() != reflect.Struct {
+		s, ok := keys[f.keyNames[0]]
+		if !ok {
+			return reflect.Value{}, f.keysWanted()
+		}
+		v, err := ParseText(f.mapKey, s)
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("key %s", err)
+		}
+		return v, nil
+	}
+	k := reflect.New(f.mapKey).Elem()
+	for i, name := range f.keyNames {
+		s, ok := keys[name]
+		if !ok {
+			return reflect.Value{}, f.keysWanted()
+		}
+		v, err := ParseText(f.mapKey.Field(i).Type, s)
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("key %s: %w", name, err)
+		}
+		k.Field(i).Set(v)
+	}
+	return k, nil
+}
+
+func (f *Field) keysWanted() error {
+	if len(f.keyNames) == 1 {
+		return fmt.Errorf("list %q is keyed by %q only", f.Name, f.keyNames[0])
+	}
+	return fmt.Errorf("list %q is keyed by [%s]", f.Name, strings.Join(f.keyNames, " "))
+}
+
+// KeyElem builds the path element of entry k of list f.
+func (f *Field) KeyElem(k reflect.Value) *gpb.PathElem {
+	return &gpb.PathElem{Name: f.Name, Key: f.KeyMap(k)}
+}
+
+// KeyMap renders map key k of list f as gNMI key values.
+func (f *Field) KeyMap(k reflect.Value) map[string]string {
+	if k.Kind() != reflect.Struct {
+		return map[string]string{f.keyNames[0]: FormatText(k)}
+	}
+	out := make(map[string]string, len(f.keyNames))
+	for i, name := range f.keyNames {
+		out[name] = FormatText(k.Field(i))
+	}
+	return out
+}
+
+// KeyOf returns the map key of list f for an entry struct, from its key
+// leaves.
+func (f *Field) KeyOf(entry reflect.Value) (reflect.Value, error) {
+	if f.mapKey.Kind() != reflect.Struct {
+		return leafKey(f, entry, f.keyNames[0], f.mapKey)
+	}
+	k := reflect.New(f.mapKey).Elem()
+	for i, name := range f.keyNames {
+		v, err := leafKey(f, entry, name, f.mapKey.Field(i).Type)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		k.Field(i).Set(v)
+	}
+	return k, nil
+}
+
+func leafKey(f *Field, entry reflect.Value, name string, t reflect.Type) (reflect.Value, error) {
+	kf := f.Elem.byName[name]
+	if kf == nil {
+		return reflect.Value{}, fmt.Errorf("list %q: no key leaf %q", f.Name, name)
+	}
+	kv := entry.Elem().Field(kf.Index)
+	if kv.Kind() == reflect.Pointer {
+		if kv.IsNil() {
+			return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, name)
+		}
+		kv = kv.Elem()
+	} else if kv.IsZero() {
+		return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, name)
+	}
+	return kv.Convert(t), nil
+}
+
+// keyParts returns the components of map key k of list f with their names.
+func (f *Field) keyParts(k reflect.Value, fn func(name string, v reflect.Value)) {
+	if k.Kind() != reflect.Struct {
+		fn(f.keyNames[0], k)
+		return
+	}
+	for i, name := range f.keyNames {
+		fn(name, k.Field(i))
+	}
+}
+
+// configOf returns the "config" container of a list entry and its type
+// (OpenConfig: the entry's keys are leafrefs to config leaves of the same
+// names), or a nil type if the entry has none.
+func configOf(entry reflect.Value, ti *Type) (reflect.Value, *Type) {
+	cf := ti.byName["config"]
+	if cf == nil || cf.Kind != KindContainer {
+		return reflect.Value{}, nil
+	}
+	return entry.Elem().Field(cf.Index), cf.Elem
+}
+
+// FillKeys sets the key leaves of a list entry struct of list f from map key
+// k where they are unset: the entry's own and those of its config container
+// if it has one (with createConfig, it gets one).
+func (f *Field) FillKeys(entry, k reflect.Value, createConfig bool) {
+	setKeyLeaves(entry, f.Elem, f, k, false)
+	cv, ct := configOf(entry, f.Elem)
+	if ct == nil {
+		return
+	}
+	if cv.IsNil() {
+		if !createConfig {
+			return
+		}
+		cv.Set(reflect.New(ct.Go))
+	}
+	setKeyLeaves(cv, ct, f, k, false)
+}
+
+// SetKeys overwrites the key leaves of an entry struct with map key k.
+func (f *Field) SetKeys(entry, k reflect.Value) { setKeyLeaves(entry, f.Elem, f, k, true) }
+
+func setKeyLeaves(v reflect.Value, ti *Type, f *Field, k reflect.Value, overwrite bool) {
+	f.keyParts(k, func(name string, kv reflect.Value) {
+		lf := ti.byName[name]
+		if lf == nil {
+			return
+		}
+		fv := v.Elem().Field(lf.Index)
+		if fv.Kind() == reflect.Pointer {
+			if !fv.IsNil() && !overwrite {
+				return
+			}
+			p := reflect.New(fv.Type().Elem())
+			p.Elem().Set(kv.Convert(fv.Type().Elem()))
+			fv.Set(p)
+			return
+		}
+		if !fv.IsZero() && !overwrite {
+			return
+		}
+		fv.Set(kv.Convert(fv.Type()))
+	})
+}
+
+// CheckEntryKeys compares the key leaves an entry struct has (its own and
+// its config container's) with map key k; it names the first that
+// disagrees.
+func (f *Field) CheckEntryKeys(entry, k reflect.Value) error {
+	var err error
+	check := func(v reflect.Value, ti *Type, where string) {
+		if v.IsNil() {
+			return
+		}
+		f.keyParts(k, func(name string, kv reflect.Value) {
+			lf := ti.byName[name]
+			if lf == nil || err != nil {
+				return
+			}
+			fv := v.Elem().Field(lf.Index)
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					return
+				}
+				fv = fv.Elem()
+			} else if fv.IsZero() {
+				return
+			}
+			if got, want := FormatText(fv), FormatText(kv); got != want {
+				err = fmt.Errorf("%s %q is %s but the path says %s", where, name, got, want)
+			}
+		})
+	}
+	check(entry, f.Elem, "key")
+	if cv, ct := configOf(entry, f.Elem); ct != nil {
+		check(cv, ct, "config")
+	}
+	return err
+}
+
+// sortKeys orders map keys: numerically for numbers, by string, and for
+// key structs field by field in the key's order.
+func sortKeys(keys []reflect.Value) {
+	if len(keys) < 2 {
+		return
+	}
+	sort.Slice(keys, func(i, j int) bool { return lessKey(keys[i], keys[j]) })
+}
+
+func lessKey(a, b reflect.Value) bool {
+	if a.Type().Implements(goEnumType) { // by name, as the text of the key
+		return FormatText(a) < FormatText(b)
+	}
+	switch a.Kind() {
+	case reflect.String:
+		return a.String() < b.String()
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return a.Uint() < b.Uint()
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() < b.Int()
+	case reflect.Bool:
+		return !a.Bool() && b.Bool()
+	case reflect.Struct:
+		for i := 0; i < a.NumField(); i++ {
+			x, y := a.Field(i), b.Field(i)
+			if lessKey(x, y) {
+				return true
+			}
+			if lessKey(y, x) {
+				return false
+			}
+		}
+		return false
+	}
+	return fmt.Sprint(a.Interface()) < fmt.Sprint(b.Interface())
+}
+
+var goEnumType = reflect.TypeOf((*ygot.GoEnum)(nil)).Elem()
