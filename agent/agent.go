@@ -22,12 +22,11 @@ import (
 	"sync"
 	"time"
 
-	gpb "github.com/openconfig/gnmi/proto/gnmi"
-
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/intent"
 	"github.com/spiagent/spiagent/agent/recovery"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/ike"
 	"github.com/spiagent/spiagent/ike/transport"
 	"github.com/spiagent/spiagent/ipsec"
@@ -76,9 +75,8 @@ type Agent struct {
 	connIDs  map[[16]byte]uint32
 	nextConn uint32
 	notifies notifyStats
-	// published tracks the config containers mirrored into state.
-	published      map[string]any
-	publishedPaths map[string]*gpb.Path
+	// mirrored is the config last mirrored into the state tree.
+	mirrored *gen.Device
 }
 
 // child is a negotiated SA bundle installed in the dataplane.
@@ -108,14 +106,12 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Log, store: st, state: state,
-		ikeOut:         make(chan ike.Output, 256),
-		done:           make(chan struct{}),
-		children:       make(map[uint64]*child),
-		connIDs:        make(map[[16]byte]uint32),
-		applied:        newApplied(),
-		published:      map[string]any{},
-		publishedPaths: map[string]*gpb.Path{},
-		cur:            &intent.Intent{},
+		ikeOut:   make(chan ike.Output, 256),
+		done:     make(chan struct{}),
+		children: make(map[uint64]*child),
+		connIDs:  make(map[[16]byte]uint32),
+		applied:  newApplied(),
+		cur:      &intent.Intent{},
 	}
 	a.rec = recovery.New(recovery.Config{}, func(netip.Addr) bool { return false }, a.log)
 	dp, err := a.openDataplane()

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"time"
 
 	"github.com/openconfig/ygot/ygot"
@@ -286,29 +285,5 @@ func (a *Agent) publishInvalidSPI() {
 	})
 	if err != nil {
 		a.log.Warn("publish invalid-SPI state", "err", err)
-	}
-}
-
-// mirror copies the leaves of a config container into the state container
-// of the same node: fields of the same name whose values fit.
-func mirror(dst, src any) {
-	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
-	if sv.IsNil() {
-		return
-	}
-	sv = sv.Elem()
-	for i := 0; i < sv.NumField(); i++ {
-		f := sv.Type().Field(i)
-		df := dv.FieldByName(f.Name)
-		v := sv.Field(i)
-		if !df.IsValid() || !df.CanSet() || v.IsZero() {
-			continue
-		}
-		switch {
-		case v.Type().AssignableTo(df.Type()):
-			df.Set(v)
-		case v.Kind() == reflect.Interface && v.Elem().Type().AssignableTo(df.Type()):
-			df.Set(v.Elem())
-		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/internal/testconfig"
 	"github.com/spiagent/spiagent/store"
@@ -51,7 +52,7 @@ func newBenchEnv(b *testing.B, n int, queue int) *benchEnv {
 	b.Helper()
 	dir := b.TempDir()
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelError}))
-	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log))
+	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log), store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		b.Fatal(err)
 	}

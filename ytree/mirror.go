@@ -4,6 +4,7 @@ import (
 	"reflect"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
 
 	"github.com/spiagent/spiagent/gen"
 )
@@ -121,12 +122,24 @@ func mirrorEntries(f *Field, path []*gpb.PathElem, old, new reflect.Value, all b
 }
 
 // MirrorState builds the state container of a mirrored node from its
-// config container: every leaf of config copied into the state leaf of the
-// same name (secrets never), then the YANG defaults of the state leaves
-// still unset, so that state shows the value in force of every leaf
-// (OpenConfig). config may be nil: defaults only.
+// config container (see MirrorInto). config may be nil: defaults only.
 func MirrorState(state *Type, config reflect.Value) reflect.Value {
 	out := reflect.New(state.Go)
+	mirrorInto(out, state, config)
+	return out
+}
+
+// MirrorInto fills the state container dst from the config container
+// config of the same node: every leaf of config is copied into the state
+// leaf of the same name (secrets never), then the YANG defaults of the
+// state leaves still unset are filled in, so that state shows the value in
+// force of every leaf (OpenConfig). config may be nil: defaults only.
+func MirrorInto(dst, config ygot.GoStruct) {
+	v := reflect.ValueOf(dst)
+	mirrorInto(v, TypeOf(v.Type()), reflect.ValueOf(config))
+}
+
+func mirrorInto(out reflect.Value, state *Type, config reflect.Value) {
 	if !isNil(config) {
 		ct := TypeOf(config.Type())
 		for _, sf := range state.Fields {
@@ -150,5 +163,4 @@ func MirrorState(state *Type, config reflect.Value) reflect.Value {
 	if d, ok := out.Interface().(interface{ PopulateDefaults() }); ok {
 		d.PopulateDefaults()
 	}
-	return out
 }

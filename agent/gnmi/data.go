@@ -1,20 +1,14 @@
 package gnmi
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"reflect"
-	"strconv"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/gen"
-	"github.com/spiagent/spiagent/store"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // view is one consistent read of both trees: the running config (redacted)
@@ -30,7 +24,7 @@ func (s *Server) view() view {
 	snap := s.cfg.Store.Running()
 	rc := s.redacted.Load()
 	if rc == nil || rc.id != snap.ID {
-		rc = &redactedConfig{id: snap.ID, root: store.Redact(snap.Root)}
+		rc = &redactedConfig{id: snap.ID, root: ytree.Redact(snap.Root)}
 		s.redacted.Store(rc)
 	}
 	return view{cfg: rc.root, state: s.cfg.State.Snapshot().Root}
@@ -109,7 +103,7 @@ func (v view) nodes(pattern []*gpb.PathElem, t gpb.GetRequest_DataType) ([]node,
 		for _, n := range ns {
 			nd := node{path: n.Path, schema: n.Schema}
 			if n.IsLeaf() {
-				tv, err := ygot.EncodeTypedValue(n.Value.Interface(), gpb.Encoding_JSON)
+				tv, err := ytree.TypedValue(n.Value)
 				if err != nil {
 					return nil, err
 				}
@@ -135,83 +129,9 @@ func (v view) nodes(pattern []*gpb.PathElem, t gpb.GetRequest_DataType) ([]node,
 // nodeJSON renders a node as JSON (RFC 7951 if ietf).
 func nodeJSON(n node, ietf bool) ([]byte, error) {
 	if n.gs == nil {
-		return leafJSON(n.leaf, n.schema, ietf)
+		return ytree.TypedValueJSON(n.leaf, n.schema, ietf)
 	}
-	var b bytes.Buffer
-	err := ytree.WriteJSON(&b, ytree.Node{Path: n.path, Schema: n.schema, Value: reflect.ValueOf(n.gs)}, ietf,
-		func(tv *gpb.TypedValue, e *yang.Entry) (any, error) { return leafValue(tv, e, ietf) })
-	if err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-// marshalJSON is json.Marshal without HTML escaping ("<redacted>" stays
-// readable).
-func marshalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
-
-// leafJSON renders a scalar or leaf-list value as JSON. RFC 7951 (ietf)
-// writes 64-bit integers as strings and qualifies identities with their
-// module.
-func leafJSON(tv *gpb.TypedValue, e *yang.Entry, ietf bool) ([]byte, error) {
-	v, err := leafValue(tv, e, ietf)
-	if err != nil {
-		return nil, err
-	}
-	return marshalJSON(v)
-}
-
-func leafValue(tv *gpb.TypedValue, e *yang.Entry, ietf bool) (any, error) {
-	kind := yang.Ynone
-	if e != nil && e.Type != nil {
-		kind = e.Type.Kind
-	}
-	switch x := tv.GetValue().(type) {
-	case *gpb.TypedValue_StringVal:
-		if ietf && kind == yang.Yidentityref && e.Type.IdentityBase != nil {
-			if m := yang.RootNode(e.Type.IdentityBase); m != nil {
-				return m.Name + ":" + x.StringVal, nil
-			}
-		}
-		return x.StringVal, nil
-	case *gpb.TypedValue_UintVal:
-		if ietf && kind == yang.Yuint64 {
-			return strconv.FormatUint(x.UintVal, 10), nil
-		}
-		return x.UintVal, nil
-	case *gpb.TypedValue_IntVal:
-		if ietf && kind == yang.Yint64 {
-			return strconv.FormatInt(x.IntVal, 10), nil
-		}
-		return x.IntVal, nil
-	case *gpb.TypedValue_BoolVal:
-		return x.BoolVal, nil
-	case *gpb.TypedValue_DoubleVal:
-		return x.DoubleVal, nil
-	case *gpb.TypedValue_FloatVal: //nolint:staticcheck
-		return x.FloatVal, nil
-	case *gpb.TypedValue_BytesVal:
-		return base64.StdEncoding.EncodeToString(x.BytesVal), nil
-	case *gpb.TypedValue_LeaflistVal:
-		out := make([]any, 0, len(x.LeaflistVal.GetElement()))
-		for _, el := range x.LeaflistVal.GetElement() {
-			v, err := leafValue(el, e, ietf)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("cannot render %T as JSON", tv.GetValue())
+	return ytree.AppendJSON(nil, ytree.NodeOf(n.path, n.gs), ytree.JSONOptions{IETF: ietf}), nil
 }
 
 // encodeLeaf turns a leaf's scalar value into the TypedValue of the
@@ -221,10 +141,10 @@ func encodeLeaf(tv *gpb.TypedValue, e *yang.Entry, enc gpb.Encoding) (*gpb.Typed
 	case gpb.Encoding_PROTO:
 		return tv, nil
 	case gpb.Encoding_JSON:
-		b, err := leafJSON(tv, e, false)
+		b, err := ytree.TypedValueJSON(tv, e, false)
 		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonVal{JsonVal: b}}, err
 	case gpb.Encoding_JSON_IETF:
-		b, err := leafJSON(tv, e, true)
+		b, err := ytree.TypedValueJSON(tv, e, true)
 		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: b}}, err
 	}
 	return nil, fmt.Errorf("unsupported encoding %v", enc)

@@ -28,6 +28,7 @@ import (
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/internal/testusers"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -113,7 +114,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	dir := t.TempDir()
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log))
+	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log), store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		t.Fatal(err)
 	}

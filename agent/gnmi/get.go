@@ -7,7 +7,7 @@ import (
 	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"google.golang.org/grpc/codes"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Get answers each path with one notification. JSON and JSON_IETF give one

@@ -3,16 +3,18 @@ package gnmi
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/store"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // feedBuffer is the hub's own buffer on the store's and the state tree's
@@ -34,15 +36,29 @@ type batch struct {
 	changes []change
 }
 
+// stallTimeout is how long a subscriber whose queue is full may go without
+// taking a batch before it is ended. While it keeps taking batches the hub
+// waits for it, so a client that reads as fast as it can is not ended
+// because a burst of writes outran it on a busy machine; the writers do not
+// wait (the hub reads their events through feedBuffer).
+const stallTimeout = 200 * time.Millisecond
+
 // hubSub is one streaming subscriber's queue.
 type hubSub struct {
 	q    chan *batch
-	fail func(error) // ends the subscriber's stream with an error
+	took atomic.Int64 // when the subscriber last took a batch (unix ns)
+	fail func(error)  // ends the subscriber's stream with an error
 	once sync.Once
 }
 
+// next is the subscriber's end of its queue: it records that the
+// subscriber is taking batches.
+func (sub *hubSub) taken() { sub.took.Store(time.Now().UnixNano()) }
+
 // hub fans the store's and the state tree's change feeds out to the
-// streaming subscribers without ever blocking on one of them.
+// streaming subscribers. It never waits for a subscriber that stopped
+// reading; it waits (at most stallTimeout at a time) for one whose queue is
+// full while it is still taking batches.
 type hub struct {
 	s    *Server
 	mu   sync.Mutex
@@ -58,6 +74,7 @@ func errSlow(n int) error {
 
 func (h *hub) add(fail func(error), queue int) *hubSub {
 	sub := &hubSub{q: make(chan *batch, queue), fail: fail}
+	sub.taken()
 	h.mu.Lock()
 	h.subs[sub] = struct{}{}
 	h.mu.Unlock()
@@ -70,17 +87,55 @@ func (h *hub) remove(sub *hubSub) {
 	h.mu.Unlock()
 }
 
-// publish queues b for every subscriber; one whose queue is full is ended.
+// publish queues b for every subscriber. One whose queue is full is ended
+// unless it is still taking batches (see stallTimeout).
 func (h *hub) publish(b *batch) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	subs := make([]*hubSub, 0, len(h.subs))
 	for sub := range h.subs {
+		subs = append(subs, sub)
+	}
+	h.mu.Unlock()
+	for _, sub := range subs {
 		select {
 		case sub.q <- b:
+			continue
 		default:
-			delete(h.subs, sub)
+		}
+		if h.wait(sub, b) {
+			continue
+		}
+		h.mu.Lock()
+		_, ok := h.subs[sub]
+		delete(h.subs, sub)
+		h.mu.Unlock()
+		if ok {
 			sub.once.Do(func() { sub.fail(errSlow(cap(sub.q))) })
 			h.s.log.Warn("gNMI subscriber fell behind and was ended", "queue", cap(sub.q))
+		}
+	}
+}
+
+// wait queues b for a subscriber whose queue is full, as long as it keeps
+// taking batches: it is given stallTimeout from now or from the last batch
+// it took, whichever is later.
+func (h *hub) wait(sub *hubSub, b *batch) bool {
+	start := time.Now()
+	for {
+		since := start
+		if took := time.Unix(0, sub.took.Load()); took.After(since) {
+			since = took
+		}
+		left := stallTimeout - time.Since(since)
+		if left <= 0 {
+			return false
+		}
+		t := time.NewTimer(left)
+		select {
+		case sub.q <- b:
+			t.Stop()
+			return true
+		case <-t.C:
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // origins accepted on paths: none, or the module's name.

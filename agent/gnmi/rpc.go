@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // The model's RPC clear-crypto-sa, exposed the way SR Linux exposes its

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/spiagent/spiagent/agent/confirm"
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/store"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // setOp is one operation of a SetRequest, in the order the spec applies

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // maxUpdatesPerNotification splits big initial syncs into several
@@ -269,15 +269,14 @@ func (ss *session) runStream() error {
 		}
 	}
 
-	var q <-chan *batch
+	var hs *hubSub
 	if ss.wantsChanges() {
-		hs := ss.s.hub.add(func(err error) { cancel(err) }, ss.s.cfg.SubscriberQueue)
+		hs = ss.s.hub.add(func(err error) { cancel(err) }, ss.s.cfg.SubscriberQueue)
 		defer ss.s.hub.remove(hs)
-		q = hs.q
 	}
 	err := ss.sendInitial(!ss.list.GetUpdatesOnly())
 	if err == nil {
-		err = ss.streamLoop(ctx, q)
+		err = ss.streamLoop(ctx, hs)
 	}
 	if err == nil {
 		close(out)
@@ -314,7 +313,11 @@ func (ss *session) wantsChanges() bool {
 }
 
 // streamLoop multiplexes queued changes, timers and the client's stream.
-func (ss *session) streamLoop(ctx context.Context, q <-chan *batch) error {
+func (ss *session) streamLoop(ctx context.Context, hs *hubSub) error {
+	var q <-chan *batch
+	if hs != nil {
+		q = hs.q
+	}
 	ticks := make(chan tick)
 	for _, sub := range ss.subs {
 		if sub.mode != gpb.SubscriptionMode_ON_CHANGE {
@@ -350,6 +353,7 @@ func (ss *session) streamLoop(ctx context.Context, q <-chan *batch) error {
 			}
 			return err
 		case b := <-q:
+			hs.taken()
 			if err := ss.onChange(b); err != nil {
 				return err
 			}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/openconfig/goyang/pkg/yang"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // node is one node of a data tree bound to the generated schema: a

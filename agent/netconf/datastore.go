@@ -167,8 +167,8 @@ func storeErrors(err error) rpcErrors {
 	return rpcErrors{newErr("application", "operation-failed", "%v", err)}
 }
 
-// validateTree runs the store's full validation on tree.
-func validateTree(tree *node) rpcErrors {
+// validateTree runs the store's full validation (with its validators) on tree.
+func (s *Server) validateTree(tree *node) rpcErrors {
 	b, err := marshalTree(tree)
 	if err != nil {
 		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
@@ -181,7 +181,7 @@ func validateTree(tree *node) rpcErrors {
 		}
 		return rpcErrors{newErr("application", "invalid-value", "%v", err)}
 	}
-	if ps := store.Validate(root); len(ps) > 0 {
+	if ps := s.cfg.Store.Validate(root); len(ps) > 0 {
 		return problemErrors(ps)
 	}
 	return nil

@@ -5,7 +5,7 @@ import (
 
 	"github.com/openconfig/goyang/pkg/yang"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Namespaces of the protocol.

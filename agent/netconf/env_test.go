@@ -20,6 +20,7 @@ import (
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/internal/testusers"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -81,7 +82,7 @@ func newEnvWith(t testing.TB, seed []byte, tweak func(*Config)) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log))
+	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log), store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spiagent/spiagent/store"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Notifications (RFC 5277): the NETCONF stream carries RFC 6470's
@@ -112,7 +113,7 @@ func configChange(ev store.Event) []byte {
 			op = "delete"
 		}
 		b.WriteString(`<edit><target xmlns:` + xpathPrefix + `="` + moduleNamespaces[cryptoModule] + `">`)
-		escape(&b, xpathOf(store.PathString(c.Path)))
+		escape(&b, xpathOf(ytree.PathString(c.Path.GetElem())))
 		b.WriteString("</target><operation>" + op + "</operation></edit>")
 	}
 	b.WriteString("</netconf-config-change></notification>")

@@ -277,7 +277,7 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 		}
 	}
 	if testOpt == "test-only" {
-		return validateTree(work)
+		return srv.validateTree(work)
 	}
 	if ds == dsRunning {
 		return srv.commitTree(ss.ctx, base, work, ss.user, fmt.Sprintf("netconf edit-config running (session %d)", ss.id), ss.token(), nil)
@@ -380,7 +380,7 @@ func (ss *session) validate(op *elem) rpcErrors {
 	if errs != nil {
 		return errs
 	}
-	return validateTree(tree)
+	return ss.srv.validateTree(tree)
 }
 
 func (ss *session) commit(op *elem) rpcErrors {

@@ -17,12 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"reflect"
+
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
-	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Snapshot is one version of the state tree. Root and everything reachable
@@ -118,32 +119,52 @@ func (t *Tree) drop(s *Subscription, err error) {
 	close(s.c)
 }
 
-// Tx is one batch of writes, applied atomically by Update.
+// Tx is one batch of writes, applied atomically by Update. Writes go
+// through a ytree.Writer: only the structs and list maps on their paths are
+// copied, so an update costs what it writes, not the size of the tree.
 type Tx struct {
-	w     *ytree.Writer
-	paths [][]*gpb.PathElem
+	w *ytree.Writer
 }
 
 // Replace puts v, the generated struct of a config-false container or list
 // entry, at path (a concrete path: every list key given). Missing ancestors
-// are created. v must not be modified afterwards.
+// are created; a list entry's key leaves are set from the path. v is not
+// modified and must not be modified afterwards.
 func (tx *Tx) Replace(path *gpb.Path, v ygot.GoStruct) error {
 	if err := checkState(path); err != nil {
 		return err
 	}
-	if err := tx.w.Replace(path.GetElem(), v); err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+	t, err := tx.w.Descend(path.GetElem(), true)
+	if err != nil {
+		return fmt.Errorf("telemetry: %s: %w", ytree.PathString(path.GetElem()), err)
 	}
-	tx.paths = append(tx.paths, path.GetElem())
+	rv := reflect.ValueOf(v)
+	want := t.Type()
+	if want == nil || rv.Type() != reflect.PointerTo(want.Go) {
+		w := "a leaf or a whole list"
+		if want != nil {
+			w = reflect.PointerTo(want.Go).String()
+		}
+		return fmt.Errorf("telemetry: replace %s: value is %s, want %s", ytree.PathString(path.GetElem()), rv.Type(), w)
+	}
+	n := tx.w.Own(v)
+	if t.IsEntry() {
+		t.Field.SetKeys(n, t.Key)
+	}
+	tx.w.Set(t, n)
 	return nil
 }
 
 // Delete removes the node at path; deleting what is absent is a no-op.
 func (tx *Tx) Delete(path *gpb.Path) error {
-	if err := tx.w.Delete(path.GetElem()); err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+	t, err := tx.w.Descend(path.GetElem(), false)
+	if errors.Is(err, ytree.ErrNotFound) {
+		return nil
 	}
-	tx.paths = append(tx.paths, path.GetElem())
+	if err != nil {
+		return fmt.Errorf("telemetry: %s: %w", ytree.PathString(path.GetElem()), err)
+	}
+	tx.w.Delete(t)
 	return nil
 }
 
@@ -170,7 +191,7 @@ func (t *Tree) Update(fn func(tx *Tx) error) error {
 		return err
 	}
 	next := &Snapshot{Seq: old.Seq + 1, Time: t.now(), Root: tx.w.Root()}
-	changes, err := diff(old.Root, next.Root, tx.paths)
+	changes, err := diff(old.Root, next.Root, tx.w)
 	if err != nil {
 		return fmt.Errorf("telemetry: diff: %w", err)
 	}
@@ -189,26 +210,27 @@ func (t *Tree) Update(fn func(tx *Tx) error) error {
 	return nil
 }
 
-// diff lists the changes under each written path between two versions.
-// Subtrees the versions share are not visited.
-func diff(old, new *gen.Device, paths [][]*gpb.PathElem) ([]Change, error) {
+// diff lists the changes between two versions (ytree.Differ: the subtrees
+// they share and the list entries the writer did not touch are not
+// visited). A container or list entry that went away is one delete.
+func diff(old, new *gen.Device, w *ytree.Writer) ([]Change, error) {
 	var out []Change
-	seen := map[string]bool{}
-	for _, p := range paths {
-		ps := ytree.PathString(p)
-		if seen[ps] {
-			continue
-		}
-		seen[ps] = true
-		on, hadOld := ytree.Lookup(old, p)
-		nn, hasNew := ytree.Lookup(new, p)
-		err := ytree.DiffNodes(on, hadOld, nn, hasNew, p, func(path []*gpb.PathElem, _ *yang.Entry, val *gpb.TypedValue) error {
-			out = append(out, Change{Path: &gpb.Path{Elem: path}, Val: val})
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
+	var err error
+	d := ytree.Differ{
+		Writer: w,
+		Leaf: func(p []*gpb.PathElem, _ *ytree.Field, _, nv reflect.Value) {
+			c := Change{Path: &gpb.Path{Elem: p}}
+			if nv.IsValid() {
+				if c.Val, err = ytree.TypedValue(nv); err != nil {
+					return
+				}
+			}
+			out = append(out, c)
+		},
+		Removed: func(p []*gpb.PathElem, _ *ytree.Type) {
+			out = append(out, Change{Path: &gpb.Path{Elem: p}})
+		},
 	}
-	return out, nil
+	d.Diff(old, new)
+	return out, err
 }

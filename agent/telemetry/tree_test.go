@@ -9,8 +9,8 @@ import (
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
-	"github.com/spiagent/spiagent/agent/internal/ytree"
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 func ipsecSA(dst string, spi uint32, packets uint64) *gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa {

@@ -20,6 +20,7 @@ import (
 	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -96,7 +97,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags, nf *netconfFlags) error {
-	st, err := store.Open(dataDir)
+	st, err := store.Open(dataDir, store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		return fmt.Errorf("open datastore: %w", err)
 	}
@@ -177,5 +178,5 @@ func validateFile(name string) ([]store.Problem, error) {
 		}
 		return nil, err
 	}
-	return store.Validate(root), nil
+	return store.Validate(root, validators.NewCrypto()), nil
 }

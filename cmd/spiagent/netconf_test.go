@@ -17,6 +17,7 @@ import (
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/netconf"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -29,7 +30,7 @@ func TestStartNETCONF(t *testing.T) {
 	if err := auth.AddUser(filepath.Join(dir, "users"), "op", auth.RoleReadOnly, []byte("op-pw")); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "store"))
+	st, err := store.Open(filepath.Join(dir, "store"), store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/store"
 )
@@ -41,7 +42,7 @@ func agent(t *testing.T) (addr, cert string, ops *recOps) {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
-	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log))
+	st, err := store.Open(filepath.Join(dir, "data"), store.WithLogger(log), store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		t.Fatal(err)
 	}

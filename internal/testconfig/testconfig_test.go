@@ -3,6 +3,7 @@ package testconfig
 import (
 	"testing"
 
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -11,7 +12,7 @@ func TestBigJSONValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := store.Validate(root); len(p) > 0 {
+	if p := store.Validate(root, validators.NewCrypto()); len(p) > 0 {
 		t.Fatalf("problems: %v", p)
 	}
 	if n := len(root.GetCrypto().GetCryptoMaps().GetCryptoMap("big").GetEntries().Entry); n != 300 {

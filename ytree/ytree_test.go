@@ -3,17 +3,14 @@ package ytree
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
-	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/spiagent/spiagent/gen"
@@ -21,7 +18,7 @@ import (
 
 func loadSeed(t *testing.T) *gen.Device {
 	t.Helper()
-	b, err := os.ReadFile("../../../examples/lab/router-a.json")
+	b, err := os.ReadFile("../examples/lab/router-a.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +117,10 @@ func TestWriteJSONMatchesYgot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	if err := WriteJSON(&b, Node{Schema: RootSchema(), Value: reflect.ValueOf(d)}, true, testLeaf(true)); err != nil {
-		t.Fatal(err)
-	}
+	b := AppendJSON(nil, RootNode(d), JSONOptions{IETF: true})
 	var got, w2 map[string]any
-	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
-		t.Fatalf("bad JSON %s: %v", b.String(), err)
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("bad JSON %s: %v", b, err)
 	}
 	wb, _ := json.Marshal(want)
 	json.Unmarshal(wb, &w2)
@@ -135,39 +129,11 @@ func TestWriteJSONMatchesYgot(t *testing.T) {
 	}
 	// Plain JSON: the same shape (lists as arrays, unlike ygot's internal
 	// format), no module names, 64-bit numbers as numbers.
-	b.Reset()
-	if err := WriteJSON(&b, Node{Schema: RootSchema(), Value: reflect.ValueOf(d)}, false, testLeaf(false)); err != nil {
-		t.Fatal(err)
-	}
+	b = AppendJSON(nil, RootNode(d), JSONOptions{})
 	for _, s := range []string{`{"crypto":{"access-lists":{"access-list":[{"config":{"name":"150"}`, `"bytes":1099511627776`} {
-		if !bytes.Contains(b.Bytes(), []byte(s)) {
-			t.Errorf("JSON lacks %s:\n%s", s, b.String())
+		if !bytes.Contains(b, []byte(s)) {
+			t.Errorf("JSON lacks %s:\n%s", s, b)
 		}
-	}
-}
-
-// testLeaf renders leaves as the gnmi package does: 64-bit integers as
-// strings in RFC 7951, other scalars as themselves.
-func testLeaf(ietf bool) LeafFunc {
-	return func(tv *gpb.TypedValue, e *yang.Entry) (any, error) {
-		switch x := tv.GetValue().(type) {
-		case *gpb.TypedValue_UintVal:
-			if ietf && e.Type.Kind == yang.Yuint64 {
-				return strconv.FormatUint(x.UintVal, 10), nil
-			}
-			return x.UintVal, nil
-		case *gpb.TypedValue_StringVal:
-			return x.StringVal, nil
-		case *gpb.TypedValue_BoolVal:
-			return x.BoolVal, nil
-		case *gpb.TypedValue_LeaflistVal:
-			var out []any
-			for _, el := range x.LeaflistVal.GetElement() {
-				out = append(out, el.GetStringVal())
-			}
-			return out, nil
-		}
-		return nil, fmt.Errorf("unexpected %T", tv.GetValue())
 	}
 }
 
@@ -192,39 +158,54 @@ func TestOverlay(t *testing.T) {
 	}
 }
 
-func TestDiffNodes(t *testing.T) {
+func TestDiff(t *testing.T) {
 	old := loadSeed(t)
 	w := NewWriter(old)
 	root := w.Root()
+	replace := func(path []*gpb.PathElem, v ygot.GoStruct) error {
+		tg, err := w.Descend(path, true)
+		if err != nil {
+			return err
+		}
+		n := w.Own(v)
+		if tg.IsEntry() {
+			tg.Field.SetKeys(n, tg.Key)
+		}
+		w.Set(tg, n)
+		return nil
+	}
 	// Writer-style edits: change a leaf, drop a leaf, drop a list entry,
 	// add a list entry, change a leaf-list.
-	if err := w.Replace(elems(t, "/crypto/isakmp/policies/policy[priority=1]/config"), &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config{Priority: ygot.Uint16(1), Lifetime: ygot.Uint32(600)}); err != nil {
+	if err := replace(elems(t, "/crypto/isakmp/policies/policy[priority=1]/config"), &gen.SpiagentCrypto_Crypto_Isakmp_Policies_Policy_Config{Priority: ygot.Uint16(1), Lifetime: ygot.Uint32(600)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Delete(elems(t, "/crypto/interfaces/interface[name=lan0]")); err != nil {
-		t.Fatal(err)
+	if tg, err := w.Descend(elems(t, "/crypto/interfaces/interface[name=lan0]"), false); err != nil || !w.Delete(tg) {
+		t.Fatal("delete lan0", err)
 	}
-	if err := w.Replace(elems(t, "/crypto/transform-sets/transform-set[name=new]"), &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet{Config: &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{Name: ygot.String("new")}}); err != nil {
+	if err := replace(elems(t, "/crypto/transform-sets/transform-set[name=new]"), &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet{Config: &gen.SpiagentCrypto_Crypto_TransformSets_TransformSet_Config{Name: ygot.String("new")}}); err != nil {
 		t.Fatal(err)
 	}
 	e := root.GetCrypto().GetCryptoMaps().GetCryptoMap("testtag1").GetEntries().GetEntry(10)
-	if err := w.Replace(elems(t, "/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config"), &gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry_Config{
+	if err := replace(elems(t, "/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config"), &gen.SpiagentCrypto_Crypto_CryptoMaps_CryptoMap_Entries_Entry_Config{
 		Sequence: ygot.Uint32(10), Peer: []string{"192.0.2.2", "192.0.2.3"}, TransformSet: e.GetConfig().TransformSet, MatchAddress: e.GetConfig().MatchAddress}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	err := DiffNodes(Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, Node{Schema: RootSchema(), Value: reflect.ValueOf(w.Root())}, true, nil,
-		func(p []*gpb.PathElem, _ *yang.Entry, v *gpb.TypedValue) error {
-			if v == nil {
+	d := Differ{Writer: w,
+		Leaf: func(p []*gpb.PathElem, _ *Field, _, nv reflect.Value) {
+			if !nv.IsValid() {
 				got = append(got, "-"+PathString(p))
-				return nil
+				return
+			}
+			v, err := TypedValue(nv)
+			if err != nil {
+				t.Fatal(err)
 			}
 			got = append(got, PathString(p)+"="+v.String())
-			return nil
-		})
-	if err != nil {
-		t.Fatal(err)
+		},
+		Removed: func(p []*gpb.PathElem, _ *Type) { got = append(got, "-"+PathString(p)) },
 	}
+	d.Diff(old, w.Root())
 	want := []string{
 		`/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config/peer=leaflist_val:{element:{string_val:"192.0.2.2"} element:{string_val:"192.0.2.3"}}`,
 		`-/crypto/crypto-maps/crypto-map[name=testtag1]/entries/entry[sequence=10]/config/type`,
@@ -250,9 +231,9 @@ func TestDiffNodes(t *testing.T) {
 	}
 	// Nothing changed: nothing reported.
 	n := 0
-	DiffNodes(Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, Node{Schema: RootSchema(), Value: reflect.ValueOf(old)}, true, nil,
-		func([]*gpb.PathElem, *yang.Entry, *gpb.TypedValue) error { n++; return nil })
-	if n != 0 {
+	d = Differ{Leaf: func([]*gpb.PathElem, *Field, reflect.Value, reflect.Value) { n++ },
+		Removed: func([]*gpb.PathElem, *Type) { n++ }}
+	if d.Diff(old, old) || n != 0 {
 		t.Errorf("%d changes between a tree and itself", n)
 	}
 }
