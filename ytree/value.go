@@ -101,7 +101,10 @@ func SetLeaf(f *Field, parent reflect.Value, tv *gpb.TypedValue) error {
 	ft := fv.Type()
 	if f.Kind == KindLeafList {
 		ll, ok := tv.GetValue().(*gpb.TypedValue_LeaflistVal)
-		if !ok || ft.Elem().Kind() == reflect.Interface {
+		if !ok {
+			return f.valueErr(fmt.Errorf("a leaf-list needs a list of values (leaflist_val or a JSON array), got %s", typedShow(f, tv)))
+		}
+		if ft.Elem().Kind() == reflect.Interface {
 			return f.ytypesSet(parent, tv)
 		}
 		out := reflect.MakeSlice(ft, 0, len(ll.LeaflistVal.GetElement()))
