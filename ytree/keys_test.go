@@ -216,7 +216,9 @@ func TestSetLeaf(t *testing.T) {
 	key := field(t, "crypto", "isakmp", "keys", "key", "config").Elem
 	str := func(s string) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_StringVal{StringVal: s}} }
 	u := func(n uint64) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: n}} }
-	js := func(s string) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_JsonVal{JsonVal: []byte(s)}} }
+	js := func(s string) *gpb.TypedValue {
+		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonVal{JsonVal: []byte(s)}}
+	}
 	tests := []struct {
 		desc    string
 		t       *Type
