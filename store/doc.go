@@ -6,34 +6,32 @@
 //
 // # Design
 //
+// The tree work is package ytree's: schema metadata, list keys, the
+// copy-on-write Writer, the Differ and the RFC 7951 codec are shared with
+// telemetry, gNMI and NETCONF. The store owns the transaction around them.
+//
 // Snapshots are immutable and share structure. A commit never deep-copies
-// the tree: before an op changes a node, the nodes on the op's path are
-// shallow-copied (each struct on the path; the Go map of each list on the
+// the tree: its ops go through a ytree.Writer, which shallow-copies the nodes
+// on each op's path (each struct on the path; the Go map of each list on the
 // path), so the new snapshot shares every untouched subtree with the old one
-// and readers of the old one never see a change. The transaction remembers
-// which nodes it allocated (they may be changed in place by later ops of the
-// same transaction) and which keys of each copied list map it touched.
+// and readers of the old one never see a change. The Writer remembers which
+// nodes it allocated (later ops of the same transaction change them in
+// place) and which keys of each copied list map it touched. Apply runs the
+// same first step as a dry run.
 //
-// The diff walks old and new in parallel, skips pointers that are equal
-// (shared subtrees) and, in a list map copied by the transaction, visits only
-// the touched keys; its cost follows the size of the change, not of the
-// config. Added and modified leaves are schema-checked one by one
-// (ytypes.Validate on the leaf: type, range, length, pattern, enum); each
-// changed list entry gets its entity checks (key leaves equal the list key,
-// mandatory leaves, transform-set and ACL-entry sanity, the references it
-// makes). Removing something that can be referenced (a key or its key leaf, a
-// transform set, an access list or its last entry, a crypto map) is checked
-// against reference counts kept for the running config (updated from the
-// changed entries, undone if the commit fails): O(1), and only a dangling
-// reference makes it walk all references to name them. Leaf type checks are
-// prepared once per schema leaf (ranges, lengths, compiled patterns; unions
-// fall back to ytypes.Validate), and a test holds them to ytypes' verdicts.
-// Validate checks a whole tree the same way.
-//
-// JSON is read and written by a small codec driven by the same schema tables
-// (codec.go): ytypes.Unmarshal pretty-prints every container and list it
-// builds, which made loading 10,000 entries take tens of seconds. A test holds
-// the codec to ytypes.Unmarshal and ygot.EmitJSON on the examples.
+// The diff (ytree.Differ) walks old and new in parallel, skips pointers
+// that are equal (shared subtrees) and, in a list map the transaction
+// copied, visits only the touched keys; its cost follows the size of the
+// change, not of the config. Added and modified leaves are schema-checked
+// one by one (prepared checks: type, range, length, pattern, enum, held to
+// ytypes' verdicts by a ytree test); each changed list entry gets its YANG
+// entry checks (key leaves equal the list key, mandatory leaves). Semantic
+// rules are not the store's: validators registered with WithValidator
+// (the agent's crypto rules, agent/validators) see the changed list entries
+// of each commit and may keep indexes of their own (the crypto validator
+// keeps reference counts so that removing something referenced is checked
+// in O(1)); a failed commit undoes what they recorded. Validate checks a
+// whole tree the same way.
 //
 // What a commit costs: the path copies, which include a copy of each list map
 // on an op's path (Go maps cannot share structure: about 50 ns per entry, so
@@ -64,9 +62,11 @@
 // diff).
 //
 // Secrets (leaves marked spt:secret: the pre-shared key) never appear in
-// errors, problems, log lines, Change.String or events; Redact and EmitJSON
-// replace them with "<redacted>".
+// errors, problems, log lines, Change.String or events; ytree.Redact and
+// EmitJSON replace them with "<redacted>".
 //
 // Defaults are not stored: read them through the generated GetXxx getters or
 // PopulateDefaults on a copy.
+//
+// It imports gen and ytree: never the agent, the engines or gNMI.
 package store

@@ -5,7 +5,11 @@
 // change feed of leaf updates and node deletes for subscribers.
 //
 // The agent's reconciler writes it (Update); the gNMI server reads it
-// (Snapshot, Subscribe). It knows nothing of engines, the store or gRPC.
+// (Snapshot, Subscribe). Writes and the change feed use ytree's Writer and
+// Differ, the store's algorithms: an update copies only the paths it
+// writes and its diff visits only what it touched, so its cost follows the
+// writes, not the size of the tree. It knows nothing of engines, the store
+// or gRPC.
 // A slow subscriber never blocks a writer: its bounded channel overflows,
 // it is dropped, and Err says so.
 package telemetry
