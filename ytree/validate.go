@@ -44,6 +44,7 @@ func Validate(root ygot.GoStruct, config bool) []Problem {
 		return nil
 	}
 	w := &walker{config: config}
+	w.hereFn = w.here
 	w.tree(TypeOf(v.Type()), v)
 	return SortProblems(w.problems)
 }
@@ -54,6 +55,7 @@ type walker struct {
 	config   bool
 	problems []Problem
 	stack    []frame
+	hereFn   func() string // w.here, made once
 }
 
 type frame struct {
@@ -92,7 +94,9 @@ func (w *walker) tree(ti *Type, n reflect.Value) {
 		}
 		switch f.Kind {
 		case KindLeaf, KindLeafList:
-			w.problems = append(w.problems, LeafProblems(f, fv, func() string { return w.here() + "/" + f.Name })...)
+			if errs := f.check.check(f, fv); len(errs) > 0 {
+				w.problems = append(w.problems, leafProblems(f, errs, w.here()+"/"+f.Name)...)
+			}
 		case KindContainer:
 			w.stack = append(w.stack, frame{elm: f.Name})
 			w.tree(f.Elem, fv)
@@ -101,7 +105,7 @@ func (w *walker) tree(ti *Type, n reflect.Value) {
 			it := fv.MapRange()
 			for it.Next() {
 				w.stack = append(w.stack, frame{f: f, key: it.Key()})
-				w.problems = append(w.problems, f.EntryProblems(it.Key(), it.Value(), w.here)...)
+				w.problems = append(w.problems, f.EntryProblems(it.Key(), it.Value(), w.hereFn)...)
 				w.tree(f.Elem, it.Value())
 				w.stack = w.stack[:len(w.stack)-1]
 			}
@@ -116,7 +120,10 @@ func LeafProblems(f *Field, v reflect.Value, path func() string) []Problem {
 	if len(errs) == 0 {
 		return nil
 	}
-	p := path()
+	return leafProblems(f, errs, path())
+}
+
+func leafProblems(f *Field, errs []error, p string) []Problem {
 	if f.Secret {
 		return []Problem{{Path: p, Reason: fmt.Sprintf("value %s is not valid%s", Redacted, restriction(f.Schema))}}
 	}

@@ -54,21 +54,22 @@ func (r report) add(suffix, format string, args ...any) {
 	*r.problems = append(*r.problems, ytree.Problem{Path: r.path() + suffix, Reason: fmt.Sprintf(format, args...)})
 }
 
-// pathOf renders elements once, on first use.
-func pathOf(elems ...*gpb.PathElem) func() string {
-	var s string
-	return func() string {
-		if s == "" {
-			s = ytree.PathString(elems)
-		}
-		return s
-	}
+// pathOf renders elements (a changed entry's path) for a problem.
+func pathOf(elems []*gpb.PathElem) func() string {
+	return func() string { return ytree.PathString(elems) }
 }
 
-func elem(name string) *gpb.PathElem { return &gpb.PathElem{Name: name} }
-
-func keyed(name, key, val string) *gpb.PathElem {
-	return &gpb.PathElem{Name: name, Key: map[string]string{key: val}}
+// entryPath renders /crypto/<list>/<entry>[key=name] (and, with sub, the
+// /entries/entry[sequence=seq] below it) for a problem: the elements are
+// built only then.
+func entryPath(list, entry, key, name string, seq uint32, sub bool) func() string {
+	return func() string {
+		p := []*gpb.PathElem{{Name: "crypto"}, {Name: list}, {Name: entry, Key: map[string]string{key: name}}}
+		if sub {
+			p = append(p, &gpb.PathElem{Name: "entries"}, &gpb.PathElem{Name: "entry", Key: map[string]string{"sequence": fmt.Sprint(seq)}})
+		}
+		return ytree.PathString(p)
+	}
 }
 
 // Validate checks every rule on a whole configuration.
@@ -77,14 +78,13 @@ func (c *Crypto) Validate(root *gen.Device) []ytree.Problem {
 	cr := root.GetCrypto()
 	if ts := cr.GetTransformSets(); ts != nil {
 		for name, t := range ts.TransformSet {
-			transformSet(t, report{pathOf(elem("crypto"), elem("transform-sets"), keyed("transform-set", "name", name)), &ps})
+			transformSet(t, report{entryPath("transform-sets", "transform-set", "name", name, 0, false), &ps})
 		}
 	}
 	if acls := cr.GetAccessLists(); acls != nil {
 		for name, acl := range acls.AccessList {
 			for seq, e := range aclEntries(acl) {
-				aclEntry(e, report{pathOf(elem("crypto"), elem("access-lists"), keyed("access-list", "name", name),
-					elem("entries"), keyed("entry", "sequence", fmt.Sprint(seq))), &ps})
+				aclEntry(e, report{entryPath("access-lists", "access-list", "name", name, seq, true), &ps})
 			}
 		}
 	}
@@ -99,20 +99,15 @@ func references(root *gen.Device, ps *[]ytree.Problem) {
 	if cms := cr.GetCryptoMaps(); cms != nil {
 		for name, cm := range cms.CryptoMap {
 			for seq, e := range cmapEntries(cm) {
-				cmapEntry(root, e, report{cmapEntryPath(name, seq), ps})
+				cmapEntry(root, e, report{entryPath("crypto-maps", "crypto-map", "name", name, seq, true), ps})
 			}
 		}
 	}
 	if ifs := cr.GetInterfaces(); ifs != nil {
 		for name, i := range ifs.Interface {
-			iface(root, i, report{pathOf(elem("crypto"), elem("interfaces"), keyed("interface", "name", name)), ps})
+			iface(root, i, report{entryPath("interfaces", "interface", "name", name, 0, false), ps})
 		}
 	}
-}
-
-func cmapEntryPath(name string, seq uint32) func() string {
-	return pathOf(elem("crypto"), elem("crypto-maps"), keyed("crypto-map", "name", name),
-		elem("entries"), keyed("entry", "sequence", fmt.Sprint(seq)))
 }
 
 // Reset indexes the references of the running configuration.
@@ -137,7 +132,7 @@ func (c *Crypto) Check(root *gen.Device, changes []ytree.EntryChange) ([]ytree.P
 		case *gen.TransformSet:
 			dangling = dangling || (removed && c.refs.referenced(refTS, key("name")))
 			if !removed {
-				transformSet(ent, report{pathOf(ec.Path...), &ps})
+				transformSet(ent, report{pathOf(ec.Path), &ps})
 			}
 		case *gen.CryptoMap:
 			dangling = dangling || (removed && c.refs.referenced(refCMap, key("name")))
@@ -151,14 +146,14 @@ func (c *Crypto) Check(root *gen.Device, changes []ytree.EntryChange) ([]ytree.P
 				}
 				continue
 			}
-			aclEntry(ent, report{pathOf(ec.Path...), &ps})
+			aclEntry(ent, report{pathOf(ec.Path), &ps})
 		case *gen.CryptoMapEntry:
 			if !removed {
-				cmapEntry(root, ent, report{pathOf(ec.Path...), &ps})
+				cmapEntry(root, ent, report{pathOf(ec.Path), &ps})
 			}
 		case *gen.Interface:
 			if !removed {
-				iface(root, ent, report{pathOf(ec.Path...), &ps})
+				iface(root, ent, report{pathOf(ec.Path), &ps})
 			}
 		}
 	}
