@@ -139,11 +139,11 @@ func (f *Field) KeyMap(k reflect.Value) map[string]string {
 // leaves.
 func (f *Field) KeyOf(entry reflect.Value) (reflect.Value, error) {
 	if f.mapKey.Kind() != reflect.Struct {
-		return leafKey(f, entry, f.keyNames[0], f.mapKey)
+		return leafKey(f, entry, 0, f.mapKey)
 	}
 	k := reflect.New(f.mapKey).Elem()
-	for i, name := range f.keyNames {
-		v, err := leafKey(f, entry, name, f.mapKey.Field(i).Type)
+	for i := range f.keyNames {
+		v, err := leafKey(f, entry, i, f.mapKey.Field(i).Type)
 		if err != nil {
 			return reflect.Value{}, err
 		}
@@ -152,122 +152,121 @@ func (f *Field) KeyOf(entry reflect.Value) (reflect.Value, error) {
 	return k, nil
 }
 
-func leafKey(f *Field, entry reflect.Value, name string, t reflect.Type) (reflect.Value, error) {
-	kf := f.Elem.byName[name]
+func leafKey(f *Field, entry reflect.Value, i int, t reflect.Type) (reflect.Value, error) {
+	kf := f.entryKeys[i]
 	if kf == nil {
-		return reflect.Value{}, fmt.Errorf("list %q: no key leaf %q", f.Name, name)
+		return reflect.Value{}, fmt.Errorf("list %q: no key leaf %q", f.Name, f.keyNames[i])
 	}
 	kv := entry.Elem().Field(kf.Index)
 	if kv.Kind() == reflect.Pointer {
 		if kv.IsNil() {
-			return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, name)
+			return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, f.keyNames[i])
 		}
 		kv = kv.Elem()
 	} else if kv.IsZero() {
-		return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, name)
+		return reflect.Value{}, fmt.Errorf("list %q: entry without its key %q", f.Name, f.keyNames[i])
 	}
 	return kv.Convert(t), nil
 }
 
-// keyParts returns the components of map key k of list f with their names.
-func (f *Field) keyParts(k reflect.Value, fn func(name string, v reflect.Value)) {
+// keyPart returns component i of map key k of list f.
+func keyPart(k reflect.Value, i int) reflect.Value {
 	if k.Kind() != reflect.Struct {
-		fn(f.keyNames[0], k)
-		return
+		return k
 	}
-	for i, name := range f.keyNames {
-		fn(name, k.Field(i))
-	}
+	return k.Field(i)
 }
 
-// configOf returns the "config" container of a list entry and its type
-// (OpenConfig: the entry's keys are leafrefs to config leaves of the same
-// names), or a nil type if the entry has none.
-func configOf(entry reflect.Value, ti *Type) (reflect.Value, *Type) {
-	cf := ti.byName["config"]
-	if cf == nil || cf.Kind != KindContainer {
-		return reflect.Value{}, nil
+// configOf returns the "config" container field of a list entry (OpenConfig:
+// the entry's keys are leafrefs to config leaves of the same names), or an
+// invalid Value if the entry type has none.
+func configOf(entry reflect.Value, ti *Type) reflect.Value {
+	if ti.config == nil {
+		return reflect.Value{}
 	}
-	return entry.Elem().Field(cf.Index), cf.Elem
+	return entry.Elem().Field(ti.config.Index)
 }
 
 // FillKeys sets the key leaves of a list entry struct of list f from map key
 // k where they are unset: the entry's own and those of its config container
 // if it has one (with createConfig, it gets one).
 func (f *Field) FillKeys(entry, k reflect.Value, createConfig bool) {
-	setKeyLeaves(entry, f.Elem, f, k, false)
-	cv, ct := configOf(entry, f.Elem)
-	if ct == nil {
+	setKeyLeaves(entry, f.entryKeys, k, false)
+	cv := configOf(entry, f.Elem)
+	if !cv.IsValid() {
 		return
 	}
 	if cv.IsNil() {
 		if !createConfig {
 			return
 		}
-		cv.Set(reflect.New(ct.Go))
+		cv.Set(reflect.New(f.Elem.config.Elem.Go))
 	}
-	setKeyLeaves(cv, ct, f, k, false)
+	setKeyLeaves(cv, f.configKeys, k, false)
 }
 
 // SetKeys overwrites the key leaves of an entry struct with map key k.
-func (f *Field) SetKeys(entry, k reflect.Value) { setKeyLeaves(entry, f.Elem, f, k, true) }
+func (f *Field) SetKeys(entry, k reflect.Value) { setKeyLeaves(entry, f.entryKeys, k, true) }
 
-func setKeyLeaves(v reflect.Value, ti *Type, f *Field, k reflect.Value, overwrite bool) {
-	f.keyParts(k, func(name string, kv reflect.Value) {
-		lf := ti.byName[name]
+// setKeyLeaves sets the leaves (one per key component, nil: none) of the
+// struct v from map key k.
+func setKeyLeaves(v reflect.Value, leaves []*Field, k reflect.Value, overwrite bool) {
+	for i, lf := range leaves {
 		if lf == nil {
-			return
+			continue
 		}
+		kv := keyPart(k, i)
 		fv := v.Elem().Field(lf.Index)
 		if fv.Kind() == reflect.Pointer {
 			if !fv.IsNil() && !overwrite {
-				return
+				continue
 			}
 			p := reflect.New(fv.Type().Elem())
 			p.Elem().Set(kv.Convert(fv.Type().Elem()))
 			fv.Set(p)
-			return
+			continue
 		}
 		if !fv.IsZero() && !overwrite {
-			return
+			continue
 		}
 		fv.Set(kv.Convert(fv.Type()))
-	})
+	}
 }
 
 // CheckEntryKeys compares the key leaves an entry struct has (its own and
 // its config container's) with map key k; it names the first that
 // disagrees.
 func (f *Field) CheckEntryKeys(entry, k reflect.Value) error {
-	var err error
-	check := func(v reflect.Value, ti *Type, where string) {
+	check := func(v reflect.Value, leaves []*Field, where string) error {
 		if v.IsNil() {
-			return
+			return nil
 		}
-		f.keyParts(k, func(name string, kv reflect.Value) {
-			lf := ti.byName[name]
-			if lf == nil || err != nil {
-				return
+		for i, lf := range leaves {
+			if lf == nil {
+				continue
 			}
 			fv := v.Elem().Field(lf.Index)
 			if fv.Kind() == reflect.Pointer {
 				if fv.IsNil() {
-					return
+					continue
 				}
 				fv = fv.Elem()
 			} else if fv.IsZero() {
-				return
+				continue
 			}
-			if got, want := FormatText(fv), FormatText(kv); got != want {
-				err = fmt.Errorf("%s %q is %s but the path says %s", where, name, got, want)
+			if got, want := FormatText(fv), FormatText(keyPart(k, i)); got != want {
+				return fmt.Errorf("%s %q is %s but the path says %s", where, f.keyNames[i], got, want)
 			}
-		})
+		}
+		return nil
 	}
-	check(entry, f.Elem, "key")
-	if cv, ct := configOf(entry, f.Elem); ct != nil {
-		check(cv, ct, "config")
+	if err := check(entry, f.entryKeys, "key"); err != nil {
+		return err
 	}
-	return err
+	if cv := configOf(entry, f.Elem); cv.IsValid() {
+		return check(cv, f.configKeys, "config")
+	}
+	return nil
 }
 
 // sortKeys orders map keys: numerically for numbers, by string, and for

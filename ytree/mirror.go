@@ -52,8 +52,8 @@ func mirrors(t *Type, path []*gpb.PathElem, old, new reflect.Value, all bool, fn
 	if !all && ((on && nn) || (!on && !nn && old.Pointer() == new.Pointer())) {
 		return
 	}
-	cf, sf := t.byName["config"], t.byName["state"]
-	if cf != nil && sf != nil && cf.Kind == KindContainer && sf.Kind == KindContainer {
+	cf, sf := t.config, t.byName["state"]
+	if cf != nil && sf != nil && sf.Kind == KindContainer {
 		var oc, nc reflect.Value
 		if !on {
 			oc = old.Elem().Field(cf.Index)
@@ -115,7 +115,7 @@ func mirrorEntries(f *Field, path []*gpb.PathElem, old, new reflect.Value, all b
 		if !nn && new.MapIndex(it.Key()).IsValid() {
 			continue
 		}
-		if t := f.Elem; t.byName["config"] != nil && t.byName["state"] != nil {
+		if t := f.Elem; t.config != nil && t.byName["state"] != nil {
 			fn(Mirror{Path: childPath(path, f.KeyElem(it.Key())), State: t.byName["state"].Elem, Gone: true})
 		}
 	}

@@ -35,6 +35,7 @@ type Type struct {
 
 	byName  map[string]*Field
 	keys    []*Field // for a list entry: its key leaves, in key order
+	config  *Field   // the "config" container child, if any
 	secrets bool     // a secret leaf is at or below this type
 }
 
@@ -49,8 +50,10 @@ type Field struct {
 	State  bool   // config false (itself or by inheritance)
 	Secret bool   // leaf marked spt:secret
 
-	mapKey   reflect.Type // list: the Go map key type
-	keyNames []string     // list: key leaf names, in the map key's order
+	mapKey     reflect.Type // list: the Go map key type
+	keyNames   []string     // list: key leaf names, in the map key's order
+	entryKeys  []*Field     // list: the entry's leaf for each key (nil: none)
+	configKeys []*Field     // list: the entry's config leaf for each key
 	vEntry   *yang.Entry  // leaf: the schema to check values against (leafrefs resolved)
 	check    *leafCheck
 }
@@ -126,6 +129,22 @@ func buildType(t reflect.Type) *Type {
 	if e.IsList() {
 		for _, k := range strings.Fields(e.Key) {
 			ti.keys = append(ti.keys, ti.byName[k])
+		}
+	}
+	if cf := ti.byName["config"]; cf != nil && cf.Kind == KindContainer {
+		ti.config = cf
+	}
+	for _, f := range ti.Fields {
+		if f.Kind != KindList {
+			continue
+		}
+		for _, name := range f.keyNames {
+			f.entryKeys = append(f.entryKeys, f.Elem.byName[name])
+			var ck *Field
+			if f.Elem.config != nil {
+				ck = f.Elem.config.Elem.byName[name]
+			}
+			f.configKeys = append(f.configKeys, ck)
 		}
 	}
 	for _, f := range ti.Fields {

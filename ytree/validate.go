@@ -162,26 +162,25 @@ func (f *Field) EntryProblems(key, entry reflect.Value, path func() string) []Pr
 	add := func(suffix, format string, args ...any) {
 		out = append(out, Problem{Path: path() + suffix, Reason: fmt.Sprintf(format, args...)})
 	}
-	cv, ct := configOf(entry, f.Elem)
-	f.keyParts(key, func(name string, kv reflect.Value) {
-		if lf := f.Elem.byName[name]; lf != nil && !leafEquals(entry.Elem().Field(lf.Index), kv) {
-			add("/"+name, "list key leaf must equal the entry's key %s", FormatText(kv))
+	cv := configOf(entry, f.Elem)
+	hasConfig := cv.IsValid() && !cv.IsNil()
+	for i, lf := range f.entryKeys {
+		kv := keyPart(key, i)
+		if lf != nil && !leafEquals(entry.Elem().Field(lf.Index), kv) {
+			add("/"+f.keyNames[i], "list key leaf must equal the entry's key %s", FormatText(kv))
 		}
-		if ct == nil || cv.IsNil() {
-			return
+		if ck := f.configKeys[i]; hasConfig && ck != nil && !leafEquals(cv.Elem().Field(ck.Index), kv) {
+			add("/config/"+f.keyNames[i], "must equal the list key %s", FormatText(kv))
 		}
-		if lf := ct.byName[name]; lf != nil && !leafEquals(cv.Elem().Field(lf.Index), kv) {
-			add("/config/"+name, "must equal the list key %s", FormatText(kv))
-		}
-	})
-	if ct == nil {
+	}
+	if !cv.IsValid() {
 		return out
 	}
-	if cv.IsNil() {
+	if !hasConfig {
 		add("/config", "missing config container (config/%s must equal the key)", strings.Join(f.keyNames, ", config/"))
 		return out
 	}
-	for _, cf := range ct.Fields {
+	for _, cf := range f.Elem.config.Elem.Fields {
 		if cf.Schema.Mandatory == yang.TSTrue && !isSet(cv.Elem().Field(cf.Index)) {
 			add("/config/"+cf.Name, "mandatory leaf is missing")
 		}

@@ -269,7 +269,7 @@ func (w *Writer) ownEntry(fv reflect.Value, f *Field, k reflect.Value, create bo
 
 // ownConfig marks the config container FillKeys created as owned.
 func (w *Writer) ownConfig(ev reflect.Value, ti *Type) {
-	if cv, ct := configOf(ev, ti); ct != nil && !cv.IsNil() {
+	if cv := configOf(ev, ti); cv.IsValid() && !cv.IsNil() {
 		w.owned[cv.Pointer()] = struct{}{}
 	}
 }
