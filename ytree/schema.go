@@ -54,8 +54,8 @@ type Field struct {
 	keyNames   []string     // list: key leaf names, in the map key's order
 	entryKeys  []*Field     // list: the entry's leaf for each key (nil: none)
 	configKeys []*Field     // list: the entry's config leaf for each key
-	vEntry   *yang.Entry  // leaf: the schema to check values against (leafrefs resolved)
-	check    *leafCheck
+	vEntry     *yang.Entry  // leaf: the schema to check values against (leafrefs resolved)
+	check      *leafCheck
 }
 
 var (
