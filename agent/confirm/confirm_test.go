@@ -16,6 +16,7 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -87,7 +88,7 @@ func newEnv(t *testing.T, fresh bool, opts ...store.Option) *env {
 	t.Helper()
 	e := &env{log: &syncBuf{}, dir: filepath.Join(t.TempDir(), "data")}
 	log := slog.New(slog.NewTextHandler(e.log, nil))
-	st, err := store.Open(e.dir, append([]store.Option{store.WithLogger(log)}, opts...)...)
+	st, err := store.Open(e.dir, append([]store.Option{store.WithLogger(log), store.WithValidator(validators.NewCrypto())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatalf("record: %v, mode %v", err, fi.Mode())
 	}
 	e.st.Close() // the crash: no Shutdown
-	st, err := store.Open(e.dir)
+	st, err := store.Open(e.dir, store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		t.Fatal(err)
 	}

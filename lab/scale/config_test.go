@@ -6,6 +6,7 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 
+	"github.com/spiagent/spiagent/agent/validators"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -18,13 +19,13 @@ func TestConfigsValid(t *testing.T) {
 		if err != nil {
 			t.Fatalf("router A %v: %v", a, err)
 		}
-		if ps := store.Validate(root); len(ps) > 0 {
+		if ps := store.Validate(root, validators.NewCrypto()); len(ps) > 0 {
 			t.Fatalf("router A %v: %v", a, ps)
 		}
 		if got := len(root.GetCrypto().GetCryptoMaps().GetCryptoMap("hub").GetEntries().Entry); got != n {
 			t.Fatalf("%d crypto-map entries, want %d", got, n)
 		}
-		st, err := store.Open(t.TempDir())
+		st, err := store.Open(t.TempDir(), store.WithValidator(validators.NewCrypto()))
 		if err != nil {
 			t.Fatal(err)
 		}
