@@ -263,3 +263,35 @@ func TestSetLeaf(t *testing.T) {
 		})
 	}
 }
+
+func TestSetText(t *testing.T) {
+	acl := field(t, "crypto", "access-lists", "access-list", "entries", "entry", "config").Elem
+	cm := field(t, "crypto", "crypto-maps", "crypto-map", "entries", "entry", "config").Elem
+	pol := field(t, "crypto", "isakmp", "policies", "policy", "config").Elem
+	v := acl.New()
+	for _, tc := range []struct{ leaf, text, want string }{
+		{"protocol", "tcp", "tcp"}, {"protocol", "47", "47"}, {"source-port-min", "500", "500"}, {"action", "permit", "permit"},
+	} {
+		if err := SetText(acl.Field(tc.leaf), v, tc.text); err != nil {
+			t.Fatalf("%s=%s: %v", tc.leaf, tc.text, err)
+		}
+		if got := FormatText(v.Elem().Field(acl.Field(tc.leaf).Index)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.leaf, got, tc.want)
+		}
+	}
+	c := cm.New()
+	for _, p := range []string{"192.0.2.1", "192.0.2.2"} {
+		if err := SetText(cm.Field("peer"), c, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.Interface().(*gen.CryptoMapEntryConfig).Peer; len(got) != 2 || got[1] != "192.0.2.2" {
+		t.Errorf("peers %v", got)
+	}
+	if err := SetText(pol.Field("lifetime"), pol.New(), "forever"); err == nil || !strings.Contains(err.Error(), `leaf "lifetime": "forever" is not a uint32`) {
+		t.Errorf("bad number: %v", err)
+	}
+	if err := SetText(pol.Field("hash"), pol.New(), "crc"); err == nil || !strings.Contains(err.Error(), `"crc" is not a value of`) {
+		t.Errorf("bad enum: %v", err)
+	}
+}

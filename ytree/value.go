@@ -318,3 +318,45 @@ func appendMarshal(b []byte, v any) []byte {
 	}
 	return append(b, j...)
 }
+
+// SetText sets leaf f of the struct parent from the text form of its value
+// (NETCONF XML text; see ParseText), or appends it to leaf-list f. A union
+// (an ACL protocol: a name or a number) takes a number when the text is one
+// and the name otherwise.
+func SetText(f *Field, parent reflect.Value, s string) error {
+	fv := parent.Elem().Field(f.Index)
+	t := fv.Type()
+	if f.Kind == KindLeafList {
+		t = t.Elem()
+	} else if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Interface {
+		var jv any = s
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+			jv = float64(n)
+		}
+		if f.Kind == KindLeafList {
+			return f.valueErr(errors.New("a leaf-list of unions cannot be set from text"))
+		}
+		return decodeLeaf(f, jv, fv, parent)
+	}
+	v, err := ParseText(t, s)
+	if err != nil {
+		if f.Secret {
+			return f.valueErr(fmt.Errorf("value %s is not valid", Redacted))
+		}
+		return f.valueErr(err)
+	}
+	switch {
+	case f.Kind == KindLeafList:
+		fv.Set(reflect.Append(fv, v))
+	case fv.Kind() == reflect.Pointer:
+		p := reflect.New(t)
+		p.Elem().Set(v)
+		fv.Set(p)
+	default:
+		fv.Set(v)
+	}
+	return nil
+}
