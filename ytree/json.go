@@ -73,7 +73,7 @@ func DecodeStruct(t *Type, tree any) (reflect.Value, error) {
 	}
 	n := reflect.New(t.Go)
 	if err := decodeStruct(t, obj, n); err != nil {
-		return reflect.Value{}, scrubErr(err, tree)
+		return reflect.Value{}, scrubErr(located(err, t == rootType), tree)
 	}
 	return n, nil
 }
@@ -82,9 +82,56 @@ func DecodeStruct(t *Type, tree any) (reflect.Value, error) {
 func DecodeList(f *Field, tree any) (reflect.Value, error) {
 	m := reflect.New(reflect.MapOf(f.mapKey, reflect.PointerTo(f.Elem.Go))).Elem()
 	if err := decodeList(f, tree, m); err != nil {
-		return reflect.Value{}, scrubErr(err, tree)
+		return reflect.Value{}, scrubErr(located(err, false), tree)
 	}
 	return m, nil
+}
+
+// pathError is a decoding error and where in the value it happened.
+type pathError struct {
+	elems []string // outermost first, built from the inside out
+	err   error
+}
+
+func (e *pathError) Error() string { return strings.Join(e.elems, "/") + ": " + e.err.Error() }
+
+// at adds an outer path element to a decoding error.
+func at(elem string, err error) error {
+	if pe, ok := err.(*pathError); ok {
+		pe.elems = append([]string{elem}, pe.elems...)
+		return pe
+	}
+	return &pathError{elems: []string{elem}, err: err}
+}
+
+// located renders a decoding error with its path: absolute (from the root)
+// or relative to the decoded node.
+func located(err error, abs bool) error {
+	pe, ok := err.(*pathError)
+	if !ok {
+		return err
+	}
+	p := strings.Join(pe.elems, "/")
+	if abs {
+		p = "/" + p
+	}
+	return fmt.Errorf("%s: %w", p, pe.err)
+}
+
+// entryElem names a list entry in a decoding error by the key members of
+// its JSON object, as far as they are there.
+func entryElem(f *Field, obj map[string]any) string {
+	var b strings.Builder
+	b.WriteString(f.Name)
+	for k, v := range obj {
+		if name := stripPrefix(k); contains(f.keyNames, name) {
+			if n, ok := v.(float64); ok {
+				v = strconv.FormatFloat(n, 'f', -1, 64)
+			}
+			fmt.Fprintf(&b, "[%s=%v]", name, v)
+		}
+	}
+	return b.String()
 }
 
 // decodeStruct fills the struct pointer dst from a JSON object.
@@ -105,7 +152,7 @@ func decodeStruct(ti *Type, obj map[string]any, dst reflect.Value) error {
 			}
 			child := reflect.New(f.Elem.Go)
 			if err := decodeStruct(f.Elem, m, child); err != nil {
-				return err
+				return at(name, err)
 			}
 			fv.Set(child)
 		case KindList:
@@ -116,7 +163,10 @@ func decodeStruct(ti *Type, obj map[string]any, dst reflect.Value) error {
 			err = decodeLeaf(f, jv, fv, dst)
 		}
 		if err != nil {
-			return err
+			if _, ok := err.(*pathError); ok {
+				return err
+			}
+			return at(name, err)
 		}
 	}
 	return nil
@@ -137,11 +187,11 @@ func decodeList(f *Field, jv any, fv reflect.Value) error {
 		}
 		child := reflect.New(f.Elem.Go)
 		if err := decodeStruct(f.Elem, m, child); err != nil {
-			return err
+			return at(entryElem(f, m), err)
 		}
 		k, err := f.KeyOf(child)
 		if err != nil {
-			return err
+			return at(f.Name, err)
 		}
 		if fv.MapIndex(k).IsValid() {
 			return fmt.Errorf("list %q: duplicate key %v", f.Name, k.Interface())
