@@ -128,11 +128,14 @@ func pendingFileExists(e *env) bool {
 func TestFreshDatastoreRollsBack(t *testing.T) {
 	e := newEnv(t, true)
 	ctx := context.Background()
-	if _, err := e.m.CommitConfirmed(ctx, seedTx(t), Token{}, gnmiC1, 100*time.Millisecond); err != nil {
+	if _, err := e.m.CommitConfirmed(ctx, seedTx(t), Token{}, gnmiC1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if e.st.Running().Root.GetCrypto() == nil {
 		t.Fatal("confirmed commit not applied")
+	}
+	if err := e.m.Extend(gnmiC1, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, "the rollback to the empty config", func() bool { return e.st.Running().Root.GetCrypto() == nil })
 	if strings.Contains(e.log.String(), "level=ERROR") {
@@ -233,14 +236,14 @@ func TestPersistTokenNotShown(t *testing.T) {
 func TestExtend(t *testing.T) {
 	e := newEnv(t, false)
 	ctx := context.Background()
-	if _, err := e.m.CommitConfirmed(ctx, lifetimeTx(t, 500), Token{}, session3, 100*time.Millisecond); err != nil {
+	if _, err := e.m.CommitConfirmed(ctx, lifetimeTx(t, 500), Token{}, session3, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	persist := Token{Proto: NETCONF, ID: "tok", Persist: true}
 	if _, err := e.m.CommitConfirmed(ctx, lifetimeTx(t, 600), session3, persist, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	if got := e.lifetime(); got != 600 {
 		t.Fatalf("extended commit rolled back early: lifetime %d", got)
 	}

@@ -56,11 +56,23 @@ func waitLifetime(t *testing.T, e *env, want uint32) {
 	}
 }
 
+// shorten re-arms commit id's rollback timer with d. Tests start confirmed
+// commits with a long timer and shorten it once they have checked what
+// must hold while the commit is pending, so that a loaded machine cannot
+// roll back before the checks.
+func shorten(t *testing.T, c gpb.GNMIClient, id string, d time.Duration) {
+	t.Helper()
+	ext := &gnmi_ext.Commit_SetRollbackDuration{SetRollbackDuration: &gnmi_ext.CommitSetRollbackDuration{RollbackDuration: durationpb.New(d)}}
+	if _, err := c.Set(rw(), &gpb.SetRequest{Extension: commitExt(id, ext)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCommitConfirmed(t *testing.T) {
 	t.Run("rolled back unless confirmed", func(t *testing.T) {
 		e := newEnv(t, envOpts{})
 		c := e.client()
-		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(200*time.Millisecond)))); err != nil {
+		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(time.Hour)))); err != nil {
 			t.Fatal(err)
 		}
 		if got := lifetime(t, e); got != 500 {
@@ -71,6 +83,7 @@ func TestCommitConfirmed(t *testing.T) {
 		checkErr(t, err, codes.FailedPrecondition, `commit "c1" is pending confirmation`)
 		_, err = c.Set(rw(), setLifetime(t, 600, commitExt("c2", commitAction(time.Minute))))
 		checkErr(t, err, codes.FailedPrecondition, `commit "c1" is pending confirmation`)
+		shorten(t, c, "c1", 200*time.Millisecond)
 		waitLifetime(t, e, 180)
 		if h := e.st.History(); !strings.Contains(h[len(h)-1].Comment, "rollback") {
 			t.Errorf("last commit %+v is not the rollback", h[len(h)-1])
@@ -86,7 +99,7 @@ func TestCommitConfirmed(t *testing.T) {
 	t.Run("confirmed in time stays", func(t *testing.T) {
 		e := newEnv(t, envOpts{})
 		c := e.client()
-		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(300*time.Millisecond)))); err != nil {
+		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(3*time.Second)))); err != nil {
 			t.Fatal(err)
 		}
 		_, err := c.Set(rw(), &gpb.SetRequest{Extension: commitExt("other", &gnmi_ext.Commit_Confirm{Confirm: &gnmi_ext.CommitConfirm{}})})
@@ -94,7 +107,7 @@ func TestCommitConfirmed(t *testing.T) {
 		if _, err := c.Set(rw(), &gpb.SetRequest{Extension: commitExt("c1", &gnmi_ext.Commit_Confirm{Confirm: &gnmi_ext.CommitConfirm{}})}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(3500 * time.Millisecond)
 		if got := lifetime(t, e); got != 500 {
 			t.Errorf("confirmed commit rolled back: lifetime %d", got)
 		}
@@ -102,14 +115,11 @@ func TestCommitConfirmed(t *testing.T) {
 	t.Run("cancel rolls back at once; extend the timer", func(t *testing.T) {
 		e := newEnv(t, envOpts{})
 		c := e.client()
-		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(100*time.Millisecond)))); err != nil {
+		if _, err := c.Set(rw(), setLifetime(t, 500, commitExt("c1", commitAction(2*time.Second)))); err != nil {
 			t.Fatal(err)
 		}
-		ext := &gnmi_ext.Commit_SetRollbackDuration{SetRollbackDuration: &gnmi_ext.CommitSetRollbackDuration{RollbackDuration: durationpb.New(time.Hour)}}
-		if _, err := c.Set(rw(), &gpb.SetRequest{Extension: commitExt("c1", ext)}); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
+		shorten(t, c, "c1", time.Hour)
+		time.Sleep(2500 * time.Millisecond)
 		if got := lifetime(t, e); got != 500 {
 			t.Fatalf("extended commit rolled back early: %d", got)
 		}
@@ -129,13 +139,14 @@ func TestCommitConfirmed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := &gpb.SetRequest{Replace: []*gpb.Update{{Path: &gpb.Path{}, Val: ietfVal(string(seed))}}, Extension: commitExt("first", commitAction(200*time.Millisecond))}
+		req := &gpb.SetRequest{Replace: []*gpb.Update{{Path: &gpb.Path{}, Val: ietfVal(string(seed))}}, Extension: commitExt("first", commitAction(time.Hour))}
 		if _, err := c.Set(rw(), req); err != nil {
 			t.Fatal(err)
 		}
 		if e.st.Running().Root.GetCrypto() == nil {
 			t.Fatal("confirmed commit not applied")
 		}
+		shorten(t, c, "first", 200*time.Millisecond)
 		deadline := time.Now().Add(5 * time.Second)
 		for e.st.Running().Root.GetCrypto() != nil {
 			if time.Now().After(deadline) {
