@@ -1,15 +1,20 @@
 #!/bin/bash
 # Build the guest's initramfs (gzip'd newc cpio): busybox-static, iproute2's
-# `ip` with its shared libraries, the kernel modules the XFRM tests need (with
-# their dependencies, in load order), the test binaries and /init.
+# `ip` with its shared libraries, the kernel modules the guest needs (with
+# their dependencies, in load order), optionally strongSwan's charon and
+# swanctl and iperf3 (from the host's installed Debian packages), the payload
+# staged by lab/qemu (programs in /tests, /etc/programs, tools, shared
+# files) and init.sh as /init.
 #
-# Usage: build-initramfs.sh OUT.cpio.gz TESTBIN[@PKGDIR]...
-#        each test binary runs in /tests/NAME/, next to a copy of PKGDIR/testdata
+# Usage: build-initramfs.sh OUT.cpio.gz PAYLOAD_DIR
 # Env:   KVER, MODROOT (from fetch-kernel.sh); WORK (scratch dir, default mktemp)
+#        STRONGSWAN=1  charon (kernel-netlink), swanctl, plugins, libraries
+#        IPERF=1       iperf3 and its libraries
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=${1:?output}; shift
-[ $# -gt 0 ] || { echo "build-initramfs: no test binaries" >&2; exit 1; }
+OUT=${1:?output}
+PAYLOAD=${2:?payload dir}
+[ -f "$PAYLOAD/etc/programs" ] || { echo "build-initramfs: $PAYLOAD/etc/programs missing" >&2; exit 1; }
 : "${KVER:?}" "${MODROOT:?}"
 MD=$MODROOT/lib/modules/$KVER
 [ -d "$MD" ] || { echo "build-initramfs: no $MD" >&2; exit 1; }
@@ -18,6 +23,9 @@ R=$WORK/root
 rm -rf "$R"
 mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,run,tmp,tests,lib64,lib/modules/"$KVER"}
 mkdir -p "$R/var" && ln -s ../run "$R/var/run"
+echo "root:x:0:0:root:/root:/bin/sh" >"$R/etc/passwd"
+echo "root:x:0:" >"$R/etc/group"
+printf '127.0.0.1 localhost\n' >"$R/etc/hosts"
 
 # busybox: one binary, a link per applet. Its `ip` lacks xfrm and netns, so
 # iproute2's goes in /sbin and /init calls it by path.
@@ -29,21 +37,38 @@ for a in $("$R/bin/busybox" --list); do
 done
 ln -sf ../bin/busybox "$R/sbin/modprobe" # for the kernel's request_module()
 
-# An ELF and the libraries ldd resolves, at the same paths inside the image.
+# An ELF (or a shared object) and the libraries ldd resolves, at the same
+# paths inside the image.
 add_elf() {
-	local src=$1 dst=$2 lib
+	local src=$1 dst=${2:-$1} lib
 	mkdir -p "$R$(dirname "$dst")"
 	cp -L "$src" "$R$dst"
 	for lib in $(ldd "$src" | awk '/=> \//{print $3} /^\t\//{print $1}'); do
+		[ -e "$R$lib" ] && continue
 		mkdir -p "$R$(dirname "$lib")"
-		cp -Ln "$lib" "$R$lib"
+		cp -L "$lib" "$R$lib"
 	done
 }
 add_elf "$(command -v ip)" /sbin/ip
 
+if [ "${STRONGSWAN:-0}" = 1 ]; then
+	# charon loads its plugins with dlopen (ldd does not see them): the
+	# ones the lab's strongswan.conf names, with their own libraries.
+	for f in /usr/lib/ipsec/charon /usr/sbin/swanctl; do
+		[ -x "$f" ] || { echo "build-initramfs: $f missing (scripts/deps.sh installs strongSwan)" >&2; exit 1; }
+		add_elf "$f"
+	done
+	for p in random nonce aes sha1 sha2 md5 hmac gmp kdf gcm pem pkcs1 x509 pubkey curve25519 kernel-netlink socket-default vici; do
+		add_elf "/usr/lib/ipsec/plugins/libstrongswan-$p.so"
+	done
+fi
+if [ "${IPERF:-0}" = 1 ]; then
+	add_elf "$(command -v iperf3)" /usr/bin/iperf3
+fi
+
 # Modules: kmod resolves dependencies and prints them in load order; names are
 # module names or aliases (crypto-NAME), "builtin" lines need nothing.
-MODS="xfrm_user esp4 ah4 xfrm4_tunnel veth
+MODS="xfrm_user esp4 ah4 xfrm4_tunnel veth tun
 crypto-authenc crypto-echainiv crypto-seqiv crypto-sha512 crypto-sha3-256 crypto-jitterentropy_rng drbg crypto-stdrng
 crypto-cbc crypto-ecb crypto-aes crypto-des crypto-des3_ede crypto-cipher_null crypto-rfc4106 crypto-gcm crypto-ghash crypto-ctr
 crypto-hmac crypto-md5 crypto-sha1 crypto-sha256 crypto-sha384
@@ -69,17 +94,10 @@ done
 cp "$MD"/modules.{dep,alias,softdep,builtin,order,symbols} "$R/lib/modules/$KVER/" 2>/dev/null || true
 echo "$KVER" >"$R/etc/kver"
 
-for arg in "$@"; do
-	bin=${arg%%@*}
-	name=$(basename "$bin" .test)
-	mkdir -p "$R/tests/$name"
-	cp "$bin" "$R/tests/$name/$name.test"
-	if [ "$arg" != "$bin" ] && [ -d "${arg#*@}/testdata" ]; then
-		cp -r "${arg#*@}/testdata" "$R/tests/$name/"
-	fi
-done
+base=$(du -sk "$R" | cut -f1)
+cp -a "$PAYLOAD"/. "$R"/
 cp "$HERE/init.sh" "$R/init"
 chmod 755 "$R/init"
 
 (cd "$R" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$OUT"
-echo "build-initramfs: $OUT $(du -h "$OUT" | cut -f1), kernel $KVER, $(wc -l <"$R/etc/modules.load") modules, tests: $*" >&2
+echo "build-initramfs: $OUT $(du -h "$OUT" | cut -f1) ($(du -sh "$R" | cut -f1) unpacked, $((base / 1024)) MB without the payload), kernel $KVER, $(wc -l <"$R/etc/modules.load") modules, strongswan=${STRONGSWAN:-0} iperf3=${IPERF:-0}, programs: $(tr '\n' ' ' <"$R/etc/programs")" >&2

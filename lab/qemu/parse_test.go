@@ -6,6 +6,7 @@ import (
 )
 
 const sampleLog = "\x1b[2JSeaBIOS (version 1.16)\r\n" + `SPIAGENT-QEMU: init at 6.1.0-56-cloud-amd64 uptime 2.71s
+SPIAGENT-QEMU: running xfrm at 3.1s
 === RUN   TestAlgorithmTables
 --- PASS: TestAlgorithmTables (0.00s)
 === RUN   TestGuestESPTunnel
@@ -21,6 +22,10 @@ const sampleLog = "\x1b[2JSeaBIOS (version 1.16)\r\n" + `SPIAGENT-QEMU: init at 
 --- SKIP: TestRootOnly (0.00s)
 FAIL
 SPIAGENT-QEMU: xfrm exited 1 at 9.1s
+SPIAGENT-QEMU: running seedlab at 9.2s
+=== RUN   TestGuestSeedXFRM
+--- PASS: TestGuestSeedXFRM (9.00s)
+SPIAGENT-QEMU: seedlab exited 0 at 19.1s
 SPIAGENT-QEMU-RESULT: FAIL (1)` + "\r\n"
 
 func TestParseGuestLog(t *testing.T) {
@@ -31,15 +36,16 @@ func TestParseGuestLog(t *testing.T) {
 	if mark != "SPIAGENT-QEMU-RESULT: FAIL (1)" {
 		t.Errorf("marker %q", mark)
 	}
-	want := []struct{ name, status string }{
-		{"TestAlgorithmTables", "PASS"}, {"TestGuestESPTunnel", "FAIL"}, {"TestRootOnly", "SKIP"},
+	want := []struct{ program, name, status string }{
+		{"xfrm", "TestAlgorithmTables", "PASS"}, {"xfrm", "TestGuestESPTunnel", "FAIL"}, {"xfrm", "TestRootOnly", "SKIP"},
+		{"seedlab", "TestGuestSeedXFRM", "PASS"},
 	}
 	if len(res) != len(want) {
 		t.Fatalf("got %d results: %+v", len(res), res)
 	}
 	for i, w := range want {
-		if res[i].name != w.name || res[i].status != w.status {
-			t.Errorf("result %d: %s %s, want %s %s", i, res[i].name, res[i].status, w.name, w.status)
+		if res[i].program != w.program || res[i].name != w.name || res[i].status != w.status {
+			t.Errorf("result %d: %s/%s %s, want %s/%s %s", i, res[i].program, res[i].name, res[i].status, w.program, w.name, w.status)
 		}
 	}
 	out := strings.Join(res[1].output, "\n")

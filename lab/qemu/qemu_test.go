@@ -1,8 +1,3 @@
-// Package qemu proves ipsec/xfrm against a real ESP-capable kernel: this
-// host's kernel has XFRM but no ESP, so TestXFRMInQEMU downloads a Debian
-// kernel (never installing it), builds a small initramfs with the
-// ipsec/xfrm test binary, boots it under qemu and turns the guest's test
-// results into its own. Entry point without make: lab/qemu/run.sh.
 package qemu
 
 import (
@@ -20,48 +15,67 @@ import (
 	"time"
 )
 
-// requiredGuestTests must PASS in the guest (not skip): they are the proof.
-var requiredGuestTests = []string{
-	"TestGuestSupported",
-	"TestGuestESPTunnel",
-	"TestGuestTransportMode",
-	"TestGuestAHESPBundle",
-	"TestGuestESPInUDP",
-	"TestGuestAcquire",
-	"TestGuestInvalidSPI",
-	"TestGuestInvalidSPIRawSocket",
-	"TestGuestIntegrityFailure",
-	"TestGuestExpire",
-	"TestGuestFlushOwnedOnly",
-	"TestGuestReplay",
-	"TestGuestAddSAErrors",
+// guestPrograms is what one boot runs, in order, and the guest tests of
+// each that must PASS (not skip): they are the proof.
+var guestPrograms = []struct {
+	prog     Program
+	pkg      string // built with go test -c
+	testdata bool
+	required []string
+}{
+	{Program{Name: "xfrm", Test: true, Timeout: 150 * time.Second}, "./ipsec/xfrm", true, []string{
+		"TestGuestSupported",
+		"TestGuestESPTunnel",
+		"TestGuestTransportMode",
+		"TestGuestAHESPBundle",
+		"TestGuestESPInUDP",
+		"TestGuestAcquire",
+		"TestGuestInvalidSPI",
+		"TestGuestInvalidSPIRawSocket",
+		"TestGuestIntegrityFailure",
+		"TestGuestExpire",
+		"TestGuestFlushOwnedOnly",
+		"TestGuestReplay",
+		"TestGuestAddSAErrors",
+	}},
+	{Program{Name: "seedlab", Test: true, Run: "^TestGuest", Timeout: 12 * time.Minute}, "./lab/seedlab", false, []string{
+		"TestGuestSeedXFRM",
+	}},
 }
-
-const marker = "SPIAGENT-QEMU-RESULT:"
 
 // guestResult is one top-level test's outcome in the guest.
 type guestResult struct {
+	program      string // the /tests directory it ran from
 	name, status string // PASS, FAIL, SKIP
 	output       []string
 }
 
-var resultLine = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
+var (
+	resultLine  = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
+	programLine = regexp.MustCompile(`SPIAGENT-QEMU: running (\S+) at`)
+)
 
 // parseGuestLog reads a serial console log: top-level "--- PASS/FAIL/SKIP"
 // lines (subtests are indented and belong to their parent), each with the
-// output printed since the previous top-level result, and the result marker.
+// program it ran in and the output printed since the previous top-level
+// result, and the result marker.
 func parseGuestLog(r io.Reader) (results []guestResult, markerLine string, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var pending []string
+	program := ""
 	for sc.Scan() {
 		line := strings.TrimRight(strings.ReplaceAll(sc.Text(), "\r", ""), " ")
-		if i := strings.Index(line, marker); i >= 0 {
+		if i := strings.Index(line, Marker); i >= 0 {
 			markerLine = strings.TrimSpace(line[i:])
 			continue
 		}
+		if m := programLine.FindStringSubmatch(line); m != nil {
+			program, pending = m[1], nil
+			continue
+		}
 		if m := resultLine.FindStringSubmatch(line); m != nil {
-			results = append(results, guestResult{name: m[2], status: m[1], output: append(pending, line)})
+			results = append(results, guestResult{program: program, name: m[2], status: m[1], output: append(pending, line)})
 			pending = nil
 			continue
 		}
@@ -84,52 +98,86 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(string(bytes.TrimSpace(out)))
 }
 
-func cacheDir() string {
-	if d := os.Getenv("SPIAGENT_QEMU_CACHE"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "spiagent", "qemu")
-	}
-	return "/var/cache/spiagent/qemu"
-}
-
-// step runs a command, logs how long it took and fails the test on error.
-func step(t *testing.T, name string, cmd *exec.Cmd) []byte {
+// step runs f, logs how long it took and fails the test on error.
+func step(t *testing.T, name string, f func() error) {
 	t.Helper()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
 	start := time.Now()
-	out, err := cmd.Output()
-	t.Logf("%s: %.1fs %s", name, time.Since(start).Seconds(), strings.TrimSpace(stderr.String()))
+	err := f()
+	t.Logf("%s: %.1fs", name, time.Since(start).Seconds())
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, stderr.String())
+		t.Fatalf("%s: %v", name, err)
 	}
-	return out
 }
 
+// TestXFRMInQEMU boots a Debian kernel with ESP and runs, in one boot, the
+// ipsec/xfrm tests and lab/seedlab's guest tests (two spiagents on XFRM,
+// strongSwan's charon with kernel-netlink); every guest test becomes a
+// subtest PROGRAM/TEST.
 func TestXFRMInQEMU(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (apt-get download, depmod, and the guest's tests); run lab/qemu/run.sh as root")
 	}
 	if testing.Short() {
-		t.Skip("boots a kernel under qemu (about a minute); skipped with -short")
+		t.Skip("boots a kernel under qemu (a few minutes); skipped with -short")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatalf("qemu-system-x86_64 not found (scripts/deps.sh installs qemu-system-x86): %v", err)
 	}
-	for _, tool := range []string{"busybox", "cpio", "depmod", "modprobe", "apt-get", "dpkg-deb"} {
+	for _, tool := range []string{"busybox", "cpio", "depmod", "modprobe", "apt-get", "dpkg-deb", "/usr/lib/ipsec/charon", "/usr/sbin/swanctl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found (scripts/deps.sh installs busybox-static, cpio, kmod): %v", tool, err)
+			t.Fatalf("%s not found (scripts/deps.sh installs busybox-static, cpio, kmod, strongswan-charon, strongswan-swanctl): %v", tool, err)
 		}
 	}
 	root := repoRoot(t)
 	work := t.TempDir()
 	total := time.Now()
-	kernel := fetchKernel(t, root)
-	initrd := buildImage(t, root, kernel, work)
-	logPath := boot(t, qemu, kernel["KERNEL"], initrd, work)
+	ctx := context.Background()
+	var k Kernel
+	step(t, "fetch kernel", func() (err error) { k, err = FetchKernel(ctx, root, ""); return err })
+	img := Image{StrongSwan: true, Share: map[string]string{"examples/lab": filepath.Join(root, "examples", "lab")}}
+	step(t, "build the guest's binaries", func() error {
+		for _, c := range []string{"spiagent", "spictl"} {
+			bin := filepath.Join(work, c)
+			if err := BuildStatic(ctx, root, "./cmd/"+c, bin, false); err != nil {
+				return err
+			}
+			img.Tools = append(img.Tools, bin)
+		}
+		for _, gp := range guestPrograms {
+			p := gp.prog
+			p.Bin = filepath.Join(work, p.Name+".test")
+			if err := BuildStatic(ctx, root, gp.pkg, p.Bin, true); err != nil {
+				return err
+			}
+			if gp.testdata {
+				p.Testdata = filepath.Join(root, gp.pkg, "testdata")
+			}
+			img.Programs = append(img.Programs, p)
+		}
+		return nil
+	})
+	var initrd, summary string
+	step(t, "build initramfs", func() (err error) { initrd, summary, err = img.Build(ctx, root, k, work); return err })
+	t.Log(summary)
+	logPath := filepath.Join(work, "serial.log")
+	if keep := os.Getenv("SPIAGENT_QEMU_LOG"); keep != "" {
+		logPath = keep
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Boot{Timeout: 15 * time.Minute, Console: logf}
+	if run := os.Getenv("SPIAGENT_QEMU_RUN"); run != "" {
+		b.Append = append(b.Append, "spiagent.run="+run)
+	}
+	start := time.Now()
+	err = b.Run(ctx, k, initrd)
+	logf.Close()
+	t.Logf("qemu: %.1fs (%v), serial log %s", time.Since(start).Seconds(), err, logPath)
+	if err != nil {
+		t.Errorf("%v", err)
+	}
 	f, err := os.Open(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -144,85 +192,14 @@ func TestXFRMInQEMU(t *testing.T) {
 	fmt.Fprintf(os.Stderr, "lab/qemu: %d guest tests, marker %q, %.1fs in all\n", len(results), mark, time.Since(total).Seconds())
 }
 
-// fetchKernel downloads and unpacks the Debian kernel into the cache (never
-// installing it) and returns fetch-kernel.sh's KERNEL, MODROOT and KVER.
-func fetchKernel(t *testing.T, root string) map[string]string {
-	meta := os.Getenv("SPIAGENT_QEMU_KERNEL_META")
-	if meta == "" {
-		meta = "linux-image-cloud-amd64"
-	}
-	out := step(t, "fetch kernel", exec.Command(filepath.Join(root, "lab", "qemu", "fetch-kernel.sh"), cacheDir(), meta))
-	env := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			env[k] = v
-		}
-	}
-	if env["KERNEL"] == "" || env["MODROOT"] == "" || env["KVER"] == "" {
-		t.Fatalf("fetch-kernel.sh printed %q", out)
-	}
-	return env
-}
-
-// buildImage compiles the ipsec/xfrm tests as one static binary and packs
-// it with busybox, ip and the modules into an initramfs.
-func buildImage(t *testing.T, root string, kernel map[string]string, work string) string {
-	bin := filepath.Join(work, "xfrm.test")
-	build := exec.Command("go", "test", "-c", "-trimpath", "-o", bin, "./ipsec/xfrm")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	step(t, "go test -c ./ipsec/xfrm", build)
-	initrd := filepath.Join(work, "initramfs.cpio.gz")
-	mk := exec.Command(filepath.Join(root, "lab", "qemu", "build-initramfs.sh"), initrd, bin+"@"+filepath.Join(root, "ipsec", "xfrm"))
-	mk.Env = append(os.Environ(), "KVER="+kernel["KVER"], "MODROOT="+kernel["MODROOT"], "WORK="+filepath.Join(work, "build"))
-	step(t, "build initramfs", mk)
-	return initrd
-}
-
-// boot runs the guest under TCG (SPIAGENT_QEMU_ACCEL=kvm to try KVM: a
-// /dev/kvm that opens is not proof that KVM works, as on this host) with no
-// NIC, so the guest's traffic stays on its own veths. It returns the serial
-// console log's path.
-func boot(t *testing.T, qemu, kernel, initrd, work string) string {
-	appendLine := "console=ttyS0 quiet panic=-1"
-	if run := os.Getenv("SPIAGENT_QEMU_RUN"); run != "" {
-		appendLine += " spiagent.run=" + run
-	}
-	args := []string{"-kernel", kernel, "-initrd", initrd, "-append", appendLine,
-		"-nographic", "-no-reboot", "-m", "512", "-nic", "none"}
-	if os.Getenv("SPIAGENT_QEMU_ACCEL") == "kvm" {
-		args = append(args, "-enable-kvm", "-cpu", "host")
-	}
-	logPath := filepath.Join(work, "serial.log")
-	if keep := os.Getenv("SPIAGENT_QEMU_LOG"); keep != "" {
-		logPath = keep
-	}
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	start := time.Now()
-	err = cmd.Run()
-	t.Logf("qemu: %.1fs (%v), serial log %s", time.Since(start).Seconds(), err, logPath)
-	if ctx.Err() != nil {
-		t.Errorf("qemu did not power off within the timeout")
-	}
-	return logPath
-}
-
 // report turns the guest's results into subtests, checks that the proof's
 // tests passed (not skipped) and that the guest printed the PASS marker.
 func report(t *testing.T, results []guestResult, mark, logPath string) {
 	byName := map[string]guestResult{}
 	for _, r := range results {
 		r := r
-		byName[r.name] = r
-		t.Run(r.name, func(t *testing.T) {
+		byName[r.program+"/"+r.name] = r
+		t.Run(r.program+"/"+r.name, func(t *testing.T) {
 			switch r.status {
 			case "FAIL":
 				t.Errorf("failed in the guest:\n%s", strings.Join(r.output, "\n"))
@@ -232,17 +209,19 @@ func report(t *testing.T, results []guestResult, mark, logPath string) {
 		})
 	}
 	if os.Getenv("SPIAGENT_QEMU_RUN") == "" {
-		for _, name := range requiredGuestTests {
-			if r, ok := byName[name]; !ok || r.status != "PASS" {
-				t.Errorf("%s did not pass in the guest (status %q)", name, r.status)
+		for _, gp := range guestPrograms {
+			for _, name := range gp.required {
+				if r, ok := byName[gp.prog.Name+"/"+name]; !ok || r.status != "PASS" {
+					t.Errorf("%s/%s did not pass in the guest (status %q)", gp.prog.Name, name, r.status)
+				}
 			}
 		}
 	}
-	if mark != marker+" PASS" {
+	if mark != Marker+" PASS" {
 		tail, _ := os.ReadFile(logPath)
 		if len(tail) > 6000 {
 			tail = tail[len(tail)-6000:]
 		}
-		t.Fatalf("guest marker %q, want %q; end of the serial log:\n%s", mark, marker+" PASS", bytes.ReplaceAll(tail, []byte("\r"), nil))
+		t.Fatalf("guest marker %q, want %q; end of the serial log:\n%s", mark, Marker+" PASS", bytes.ReplaceAll(tail, []byte("\r"), nil))
 	}
 }

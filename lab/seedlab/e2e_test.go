@@ -19,7 +19,11 @@ var bins struct{ spiagent, spictl string }
 
 func TestMain(m *testing.M) {
 	code := 0
-	if os.Geteuid() == 0 {
+	if d := os.Getenv("SPIAGENT_BIN_DIR"); d != "" {
+		// Prebuilt (the lab/qemu guest has no Go toolchain).
+		bins.spiagent, bins.spictl = filepath.Join(d, "spiagent"), filepath.Join(d, "spictl")
+		code = m.Run()
+	} else if os.Geteuid() == 0 {
 		dir, err := os.MkdirTemp("", "seedlab-bin")
 		if err != nil {
 			panic(err)
@@ -36,12 +40,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// repoRoot is the repository, or $SPIAGENT_REPO (in the lab/qemu guest,
+// where the examples are copied).
 func repoRoot() string {
+	if d := os.Getenv("SPIAGENT_REPO"); d != "" {
+		return d
+	}
 	wd, _ := os.Getwd()
 	return filepath.Clean(filepath.Join(wd, "../.."))
 }
 
-func newLab(t *testing.T, prefix string) *Lab {
+func newLab(t *testing.T, prefix string, opts ...func(*Lab)) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, TUN, raw sockets); make test runs it as root")
@@ -52,6 +61,9 @@ func newLab(t *testing.T, prefix string) *Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l := New(prefix, repoRoot(), bins.spiagent, bins.spictl, t.TempDir())
+	for _, o := range opts {
+		o(l)
+	}
 	if err := l.Up(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ type Scenario struct {
 	Edit     func(map[string]any)        // further edits of both lab configs (nil: as shipped)
 	Rate     int                         // flow packets per second (20)
 	Watch    time.Duration               // how long to wait for traffic to resume (10 s)
+	Setup    time.Duration               // how long the tunnel may take to come up (15 s)
 	Break    func(context.Context) error // makes the black hole (nil: clear B's SAs without notifying A)
 	BreakSay string                      // narrates Break
 	Show     bool                        // print both routers' SA tables (the demo)
@@ -40,6 +41,9 @@ func (s *Scenario) defaults() {
 	}
 	if s.Watch == 0 {
 		s.Watch = 10 * time.Second
+	}
+	if s.Setup == 0 {
+		s.Setup = 15 * time.Second
 	}
 }
 
@@ -77,7 +81,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		return nil, err
 	}
 	defer flow.Close()
-	total := int((15*time.Second + sc.Watch + 20*time.Second).Seconds()) * sc.Rate
+	total := int((sc.Setup + sc.Watch + 20*time.Second).Seconds()) * sc.Rate
 	fctx, stopFlow := context.WithCancel(ctx)
 	defer stopFlow()
 	go func() { _ = flow.Run(fctx, netlab.Host2Addr, sc.Rate, total) }()
@@ -85,7 +89,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 	res := &Result{}
 	start := time.Now()
 	say.Say("Step 1: host1 sends %d UDP packets/s to host2; the first one makes routerA negotiate IKE and IPsec SAs with routerB.", sc.Rate)
-	if err := WaitRecovered(ctx, flow, start.Add(-time.Second), 1, 15*time.Second); err != nil {
+	if err := WaitRecovered(ctx, flow, start.Add(-time.Second), 1, sc.Setup); err != nil {
 		return nil, fmt.Errorf("the tunnel never came up: %w\nrouterA:\n%s\nrouterB:\n%s", err, tail(l.A.Log()), tail(l.B.Log()))
 	}
 	res.SetupTime = time.Since(start)

@@ -1,9 +1,11 @@
 // Package seedlab runs the seed document's scenario for real: two spiagent
-// processes (routerA and routerB, userspace dataplane) in the namespace lab
-// of package netlab, configured over gNMI with examples/lab, a UDP flow from
-// host1 to host2 through their tunnel, and the operations the scenario
-// needs (clear SAs without notifying the peer, kill and restart an agent,
-// read counters). The demo (lab/demo) and the end-to-end tests use it.
+// processes (routerA and routerB) in the namespace lab of package netlab,
+// configured over gNMI with examples/lab, a UDP flow from host1 to host2
+// through their tunnel, and the operations the scenario needs (clear SAs
+// without notifying the peer, kill and restart an agent, read counters).
+// The dataplane is a parameter (Lab.UseDataplane): the userspace one on the
+// build host, the kernel's XFRM in the lab/qemu guest. The demo (lab/demo)
+// and the end-to-end tests use it.
 //
 // It needs root, iproute2, and the spiagent and spictl binaries.
 package seedlab
@@ -41,7 +43,10 @@ type Router struct {
 	NS      string
 	DataDir string
 	Config  string // examples/lab/router-a.json
-	bin     string
+	// Dataplane is spiagent's --dataplane: "userspace" (the default
+	// here), "xfrm" or "auto".
+	Dataplane string
+	bin       string
 	logPath string
 
 	mu   sync.Mutex
@@ -71,6 +76,9 @@ func New(prefix, repo, spiagent, spictl, dir string) *Lab {
 		A: mk("routerA", t.RouterA, "router-a.json"),
 		B: mk("routerB", t.RouterB, "router-b.json")}
 }
+
+// UseDataplane sets both routers' --dataplane (before Up).
+func (l *Lab) UseDataplane(dp string) { l.A.Dataplane, l.B.Dataplane = dp, dp }
 
 // Up builds the namespaces and starts both agents (not yet configured).
 func (l *Lab) Up(ctx context.Context) error {
@@ -103,8 +111,12 @@ func (r *Router) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dp := r.Dataplane
+	if dp == "" {
+		dp = "userspace"
+	}
 	cmd := exec.Command("ip", "netns", "exec", r.NS, r.bin, "run",
-		"--data-dir", r.DataDir, "--dataplane", "userspace", "--tun", "spi0",
+		"--data-dir", r.DataDir, "--dataplane", dp, "--tun", "spi0",
 		"--gnmi-addr", gnmiAddr, "--insecure", "--lab")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so Stop reaches it and not us.
@@ -222,6 +234,18 @@ func (r *Router) PID() int {
 		return 0
 	}
 	return r.cmd.Process.Pid
+}
+
+// DataplaneInUse is the dataplane the agent says it started with (its
+// "agent started" log line), or "" before that.
+func (r *Router) DataplaneInUse() string {
+	line := grepLine(r.Log(), "agent started")
+	_, rest, ok := strings.Cut(line, "dataplane=")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, " ")
+	return name
 }
 
 func (r *Router) client() (gpb.GNMIClient, error) {
