@@ -123,10 +123,14 @@ func dataplaneSAs(c *ike.ChildSA, replayWindow uint32) []ipsec.SA {
 	}
 	localSel := ipsec.Selector{Src: c.LocalTS.Prefix, Dst: c.RemoteTS.Prefix, Proto: c.LocalTS.Proto,
 		SrcPort: portOf(c.LocalTS.Port), DstPort: portOf(c.RemoteTS.Port)}
+	esp := false
+	for _, s := range c.In {
+		esp = esp || s.Proto == alg.ESP
+	}
 	var out []ipsec.SA
 	add := func(s ike.SA, in bool) {
 		sa := ipsec.SA{
-			Proto: s.Proto, SPI: s.SPI, Mode: c.Mode, ReqID: c.ReqID, Lifetime: life,
+			Proto: s.Proto, SPI: s.SPI, Mode: bundleMode(s.Proto, c.Mode, esp), ReqID: c.ReqID, Lifetime: life,
 			Integ: s.Integ, IntegKey: s.IntegKey,
 		}
 		if s.Proto == alg.ESP {
@@ -172,7 +176,21 @@ func templates(t intent.Transform, local, peer netip.Addr, id uint32) []ipsec.Te
 		out = append(out, ipsec.Template{Proto: alg.ESP, Mode: t.Mode, Src: local, Dst: peer, ReqID: id})
 	}
 	if t.AH != alg.IntegNone {
-		out = append(out, ipsec.Template{Proto: alg.AH, Mode: t.Mode, Src: local, Dst: peer, ReqID: id})
+		out = append(out, ipsec.Template{Proto: alg.AH, Mode: bundleMode(alg.AH, t.Mode, t.ESP != alg.CipherNone), Src: local, Dst: peer, ReqID: id})
 	}
 	return out
+}
+
+// bundleMode is the dataplane mode of one SA of a bundle negotiated in
+// mode: an AH+ESP bundle has one tunnel, ESP's, and AH protects it from
+// outside in transport mode ([IP][AH][ESP][IP][data], what IOS puts on the
+// wire, RFC 4301 §4.5's transport adjacency over the tunnel). Quick Mode
+// still carries "tunnel" for both protocols; only the dataplane differs.
+// The kernel takes the modes literally (tunnel AH would add a second outer
+// header); the userspace dataplane applies one tunnel per bundle anyway.
+func bundleMode(p alg.Protocol, mode alg.Mode, withESP bool) alg.Mode {
+	if p == alg.AH && withESP {
+		return alg.Transport
+	}
+	return mode
 }

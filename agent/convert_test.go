@@ -70,6 +70,19 @@ func TestDataplaneSAsBundle(t *testing.T) {
 		if sa.Selector.Src.String() != wantSrc {
 			t.Errorf("SA %s selector %v", sa.Key(), sa.Selector)
 		}
+		// One tunnel per bundle: ESP's; AH is outside it in transport
+		// mode (the kernel would otherwise add a second outer header,
+		// which neither IOS nor the userspace dataplane understands).
+		if want := map[alg.Protocol]alg.Mode{alg.ESP: alg.Tunnel, alg.AH: alg.Transport}[sa.Proto]; sa.Mode != want {
+			t.Errorf("SA %s mode %v, want %v", sa.Key(), sa.Mode, want)
+		}
+	}
+	// AH alone keeps the negotiated mode.
+	c.In, c.Out = c.In[:1], c.Out[:1]
+	for _, sa := range dataplaneSAs(c, 64) {
+		if sa.Mode != alg.Tunnel {
+			t.Errorf("AH-only SA %s mode %v, want tunnel", sa.Key(), sa.Mode)
+		}
 	}
 }
 
@@ -107,5 +120,12 @@ func TestTemplatesInnermostFirst(t *testing.T) {
 	tm := templates(intent.Transform{AH: alg.HMACSHA1, ESP: alg.DES}, local, peer, 9)
 	if len(tm) != 2 || tm[0].Proto != alg.ESP || tm[1].Proto != alg.AH || tm[0].ReqID != 9 || tm[1].Dst != peer {
 		t.Fatalf("templates %+v: want ESP then AH, reqid 9, towards the peer", tm)
+	}
+	if tm[0].Mode != alg.Tunnel || tm[1].Mode != alg.Transport {
+		t.Errorf("template modes %v, %v: want the tunnel on ESP and AH in transport mode outside it", tm[0].Mode, tm[1].Mode)
+	}
+	ah := templates(intent.Transform{AH: alg.HMACSHA1}, local, peer, 9)
+	if len(ah) != 1 || ah[0].Mode != alg.Tunnel {
+		t.Errorf("AH-only templates %+v: want one tunnel-mode AH", ah)
 	}
 }

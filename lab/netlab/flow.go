@@ -188,3 +188,21 @@ func (f *Flow) FirstReceivedAfter(t time.Time) time.Time {
 	}
 	return time.Time{}
 }
+
+// FirstLostAfter is the send time of the first packet sent after t that
+// never arrived, leaving out packets sent within grace of now (still in
+// flight); ok is false when there is none.
+func (f *Flow) FirstLostAfter(t time.Time, grace time.Duration) (sent time.Time, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cut := time.Now().Add(-grace)
+	for i, s := range f.sentAt {
+		if s.After(cut) {
+			break
+		}
+		if s.After(t) && f.recvAt[i].IsZero() {
+			return s, true
+		}
+	}
+	return time.Time{}, false
+}

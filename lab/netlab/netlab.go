@@ -152,6 +152,24 @@ func (t *Topology) Down(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// RouteLANs gives each router the operator's route to the far LAN, via the
+// peer router's WAN address (onlink: the agents put the WAN addresses on
+// later), as the seed's routers have (`ip route ...`). Metric 100, so that
+// a dataplane's own preferred route (the userspace one's TUN route, metric
+// 0) takes over without replacing it. The kernel's XFRM needs these routes
+// to forward anything: it applies policy to routed traffic.
+func (t *Topology) RouteLANs(ctx context.Context) error {
+	for _, s := range [][]string{
+		{"-n", t.RouterA, "route", "add", host2Network, "via", RouterBWAN, "dev", "wan0", "onlink", "metric", "100"},
+		{"-n", t.RouterB, "route", "add", host1Network, "via", RouterAWAN, "dev", "wan0", "onlink", "metric", "100"},
+	} {
+		if err := ip(ctx, s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // InNS runs f on a fresh OS thread switched into namespace ns. Sockets
 // created by f stay in ns after it returns. The thread is never reused: its
 // goroutine exits still locked, so the runtime destroys it.

@@ -15,14 +15,16 @@ import (
 	"time"
 )
 
-// guestPrograms is what one boot runs, in order, and the guest tests of
-// each that must PASS (not skip): they are the proof.
-var guestPrograms = []struct {
+type guestProgram struct {
 	prog     Program
 	pkg      string // built with go test -c
 	testdata bool
 	required []string
-}{
+}
+
+// guestPrograms is what one boot runs, in order, and the guest tests of
+// each that must PASS (not skip): they are the proof.
+var guestPrograms = []guestProgram{
 	{Program{Name: "xfrm", Test: true, Timeout: 150 * time.Second}, "./ipsec/xfrm", true, []string{
 		"TestGuestSupported",
 		"TestGuestESPTunnel",
@@ -40,7 +42,26 @@ var guestPrograms = []struct {
 	}},
 	{Program{Name: "seedlab", Test: true, Run: "^TestGuest", Timeout: 12 * time.Minute}, "./lab/seedlab", false, []string{
 		"TestGuestSeedXFRM",
+		"TestGuestMixedDataplanes",
 	}},
+}
+
+// selectedPrograms is guestPrograms, or those named in
+// $SPIAGENT_QEMU_PROGRAMS (comma-separated).
+func selectedPrograms() []guestProgram {
+	only := os.Getenv("SPIAGENT_QEMU_PROGRAMS")
+	if only == "" {
+		return guestPrograms
+	}
+	var out []guestProgram
+	for _, gp := range guestPrograms {
+		for _, name := range strings.Split(only, ",") {
+			if name == gp.prog.Name {
+				out = append(out, gp)
+			}
+		}
+	}
+	return out
 }
 
 // guestResult is one top-level test's outcome in the guest.
@@ -143,7 +164,7 @@ func TestXFRMInQEMU(t *testing.T) {
 			}
 			img.Tools = append(img.Tools, bin)
 		}
-		for _, gp := range guestPrograms {
+		for _, gp := range selectedPrograms() {
 			p := gp.prog
 			p.Bin = filepath.Join(work, p.Name+".test")
 			if err := BuildStatic(ctx, root, gp.pkg, p.Bin, true); err != nil {
@@ -209,7 +230,7 @@ func report(t *testing.T, results []guestResult, mark, logPath string) {
 		})
 	}
 	if os.Getenv("SPIAGENT_QEMU_RUN") == "" {
-		for _, gp := range guestPrograms {
+		for _, gp := range selectedPrograms() {
 			for _, name := range gp.required {
 				if r, ok := byName[gp.prog.Name+"/"+name]; !ok || r.status != "PASS" {
 					t.Errorf("%s/%s did not pass in the guest (status %q)", gp.prog.Name, name, r.status)

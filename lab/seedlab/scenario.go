@@ -29,7 +29,7 @@ type Result struct {
 	Recovered   bool
 	Outage      time.Duration     // longest run of lost packets after the break
 	Lost        int               // packets lost after the break
-	RecoveryLag time.Duration     // break to first packet delivered again
+	RecoveryLag time.Duration     // break to first packet delivered after the black hole
 	CountersB   map[string]uint64 // routerB's invalid-SPI counters at the end
 	BeforeB     map[string]uint64 // and just before the break
 	LogLineB    string            // B's %CRYPTO-4-RECVD_PKT_INV_SPI line, if any
@@ -127,7 +127,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		return nil, err
 	}
 	say.Say("Step 3: host1 keeps sending; routerA still encrypts with its old SAs.")
-	err = WaitRecovered(ctx, flow, brk, 3, sc.Watch)
+	err = waitResumed(ctx, flow, brk, 3, sc.Watch)
 	switch {
 	case err == nil:
 		res.Recovered = true
@@ -162,12 +162,40 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 	return res, nil
 }
 
+// waitResumed waits, until brk+watch at the latest, for traffic to flow
+// after the break at brk: n packets sent after brk delivered and, if some
+// sent after brk were lost (the black hole), n sent after the first of
+// those. The first packets after a break can get through when the break
+// takes effect late (a gNMI Set on the slow qemu guest).
+func waitResumed(ctx context.Context, f *netlab.Flow, brk time.Time, n int, watch time.Duration) error {
+	deadline := brk.Add(watch)
+	if err := WaitRecovered(ctx, f, brk, n, time.Until(deadline)); err != nil {
+		return err
+	}
+	// A lost packet shows once it is overdue.
+	time.Sleep(500 * time.Millisecond)
+	lost, ok := f.FirstLostAfter(brk, 300*time.Millisecond)
+	if !ok {
+		return nil
+	}
+	return WaitRecovered(ctx, f, lost, n, time.Until(deadline))
+}
+
 func lostAfter(f *netlab.Flow, t time.Time) int {
 	return f.LostBetween(t, time.Now().Add(-time.Second))
 }
 
+// firstAfter is how long after the break at t traffic flowed again: until
+// the arrival of the first packet sent after the first one lost after t.
+// Measuring from the break to the next delivered packet would miss the
+// black hole when the break itself takes a while (the first packets after
+// it still get through, as on the slow qemu guest).
 func firstAfter(f *netlab.Flow, t time.Time) time.Duration {
-	return f.FirstReceivedAfter(t).Sub(t)
+	from := t
+	if lost, ok := f.FirstLostAfter(t, 300*time.Millisecond); ok {
+		from = lost
+	}
+	return f.FirstReceivedAfter(from).Sub(t)
 }
 
 // grepLine returns the last line of s containing sub.
@@ -250,7 +278,7 @@ func (l *Lab) Trials(ctx context.Context, sc Scenario, n int) ([]Trial, error) {
 			return out, err
 		}
 		tr := Trial{}
-		switch err := WaitRecovered(ctx, flow, brk, 1, sc.Watch); {
+		switch err := waitResumed(ctx, flow, brk, 1, sc.Watch); {
 		case err == nil:
 			tr.Recovered = true
 			tr.Lag = firstAfter(flow, brk)

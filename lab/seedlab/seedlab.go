@@ -47,7 +47,7 @@ type Router struct {
 	// here), "xfrm" or "auto".
 	Dataplane string
 	bin       string
-	logPath string
+	logPath   string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -62,6 +62,10 @@ type Lab struct {
 	A, B      *Router
 	SpictlBin string
 	Dir       string
+	// Routes gives the routers the operator's routes to the far LAN
+	// (netlab.Topology.RouteLANs); set by UseDataplane for any dataplane
+	// but userspace (XFRM forwards nothing without them).
+	Routes bool
 }
 
 // New prepares a lab; dir holds the agents' data and logs. Repo is the
@@ -78,12 +82,21 @@ func New(prefix, repo, spiagent, spictl, dir string) *Lab {
 }
 
 // UseDataplane sets both routers' --dataplane (before Up).
-func (l *Lab) UseDataplane(dp string) { l.A.Dataplane, l.B.Dataplane = dp, dp }
+func (l *Lab) UseDataplane(dp string) {
+	l.A.Dataplane, l.B.Dataplane = dp, dp
+	l.Routes = dp != "userspace"
+}
 
 // Up builds the namespaces and starts both agents (not yet configured).
 func (l *Lab) Up(ctx context.Context) error {
 	if err := l.Topo.Up(ctx); err != nil {
 		return err
+	}
+	if l.Routes {
+		if err := l.Topo.RouteLANs(ctx); err != nil {
+			l.Down()
+			return err
+		}
 	}
 	for _, r := range []*Router{l.A, l.B} {
 		if err := r.Start(ctx); err != nil {
