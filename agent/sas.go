@@ -163,12 +163,14 @@ func (a *Agent) handleDataplane(ev ipsec.Event) {
 		}
 	case ipsec.EventSoftExpire:
 		if c := a.childBySA(ev.SA); c != nil {
+			a.log.Info("IPsec SA reached its soft lifetime; rekeying", "peer", c.sa.Remote, "crypto_map", c.sa.Tag, "sa", ev.SA.String())
 			if err := a.ike.RekeyChild(c.sa.ID); err != nil {
 				a.log.Warn("rekey", "crypto_map", c.sa.Tag, "err", err)
 			}
 		}
 	case ipsec.EventHardExpire:
 		if c := a.childBySA(ev.SA); c != nil {
+			a.log.Info("IPsec SA reached its hard lifetime; deleting the bundle", "peer", c.sa.Remote, "crypto_map", c.sa.Tag, "sa", ev.SA.String())
 			if err := a.ike.DeleteChild(c.sa.ID); err != nil {
 				a.removeChild(c.sa.ID)
 			}

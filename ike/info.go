@@ -172,7 +172,9 @@ func (e *Engine) peerDelete(now time.Time, sa *ikeSA, d wire.Delete) {
 			copy(ck.r[:], s[8:])
 			if o := e.sas[ck]; o != nil && o.remote.Addr() == sa.remote.Addr() {
 				e.event(ev)
+				pending := ourQuickModes(o)
 				e.removeIKE(now, o, "peer delete")
+				e.restartQuick(now, pending)
 			}
 		case wire.ProtoESP, wire.ProtoAH:
 			if len(s) != 4 {
@@ -183,6 +185,47 @@ func (e *Engine) peerDelete(now time.Time, sa *ikeSA, d wire.Delete) {
 			if c := e.byOut[outKey{sa.remote.Addr(), ev.Proto, ev.SPI}]; c != nil {
 				e.removeChild(c, ReasonPeerDelete)
 			}
+		}
+	}
+}
+
+// quickReq is a Quick Mode we started: its policy and selectors.
+type quickReq struct {
+	pol *ChildPolicy
+	ts  [2]Selector
+}
+
+// ourQuickModes lists the Quick Modes we started on sa that have not
+// completed.
+func ourQuickModes(sa *ikeSA) []quickReq {
+	var out []quickReq
+	for _, x := range sa.exchanges {
+		if x.initiator && !x.done && x.pol != nil {
+			out = append(out, quickReq{x.pol, x.ts})
+		}
+	}
+	return out
+}
+
+// restartQuick runs Quick Modes again over a new ISAKMP SA (Main Mode
+// first) after the peer deleted the one they were on: they were asked for
+// (a dataplane acquire, a rekey) and still are. The kernel raises one
+// acquire per larval state (net.core.xfrm_acq_expires, 30 s), so giving up
+// here would leave the traffic dropped that long. A policy that went away
+// meanwhile, or no longer covers the selectors, is not restarted.
+func (e *Engine) restartQuick(now time.Time, reqs []quickReq) {
+	for _, r := range reqs {
+		pol := e.policies[r.pol.Tag]
+		if pol == nil || !pol.LocalTS.Contains(r.ts[0]) || !pol.RemoteTS.Contains(r.ts[1]) {
+			continue
+		}
+		k := acqKey{pol.Tag, r.ts}
+		e.acquiring[k] = now
+		ts := r.ts
+		err := e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, pol, ts) })
+		if err != nil {
+			delete(e.acquiring, k)
+			e.cfg.Log.Info("ike: cannot restart quick mode after the peer deleted the ISAKMP SA", "crypto_map", pol.Tag, "err", err)
 		}
 	}
 }

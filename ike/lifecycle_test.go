@@ -585,3 +585,48 @@ func TestSetConfigAtRuntime(t *testing.T) {
 		t.Fatal("old child policies lost after a refused update")
 	}
 }
+
+// TestQuickModeRestartsAfterPeerDeletesISAKMP: the peer deletes the ISAKMP
+// SA while our Quick Mode on it is in flight (strongSwan's `swanctl
+// --terminate --ike` right after its CHILD_SA delete made our dataplane
+// raise an acquire, seen in the qemu lab). The Quick Mode runs again over a
+// new Main Mode instead of being dropped: the kernel raises no second
+// acquire for 30 s.
+func TestQuickModeRestartsAfterPeerDeletesISAKMP(t *testing.T) {
+	p := established(t)
+	if err := p.a.e.DeleteChild(p.now, p.a.install[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	p.pump()
+	// A's acquire: Quick Mode 1 leaves A but is held back from B...
+	if err := p.a.e.Initiate(p.now, "mapA", nil); err != nil {
+		t.Fatal(err)
+	}
+	held := p.collect(p.a)
+	if len(held) != 1 || exchangeOf(held[0]) != wire.ExchangeQuick {
+		t.Fatalf("A sent %d packets, want one Quick Mode message", len(held))
+	}
+	// ...while B deletes its ISAKMP SA and tells A.
+	p.b.e.Clear(p.now, addrA, true)
+	p.pump()
+	if countEvents(p.a.events, EventIKEDown) != 1 {
+		t.Fatalf("A events %v: want the ISAKMP SA down", p.a.events)
+	}
+	if len(p.a.install) != 2 || len(p.b.install) != 2 {
+		t.Fatalf("installs A %d B %d: want the Quick Mode restarted over a new Main Mode", len(p.a.install), len(p.b.install))
+	}
+	checkChildPair(t, p.a.install[1], p.b.install[1])
+	if s := p.a.e.Snapshot(p.now); len(s.IKE) != 1 || len(s.Children) != 1 {
+		t.Fatalf("A has %d ISAKMP SAs and %d children, want 1 and 1", len(s.IKE), len(s.Children))
+	}
+	// A local clear does not restart anything.
+	if err := p.a.e.Initiate(p.now.Add(time.Minute), "mapA", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.collect(p.a)
+	p.a.e.Clear(p.now, addrB, false)
+	p.pump()
+	if len(p.a.install) != 2 {
+		t.Fatal("a local clear restarted the Quick Mode")
+	}
+}

@@ -15,6 +15,8 @@ import (
 // rate, and a bounded duration. It measures what the seed's scenario is
 // about: which packets were lost and for how long traffic was black-holed.
 type Flow struct {
+	// Payload is the datagram size in bytes (64; at least 8), set before Run.
+	Payload  int
 	mu       sync.Mutex
 	sentAt   []time.Time // by sequence number
 	recvAt   []time.Time // zero when not received
@@ -43,7 +45,7 @@ func StartFlow(srcNS, srcAddr, dstNS, dstAddr string) (*Flow, error) {
 }
 
 func (f *Flow) receive() {
-	buf := make([]byte, 64)
+	buf := make([]byte, 65536)
 	for {
 		n, _, err := f.rx.ReadFromUDP(buf)
 		if err != nil {
@@ -68,7 +70,11 @@ func (f *Flow) Run(ctx context.Context, dstAddr string, rate, count int) error {
 	dst := &net.UDPAddr{IP: net.ParseIP(dstAddr), Port: flowPort}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	var payload [64]byte
+	size := f.Payload
+	if size == 0 {
+		size = 64
+	}
+	payload := make([]byte, max(size, 8))
 	for i := 0; i < count; i++ {
 		f.mu.Lock()
 		seq := len(f.sentAt)
@@ -78,7 +84,7 @@ func (f *Flow) Run(ctx context.Context, dstAddr string, rate, count int) error {
 		binary.BigEndian.PutUint64(payload[:8], uint64(seq))
 		// A send error (no route yet, for example) is a lost packet, as
 		// on a router; it is not a test failure.
-		_, _ = f.tx.WriteToUDP(payload[:], dst)
+		_, _ = f.tx.WriteToUDP(payload, dst)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

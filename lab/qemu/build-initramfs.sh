@@ -61,6 +61,11 @@ if [ "${STRONGSWAN:-0}" = 1 ]; then
 	for p in random nonce aes sha1 sha2 md5 hmac gmp kdf gcm pem pkcs1 x509 pubkey curve25519 kernel-netlink socket-default vici; do
 		add_elf "/usr/lib/ipsec/plugins/libstrongswan-$p.so"
 	done
+	# glibc loads libgcc_s itself for pthread_cancel (charon's and
+	# swanctl's threads); ldd does not list it.
+	gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{print $NF; exit}')
+	[ -n "$gcc_s" ] || { echo "build-initramfs: libgcc_s.so.1 not found" >&2; exit 1; }
+	add_elf "$gcc_s"
 fi
 if [ "${IPERF:-0}" = 1 ]; then
 	add_elf "$(command -v iperf3)" /usr/bin/iperf3

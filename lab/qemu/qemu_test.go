@@ -43,6 +43,9 @@ var guestPrograms = []guestProgram{
 	{Program{Name: "seedlab", Test: true, Run: "^TestGuest", Timeout: 12 * time.Minute}, "./lab/seedlab", false, []string{
 		"TestGuestSeedXFRM",
 		"TestGuestMixedDataplanes",
+		"TestGuestStrongSwanInitiatesOnTraffic",
+		"TestGuestStrongSwanResponds",
+		"TestGuestStrongSwanRekey",
 	}},
 }
 
