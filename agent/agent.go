@@ -60,13 +60,19 @@ type Agent struct {
 	ike   *transport.Transport
 	rec   *recovery.Limiter
 
-	ikeOut chan ike.Output
+	ikeOut chan ikeBatch
 	done   chan struct{}
 	wg     sync.WaitGroup
 
 	// needsFwd: the dataplane (XFRM) wants fwd policies for forwarded
 	// decapsulated traffic; the userspace one checks inbound policy itself.
 	needsFwd bool
+
+	// prepared holds the inbound SAs installed for Quick Modes this side
+	// answered, until their Install or Delete (install.go). Only the IKE
+	// engine's goroutine uses it; prepMu documents that and guards Close.
+	prepMu   sync.Mutex
+	prepared map[uint64][]ipsec.SAKey
 
 	mu       sync.Mutex
 	cur      *intent.Intent
@@ -106,7 +112,8 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Log, store: st, state: state,
-		ikeOut:   make(chan ike.Output, 256),
+		ikeOut:   make(chan ikeBatch, 256),
+		prepared: map[uint64][]ipsec.SAKey{},
 		done:     make(chan struct{}),
 		children: make(map[uint64]*child),
 		connIDs:  make(map[[16]byte]uint32),
@@ -217,15 +224,6 @@ func (a *Agent) Close() error {
 	return err
 }
 
-// onIKEOutput runs on the IKE engine's goroutine: hand the output to the
-// agent loop (which may call back into the transport).
-func (a *Agent) onIKEOutput(o ike.Output) {
-	select {
-	case a.ikeOut <- o:
-	case <-a.done:
-	}
-}
-
 // loop handles IKE outputs and dataplane events, one at a time.
 func (a *Agent) loop() {
 	defer a.wg.Done()
@@ -234,8 +232,8 @@ func (a *Agent) loop() {
 		select {
 		case <-a.done:
 			return
-		case o := <-a.ikeOut:
-			a.handleIKE(o)
+		case b := <-a.ikeOut:
+			a.handleIKE(b)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil

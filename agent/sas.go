@@ -20,8 +20,11 @@ const (
 	notifyInvalidSPI = 11              // RFC 2408 §3.14.1
 )
 
-// handleIKE applies what the IKE engine produced.
-func (a *Agent) handleIKE(o ike.Output) {
+// handleIKE applies what the IKE engine produced, once its dataplane half
+// is done (install.go): forget deleted bundles (removing their SAs),
+// register installed ones, and give up on those the dataplane refused.
+func (a *Agent) handleIKE(b ikeBatch) {
+	o := b.o
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for i := range o.Delete {
@@ -30,7 +33,13 @@ func (a *Agent) handleIKE(o ike.Output) {
 		a.mu.Unlock()
 	}
 	for i := range o.Install {
-		a.install(ctx, &o.Install[i])
+		c := &o.Install[i]
+		if err, ok := b.failed[c.ID]; ok {
+			a.log.Error("dataplane refused a negotiated SA; deleting the bundle", "peer", c.Remote, "crypto_map", c.Tag, "err", err)
+			_ = a.ike.DeleteChild(c.ID)
+			continue
+		}
+		a.register(c, b.keys[c.ID])
 	}
 	for _, ev := range o.Events {
 		a.handleIKEEvent(ev)
@@ -40,25 +49,13 @@ func (a *Agent) handleIKE(o ike.Output) {
 	}
 }
 
-// install puts a negotiated bundle into the dataplane: inbound SAs first, so
-// that the peer's first packets find them.
-func (a *Agent) install(ctx context.Context, c *ike.ChildSA) {
-	sas := dataplaneSAs(c, replayWindow)
-	var keys []ipsec.SAKey
-	for _, sa := range sas {
-		if err := a.dp.AddSA(ctx, sa); err != nil {
-			a.log.Error("dataplane refused a negotiated SA; deleting the bundle", "peer", c.Remote, "spi", sa.SPI, "proto", sa.Proto, "err", err)
-			for _, k := range keys {
-				_ = a.dp.DeleteSA(ctx, k)
-			}
-			_ = a.ike.DeleteChild(c.ID)
-			return
-		}
-		keys = append(keys, sa.Key())
-	}
+// register records a bundle whose SAs (keys) are in the dataplane.
+func (a *Agent) register(c *ike.ChildSA, keys []ipsec.SAKey) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	stripped := *c
+	stripped.In = append([]ike.SA(nil), c.In...)
+	stripped.Out = append([]ike.SA(nil), c.Out...)
 	for i := range stripped.In {
 		stripped.In[i].EncKey, stripped.In[i].IntegKey = nil, nil
 	}

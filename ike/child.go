@@ -53,11 +53,15 @@ func (t Transform) weak() bool {
 	return t.ESP != alg.CipherNone && !t.ESP.IsAEAD() && t.ESPInteg == alg.IntegNone && t.AH == alg.IntegNone
 }
 
-func (e *Engine) addChild(now time.Time, x *exchange) {
+// childOf describes the bundle an exchange negotiated, with keys; out
+// false leaves the outbound SAs out (a responder's prepared inbound SAs).
+func (e *Engine) childOf(now time.Time, x *exchange, out bool) ChildSA {
 	sa := x.sa
-	e.nextID++
-	c := &child{ike: sa}
-	c.ChildSA = ChildSA{ID: e.nextID, Tag: x.pol.Tag, ReqID: x.pol.ReqID,
+	if x.childID == 0 {
+		e.nextID++
+		x.childID = e.nextID
+	}
+	c := ChildSA{ID: x.childID, Tag: x.pol.Tag, ReqID: x.pol.ReqID,
 		Local: sa.local.Addr(), Remote: sa.remote.Addr(), Mode: x.chosen.Mode,
 		LocalTS: x.ts[0], RemoteTS: x.ts[1], PFS: x.group, Lifetime: x.life, LifetimeKB: x.lifeKB,
 		Initiator: x.initiator, Established: now}
@@ -69,10 +73,27 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 			continue
 		}
 		c.In = append(c.In, x.keyedSA(p, x.inSPI[p], x.chosen))
-		c.Out = append(c.Out, x.keyedSA(p, x.outSPI[p], x.chosen))
-		delete(e.reserved, spiKey{p, x.inSPI[p]})
-		e.byIn[spiKey{p, x.inSPI[p]}] = c
-		e.byOut[outKey{c.Remote, p, x.outSPI[p]}] = c
+		if out {
+			c.Out = append(c.Out, x.keyedSA(p, x.outSPI[p], x.chosen))
+		}
+	}
+	return c
+}
+
+// prepareChild hands out a responder's inbound SAs with Quick Mode's
+// second message (see Output.Prepare).
+func (e *Engine) prepareChild(now time.Time, x *exchange) {
+	e.out.Prepare = append(e.out.Prepare, e.childOf(now, x, false))
+}
+
+func (e *Engine) addChild(now time.Time, x *exchange) {
+	c := &child{ike: x.sa, ChildSA: e.childOf(now, x, true)}
+	for _, s := range c.In {
+		delete(e.reserved, spiKey{s.Proto, s.SPI})
+		e.byIn[spiKey{s.Proto, s.SPI}] = c
+	}
+	for _, s := range c.Out {
+		e.byOut[outKey{c.Remote, s.Proto, s.SPI}] = c
 	}
 	e.children[c.ID] = c
 	e.peer(c.Remote).children[c.ID] = c

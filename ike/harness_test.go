@@ -23,6 +23,7 @@ var (
 type node struct {
 	e       *Engine
 	addr    netip.Addr
+	prepare []ChildSA
 	install []ChildSA
 	deletes []ChildDelete
 	events  []Event
@@ -85,6 +86,7 @@ func (p *pair) other(n *node) *node {
 // collect drains n's output; packets go to the returned queue.
 func (p *pair) collect(n *node) []Packet {
 	o := n.e.Ready()
+	n.prepare = append(n.prepare, o.Prepare...)
 	n.install = append(n.install, o.Install...)
 	n.deletes = append(n.deletes, o.Delete...)
 	n.events = append(n.events, o.Events...)

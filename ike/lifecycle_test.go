@@ -630,3 +630,48 @@ func TestQuickModeRestartsAfterPeerDeletesISAKMP(t *testing.T) {
 		t.Fatal("a local clear restarted the Quick Mode")
 	}
 }
+
+// TestResponderPreparesInbound: a responder hands out its inbound SAs with
+// Quick Mode's second message (an initiator such as strongSwan switches to
+// the new SAs before sending the third), the whole bundle with the same ID
+// when the third arrives, and a Delete of the prepared SAs when it never
+// does. Seen in the qemu lab: charon's rekeys lost a packet while spiagent
+// installed on the third message.
+func TestResponderPreparesInbound(t *testing.T) {
+	p := newPair(t, baseConfig(), baseConfig())
+	var qm2 []Packet
+	p.drop = func(from *node, pkt Packet) bool {
+		if from == p.b && exchangeOf(pkt) == wire.ExchangeQuick {
+			qm2 = append(qm2, pkt)
+			// B must have prepared before this message leaves.
+			if len(p.b.prepare) != 1 {
+				t.Errorf("B sent Quick Mode 2 with %d prepared bundles", len(p.b.prepare))
+			}
+		}
+		return false
+	}
+	p.initiate(p.a, "mapA")
+	if len(qm2) == 0 || len(p.b.prepare) != 1 || len(p.b.install) != 1 || len(p.a.install) != 1 {
+		t.Fatalf("QM2 %d, B prepared %d installed %d, A installed %d", len(qm2), len(p.b.prepare), len(p.b.install), len(p.a.install))
+	}
+	pr, in := p.b.prepare[0], p.b.install[0]
+	if pr.ID != in.ID || len(pr.Out) != 0 || len(pr.In) != len(in.In) || pr.In[0].SPI != in.In[0].SPI ||
+		!bytes.Equal(pr.In[0].EncKey, in.In[0].EncKey) || pr.In[0].SPI != p.a.install[0].OutSPI(ProtoESP) {
+		t.Fatalf("prepared %+v, installed %+v: want B's inbound SAs, same ID and keys", pr, in)
+	}
+	checkChildPair(t, p.a.install[0], in)
+
+	// QM3 lost for good: the prepared SAs are deleted.
+	p = newPair(t, baseConfig(), baseConfig())
+	p.drop = func(from *node, pkt Packet) bool {
+		return from == p.a && exchangeOf(pkt) == wire.ExchangeQuick && len(p.b.prepare) > 0
+	}
+	p.initiate(p.a, "mapA")
+	p.advance(2*time.Minute, time.Second)
+	if len(p.b.prepare) != 1 || len(p.b.install) != 0 {
+		t.Fatalf("B prepared %d installed %d", len(p.b.prepare), len(p.b.install))
+	}
+	if len(p.b.deletes) != 1 || p.b.deletes[0].ID != p.b.prepare[0].ID || p.b.deletes[0].In[0].EncKey != nil {
+		t.Fatalf("B deletes %+v: want the prepared bundle, without keys", p.b.deletes)
+	}
+}

@@ -144,15 +144,26 @@ func (e Event) String() string {
 
 // Output is what one or more steps produced; Ready drains it.
 type Output struct {
-	Send    []Packet
+	Send []Packet
+	// Prepare holds the inbound SAs (In only; Out is empty) of Quick Modes
+	// this engine answered: install them before sending Send, because the
+	// initiator may use the SAs as soon as our second message reaches it
+	// (strongSwan does). The same ID comes back in Install when the third
+	// message arrives, or in Delete when it never does.
+	Prepare []ChildSA
+	// Install holds negotiated bundles. An initiator's come with Quick
+	// Mode's third message in Send: install them first (the responder may
+	// switch to them as soon as it has it).
 	Install []ChildSA
-	Delete  []ChildDelete
-	Events  []Event
+	// Delete names bundles to remove, and prepared ones that will not be
+	// installed.
+	Delete []ChildDelete
+	Events []Event
 }
 
 // Empty reports whether there is nothing to do.
 func (o *Output) Empty() bool {
-	return len(o.Send) == 0 && len(o.Install) == 0 && len(o.Delete) == 0 && len(o.Events) == 0
+	return len(o.Send) == 0 && len(o.Prepare) == 0 && len(o.Install) == 0 && len(o.Delete) == 0 && len(o.Events) == 0
 }
 
 // Counters are cumulative engine counters.

@@ -36,6 +36,7 @@ type exchange struct {
 	life      time.Duration
 	lifeKB    uint64
 	done      bool
+	childID   uint64 // set when a responder's inbound SAs were prepared
 	rt        *retx
 	lastIn    []byte
 	lastOut   []byte
@@ -66,6 +67,11 @@ func (e *Engine) endExchange(now time.Time, x *exchange, why string) {
 		if e.byIn[spiKey{p, spi}] == nil {
 			delete(e.reserved, spiKey{p, spi})
 		}
+	}
+	if !x.done && x.childID != 0 {
+		// Prepared (inbound SAs installed) but never completed.
+		c := e.childOf(now, x, false)
+		e.out.Delete = append(e.out.Delete, ChildDelete{ChildSA: c.withoutKeys(), Reason: ReasonLocal})
 	}
 	if !x.done {
 		e.ctr.ChildFailed++
@@ -312,6 +318,7 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 	x.lastOut = msg
 	x.rt = &retx{local: sa.local, remote: sa.remote, data: msg}
 	e.request(now, x.rt, func(now time.Time) { e.endExchange(now, x, "no QM3") })
+	e.prepareChild(now, x)
 	return nil
 }
 

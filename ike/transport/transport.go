@@ -44,7 +44,10 @@ type Config struct {
 	// socket when the dataplane is XFRM; an error fails New.
 	OnSocket func(c *net.UDPConn, natt bool) error
 	// OnOutput receives everything the engine produced except datagrams
-	// (child SAs to install or delete, events). It runs on the engine
+	// (child SAs to prepare, install or delete, events), before those
+	// datagrams are sent: a caller that installs Prepare and Install
+	// synchronously has the SAs in place before Quick Mode's second or
+	// third message lets the peer use them. It runs on the engine
 	// goroutine; it must not call back into the Transport synchronously.
 	OnOutput func(ike.Output)
 }
@@ -243,12 +246,13 @@ func wait(d time.Time) time.Duration {
 
 func (t *Transport) flush(e *ike.Engine) {
 	o := e.Ready()
-	for _, p := range o.Send {
-		t.write(p)
-	}
+	send := o.Send
 	o.Send = nil
 	if !o.Empty() && t.cfg.OnOutput != nil {
 		t.cfg.OnOutput(o)
+	}
+	for _, p := range send {
+		t.write(p)
 	}
 }
 

@@ -218,3 +218,55 @@ func TestNATTPortDemux(t *testing.T) {
 	default:
 	}
 }
+
+// TestOutputBeforeItsDatagrams: OnOutput returns before the datagrams of
+// the same step leave, so SAs installed there are in place before the peer
+// hears it may use them: the responder's prepared inbound SAs before
+// Quick Mode 2, the initiator's bundle before Quick Mode 3.
+func TestOutputBeforeItsDatagrams(t *testing.T) {
+	port := uint16(portBase.Add(2))
+	ecfg := engineConfig(port, ike.NATTOff)
+	var preparedB, installedA, seenA, seenB atomic.Int64
+	mk := func(local, peer netip.Addr, tag, l, r string, onPrepare, onInstall *atomic.Int64, seen *atomic.Int64) *Transport {
+		tr, err := New(ecfg, Config{Addrs: []netip.Addr{local}, OnOutput: func(o ike.Output) {
+			if len(o.Install) > 0 && seen.Load() == 0 {
+				seen.Store(time.Now().UnixNano())
+			}
+			if (len(o.Prepare) > 0 && onPrepare != nil) || (len(o.Install) > 0 && onInstall != nil) {
+				time.Sleep(200 * time.Millisecond) // a slow dataplane
+				if len(o.Prepare) > 0 && onPrepare != nil {
+					onPrepare.Store(time.Now().UnixNano())
+				}
+				if len(o.Install) > 0 && onInstall != nil {
+					onInstall.Store(time.Now().UnixNano())
+				}
+			}
+		}}, rand.Reader)
+		if err != nil {
+			t.Skipf("cannot bind %v (no 127.0.0.2 on lo?): %v", local, err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		if err := tr.SetChildPolicies([]ike.ChildPolicy{pol(tag, local, peer, l, r)}); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	a := mk(loA, loB, "a", "198.51.100.0/24", "203.0.113.0/24", nil, &installedA, &seenA)
+	mk(loB, loA, "b", "203.0.113.0/24", "198.51.100.0/24", &preparedB, nil, &seenB)
+	if err := a.Initiate("a", nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for seenB.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if seenA.Load() == 0 || seenB.Load() == 0 || preparedB.Load() == 0 || installedA.Load() == 0 {
+		t.Fatalf("no negotiation: A installed at %d, B at %d", seenA.Load(), seenB.Load())
+	}
+	if seenA.Load() < preparedB.Load() {
+		t.Error("A had Quick Mode 2 before B's OnOutput returned from preparing its inbound SAs")
+	}
+	if seenB.Load() < installedA.Load() {
+		t.Error("B had Quick Mode 3 before A's OnOutput returned from installing")
+	}
+}

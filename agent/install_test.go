@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/spiagent/spiagent/ike"
+	"github.com/spiagent/spiagent/ike/suite"
+	"github.com/spiagent/spiagent/ipsec"
+	"github.com/spiagent/spiagent/ipsec/userspace"
+)
+
+func testChild(id uint64, spiIn, spiOut uint32, withOut bool) ike.ChildSA {
+	sa := func(spi uint32) ike.SA {
+		return ike.SA{Proto: ike.ProtoESP, SPI: spi, Cipher: suite.AES128, EncKey: make(ike.Key, 16), Integ: ike.IntegSHA1, IntegKey: make(ike.Key, 20)}
+	}
+	c := ike.ChildSA{ID: id, Tag: "m/10@wan0#10", ReqID: 7, Local: local, Remote: peer, Mode: ike.ModeTunnel,
+		LocalTS:  ike.Selector{Prefix: netip.MustParsePrefix("198.51.100.0/24")},
+		RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix("203.0.113.0/24")},
+		In:       []ike.SA{sa(spiIn)}, Lifetime: time.Hour}
+	if withOut {
+		c.Out = []ike.SA{sa(spiOut)}
+	}
+	return c
+}
+
+// TestApplyDataplanePrepareInstallDelete: a responder's prepared inbound SA
+// goes into the dataplane at once; the Install of the same bundle adds the
+// outbound SA without touching the inbound one; a prepared bundle that is
+// never installed is removed by its Delete.
+func TestApplyDataplanePrepareInstallDelete(t *testing.T) {
+	dp, err := userspace.New(userspace.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	a := &Agent{dp: dp, log: slog.New(slog.NewTextHandler(io.Discard, nil)), prepared: map[uint64][]ipsec.SAKey{}}
+	ctx := context.Background()
+	in := ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1001}
+	out := ipsec.SAKey{Dst: peer, Proto: ipsec.ProtoESP, SPI: 0x2001}
+	has := func(k ipsec.SAKey) bool { _, err := dp.Counters(ctx, k); return err == nil }
+
+	b := a.applyDataplane(ike.Output{Prepare: []ike.ChildSA{testChild(1, 0x1001, 0x2001, false)}})
+	if !has(in) || has(out) || len(b.keys) != 0 {
+		t.Fatalf("after Prepare: inbound %v outbound %v, batch keys %v: want the inbound SA only", has(in), has(out), b.keys)
+	}
+	b = a.applyDataplane(ike.Output{Install: []ike.ChildSA{testChild(1, 0x1001, 0x2001, true)}})
+	if len(b.failed) != 0 || len(b.keys[1]) != 2 || !has(in) || !has(out) || len(a.prepared) != 0 {
+		t.Fatalf("after Install: failed %v keys %v, inbound %v outbound %v", b.failed, b.keys, has(in), has(out))
+	}
+
+	// Prepared, then the third message never came.
+	in2 := ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1002}
+	a.applyDataplane(ike.Output{Prepare: []ike.ChildSA{testChild(2, 0x1002, 0x2002, false)}})
+	a.applyDataplane(ike.Output{Delete: []ike.ChildDelete{{ChildSA: testChild(2, 0x1002, 0x2002, false), Reason: ike.ReasonLocal}}})
+	if _, err := dp.Counters(ctx, in2); !errors.Is(err, ipsec.ErrNotFound) || len(a.prepared) != 0 {
+		t.Fatalf("prepared SA after its Delete: %v (prepared %v)", err, a.prepared)
+	}
+
+	// A refused bundle leaves nothing behind.
+	bad := testChild(3, 0x1003, 0x2003, true)
+	bad.Out[0].EncKey = make(ike.Key, 5)
+	b = a.applyDataplane(ike.Output{Install: []ike.ChildSA{bad}})
+	if b.failed[3] == nil || has(ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1003}) {
+		t.Fatalf("refused bundle: failed %v, its inbound SA still there %v", b.failed, has(ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1003}))
+	}
+}
