@@ -46,6 +46,7 @@ var guestPrograms = []guestProgram{
 		"TestGuestStrongSwanInitiatesOnTraffic",
 		"TestGuestStrongSwanResponds",
 		"TestGuestStrongSwanRekey",
+		"TestGuestLifetimes",
 	}},
 }
 

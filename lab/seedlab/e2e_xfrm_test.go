@@ -49,13 +49,19 @@ func figures(t *testing.T, name string, res *Result) {
 		res.CountersB["received"], res.CountersB["notified"])
 }
 
+// espAESEdit makes the transform set ESP-only AES-128 with HMAC-SHA1.
+func espAESEdit(cfg map[string]any) {
+	c := cfg["spiagent-crypto:crypto"].(map[string]any)
+	ts := c["transform-sets"].(map[string]any)["transform-set"].([]any)[0].(map[string]any)
+	ts["config"] = map[string]any{"name": ts["name"], "esp-encryption": "esp-aes", "esp-key-bits": 128, "esp-integrity": "esp-sha-hmac"}
+}
+
 // espInUDPEdit forces ESP-in-UDP (NAT-T without a NAT), with an ESP-only
 // transform set (AH cannot cross a NAT: RFC 3948 encapsulates ESP only).
 func espInUDPEdit(cfg map[string]any) {
+	espAESEdit(cfg)
 	c := cfg["spiagent-crypto:crypto"].(map[string]any)
 	c["isakmp"].(map[string]any)["config"].(map[string]any)["force-udp-encapsulation"] = true
-	ts := c["transform-sets"].(map[string]any)["transform-set"].([]any)[0].(map[string]any)
-	ts["config"] = map[string]any{"name": ts["name"], "esp-encryption": "esp-aes", "esp-key-bits": 128, "esp-integrity": "esp-sha-hmac"}
 }
 
 // TestGuestSeedXFRM: the seed scenario with two spiagents on XFRM, recovery
