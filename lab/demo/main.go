@@ -80,8 +80,8 @@ func run() int {
 			say.Say("Agents' data and logs kept in %s", dir)
 		}
 	}()
-	ran := describe(l, *dataplane, *guest)
-	say.Say("Dataplane: %s", ran)
+	ran, why := describe(l, *dataplane, *guest)
+	say.Say("Dataplane: %s (%s)", ran, why)
 
 	type outcome struct {
 		name string
@@ -115,23 +115,24 @@ func run() int {
 }
 
 // describe says which dataplane the agents run, from their own start-up
-// lines, and why.
-func describe(l *seedlab.Lab, asked, guest string) string {
+// lines, and what that means.
+func describe(l *seedlab.Lab, asked, guest string) (name, why string) {
 	a, b := l.A.DataplaneInUse(), l.B.DataplaneInUse()
-	s := a
+	name = a
 	if a != b {
-		s = fmt.Sprintf("routerA %s, routerB %s", a, b)
+		name = fmt.Sprintf("routerA %s, routerB %s", a, b)
 	}
 	switch {
 	case guest != "":
-		s += " (the Linux kernel's XFRM, in a qemu guest running Debian's " + guest + ")"
+		name += " in a qemu guest"
+		why = "the Linux kernel's XFRM, Debian's " + guest
 	case a == "xfrm":
-		s += " (the Linux kernel's XFRM)"
+		why = "the Linux kernel's XFRM"
 	case a == "userspace" && asked == "auto":
-		_, why := xfrm.Supported()
-		s += " (ESP and AH in Go over a TUN device; picked by --dataplane auto: " + why + ")"
-	case a == "userspace":
-		s += " (ESP and AH in Go over a TUN device)"
+		_, reason := xfrm.Supported()
+		why = "ESP and AH in Go over a TUN device, picked by --dataplane auto: " + reason
+	default:
+		why = "ESP and AH in Go over a TUN device"
 	}
-	return s
+	return name, why
 }
