@@ -5,7 +5,8 @@
 # powers off. The host (lab/qemu) reads the serial console:
 #   SPIAGENT-QEMU: running NAME ...       SPIAGENT-QEMU: NAME exited RC ...
 #   SPIAGENT-QEMU-RESULT: PASS | FAIL (n)
-# A Go test binary is /tests/NAME/NAME.test; any other program /tests/NAME/NAME.
+# A Go test binary is /tests/NAME/NAME.test; any other program /tests/NAME/NAME;
+# /tests/NAME/env (export lines) sets its environment.
 # Kernel command line: spiagent.run=REGEX limits every test binary (-test.run).
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/bin
 export HOME=/tmp
@@ -49,7 +50,7 @@ while read -r name <&3; do
 		[ -n "$RUN" ] && set -- "$@" "-test.run=$RUN"
 	fi
 	echo "SPIAGENT-QEMU: running $name at $(up)s"
-	(cd "$dir" && "$prog" "$@" </dev/null)
+	(cd "$dir" && . ./env && "$prog" "$@" </dev/null)
 	rc=$?
 	echo "SPIAGENT-QEMU: $name exited $rc at $(up)s, $(grep MemAvailable /proc/meminfo | tr -s ' ')"
 	[ $rc = 0 ] || FAILS=$((FAILS + 1))

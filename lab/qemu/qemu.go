@@ -124,6 +124,7 @@ type Program struct {
 	Run      string        // -test.run
 	Timeout  time.Duration // -test.timeout (150 s)
 	Args     []string      // further arguments
+	Env      []string      // KEY=VALUE for the program's environment
 	Testdata string        // host directory copied as /tests/NAME/testdata
 }
 
@@ -196,6 +197,17 @@ func (img Image) stage(root string) error {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(dir, "args"), []byte(strings.Join(args, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+		var env strings.Builder
+		for _, kv := range p.Env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" || strings.ContainsAny(k, " '\"$") || strings.Contains(v, "'") {
+				return fmt.Errorf("program %s: env %q: want KEY=VALUE without quotes", p.Name, kv)
+			}
+			fmt.Fprintf(&env, "export %s='%s'\n", k, v)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env.String()), 0o644); err != nil {
 			return err
 		}
 		if p.Testdata != "" {

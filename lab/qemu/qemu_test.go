@@ -16,16 +16,14 @@ import (
 )
 
 type guestProgram struct {
-	prog     Program
-	pkg      string // built with go test -c
-	testdata bool
+	prog     Program // its Name is a key of guestPackages
 	required []string
 }
 
 // guestPrograms is what one boot runs, in order, and the guest tests of
 // each that must PASS (not skip): they are the proof.
 var guestPrograms = []guestProgram{
-	{Program{Name: "xfrm", Test: true, Timeout: 150 * time.Second}, "./ipsec/xfrm", true, []string{
+	{Program{Name: "xfrm", Test: true, Timeout: 150 * time.Second}, []string{
 		"TestGuestSupported",
 		"TestGuestESPTunnel",
 		"TestGuestTransportMode",
@@ -40,7 +38,7 @@ var guestPrograms = []guestProgram{
 		"TestGuestReplay",
 		"TestGuestAddSAErrors",
 	}},
-	{Program{Name: "seedlab", Test: true, Run: "^TestGuest", Timeout: 12 * time.Minute}, "./lab/seedlab", false, []string{
+	{Program{Name: "seedlab", Test: true, Run: "^TestGuest", Timeout: 12 * time.Minute}, []string{
 		"TestGuestSeedXFRM",
 		"TestGuestMixedDataplanes",
 		"TestGuestStrongSwanInitiatesOnTraffic",
@@ -139,6 +137,31 @@ func step(t *testing.T, name string, f func() error) {
 // strongSwan's charon with kernel-netlink); every guest test becomes a
 // subtest PROGRAM/TEST.
 func TestXFRMInQEMU(t *testing.T) {
+	needGuestTools(t)
+	var progs []Program
+	for _, gp := range selectedPrograms() {
+		progs = append(progs, gp.prog)
+	}
+	total := time.Now()
+	logPath := runGuest(t, progs, Image{StrongSwan: true}, Boot{Timeout: 15 * time.Minute})
+	f, err := os.Open(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	results, mark, err := parseGuestLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("total %.1fs, guest marker %q, %d guest tests", time.Since(total).Seconds(), mark, len(results))
+	report(t, results, mark, logPath)
+	fmt.Fprintf(os.Stderr, "lab/qemu: %d guest tests, marker %q, %.1fs in all\n", len(results), mark, time.Since(total).Seconds())
+}
+
+// needGuestTools skips without root or with -short and fails when a tool
+// the guest image needs is missing.
+func needGuestTools(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (apt-get download, depmod, and the guest's tests); run lab/qemu/run.sh as root")
 	}
@@ -153,13 +176,28 @@ func TestXFRMInQEMU(t *testing.T) {
 			t.Fatalf("%s not found (scripts/deps.sh installs busybox-static, cpio, kmod, strongswan-charon, strongswan-swanctl): %v", tool, err)
 		}
 	}
+}
+
+// guestPackages maps guest program names to the packages built as them.
+var guestPackages = map[string]struct {
+	pkg      string
+	testdata bool
+}{
+	"xfrm":    {"./ipsec/xfrm", true},
+	"seedlab": {"./lab/seedlab", false},
+}
+
+// runGuest builds spiagent, spictl and the test binaries of progs (by
+// name, see guestPackages), packs them with the examples into img, boots
+// it and returns the serial log's path ($SPIAGENT_QEMU_LOG to keep it).
+func runGuest(t *testing.T, progs []Program, img Image, b Boot) string {
+	t.Helper()
 	root := repoRoot(t)
 	work := t.TempDir()
-	total := time.Now()
 	ctx := context.Background()
 	var k Kernel
 	step(t, "fetch kernel", func() (err error) { k, err = FetchKernel(ctx, root, ""); return err })
-	img := Image{StrongSwan: true, Share: map[string]string{"examples/lab": filepath.Join(root, "examples", "lab")}}
+	img.Share = map[string]string{"examples/lab": filepath.Join(root, "examples", "lab")}
 	step(t, "build the guest's binaries", func() error {
 		for _, c := range []string{"spiagent", "spictl"} {
 			bin := filepath.Join(work, c)
@@ -168,8 +206,11 @@ func TestXFRMInQEMU(t *testing.T) {
 			}
 			img.Tools = append(img.Tools, bin)
 		}
-		for _, gp := range selectedPrograms() {
-			p := gp.prog
+		for _, p := range progs {
+			gp, ok := guestPackages[p.Name]
+			if !ok {
+				return fmt.Errorf("no package for guest program %q", p.Name)
+			}
 			p.Bin = filepath.Join(work, p.Name+".test")
 			if err := BuildStatic(ctx, root, gp.pkg, p.Bin, true); err != nil {
 				return err
@@ -192,7 +233,7 @@ func TestXFRMInQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := Boot{Timeout: 15 * time.Minute, Console: logf}
+	b.Console = logf
 	if run := os.Getenv("SPIAGENT_QEMU_RUN"); run != "" {
 		b.Append = append(b.Append, "spiagent.run="+run)
 	}
@@ -203,18 +244,7 @@ func TestXFRMInQEMU(t *testing.T) {
 	if err != nil {
 		t.Errorf("%v", err)
 	}
-	f, err := os.Open(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	results, mark, err := parseGuestLog(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("total %.1fs, guest marker %q, %d guest tests", time.Since(total).Seconds(), mark, len(results))
-	report(t, results, mark, logPath)
-	fmt.Fprintf(os.Stderr, "lab/qemu: %d guest tests, marker %q, %.1fs in all\n", len(results), mark, time.Since(total).Seconds())
+	return logPath
 }
 
 // report turns the guest's results into subtests, checks that the proof's
