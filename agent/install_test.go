@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ike"
-	"github.com/spiagent/spiagent/ike/suite"
 	"github.com/spiagent/spiagent/ipsec"
 	"github.com/spiagent/spiagent/ipsec/userspace"
 )
 
 func testChild(id uint64, spiIn, spiOut uint32, withOut bool) ike.ChildSA {
 	sa := func(spi uint32) ike.SA {
-		return ike.SA{Proto: ike.ProtoESP, SPI: spi, Cipher: suite.AES128, EncKey: make(ike.Key, 16), Integ: ike.IntegSHA1, IntegKey: make(ike.Key, 20)}
+		return ike.SA{Proto: alg.ESP, SPI: spi, Cipher: alg.AES128, EncKey: make(alg.Key, 16), Integ: alg.HMACSHA1, IntegKey: make(alg.Key, 20)}
 	}
-	c := ike.ChildSA{ID: id, Tag: "m/10@wan0#10", ReqID: 7, Local: local, Remote: peer, Mode: ike.ModeTunnel,
+	c := ike.ChildSA{ID: id, Tag: "m/10@wan0#10", ReqID: 7, Local: local, Remote: peer, Mode: alg.Tunnel,
 		LocalTS:  ike.Selector{Prefix: netip.MustParsePrefix("198.51.100.0/24")},
 		RemoteTS: ike.Selector{Prefix: netip.MustParsePrefix("203.0.113.0/24")},
 		In:       []ike.SA{sa(spiIn)}, Lifetime: time.Hour}
@@ -41,8 +41,8 @@ func TestApplyDataplanePrepareInstallDelete(t *testing.T) {
 	defer dp.Close()
 	a := &Agent{dp: dp, log: slog.New(slog.NewTextHandler(io.Discard, nil)), prepared: map[uint64][]ipsec.SAKey{}}
 	ctx := context.Background()
-	in := ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1001}
-	out := ipsec.SAKey{Dst: peer, Proto: ipsec.ProtoESP, SPI: 0x2001}
+	in := ipsec.SAKey{Dst: local, Proto: alg.ESP, SPI: 0x1001}
+	out := ipsec.SAKey{Dst: peer, Proto: alg.ESP, SPI: 0x2001}
 	has := func(k ipsec.SAKey) bool { _, err := dp.Counters(ctx, k); return err == nil }
 
 	b := a.applyDataplane(ike.Output{Prepare: []ike.ChildSA{testChild(1, 0x1001, 0x2001, false)}})
@@ -55,7 +55,7 @@ func TestApplyDataplanePrepareInstallDelete(t *testing.T) {
 	}
 
 	// Prepared, then the third message never came.
-	in2 := ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1002}
+	in2 := ipsec.SAKey{Dst: local, Proto: alg.ESP, SPI: 0x1002}
 	a.applyDataplane(ike.Output{Prepare: []ike.ChildSA{testChild(2, 0x1002, 0x2002, false)}})
 	a.applyDataplane(ike.Output{Delete: []ike.ChildDelete{{ChildSA: testChild(2, 0x1002, 0x2002, false), Reason: ike.ReasonLocal}}})
 	if _, err := dp.Counters(ctx, in2); !errors.Is(err, ipsec.ErrNotFound) || len(a.prepared) != 0 {
@@ -64,9 +64,9 @@ func TestApplyDataplanePrepareInstallDelete(t *testing.T) {
 
 	// A refused bundle leaves nothing behind.
 	bad := testChild(3, 0x1003, 0x2003, true)
-	bad.Out[0].EncKey = make(ike.Key, 5)
+	bad.Out[0].EncKey = make(alg.Key, 5)
 	b = a.applyDataplane(ike.Output{Install: []ike.ChildSA{bad}})
-	if b.failed[3] == nil || has(ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1003}) {
-		t.Fatalf("refused bundle: failed %v, its inbound SA still there %v", b.failed, has(ipsec.SAKey{Dst: local, Proto: ipsec.ProtoESP, SPI: 0x1003}))
+	if b.failed[3] == nil || has(ipsec.SAKey{Dst: local, Proto: alg.ESP, SPI: 0x1003}) {
+		t.Fatalf("refused bundle: failed %v, its inbound SA still there %v", b.failed, has(ipsec.SAKey{Dst: local, Proto: alg.ESP, SPI: 0x1003}))
 	}
 }

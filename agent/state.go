@@ -50,8 +50,9 @@ func (a *Agent) publishSAs() {
 		ikes[id] = ikeSAState(id, s)
 	}
 	ipsecs := map[ipsec.SAKey]*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa{}
+	ctrs := a.allCounters(ctx)
 	for _, c := range a.children {
-		for _, st := range a.ipsecSAStates(ctx, c, now) {
+		for _, st := range a.ipsecSAStates(ctx, c, now, ctrs) {
 			ipsecs[saKeyOf(st)] = st
 		}
 	}
@@ -170,8 +171,35 @@ func ikeSAState(id uint32, s ike.IKESAInfo) *gen.SpiagentCrypto_Crypto_Isakmp_Sa
 	return &gen.SpiagentCrypto_Crypto_Isakmp_Sas_Sa{ConnId: ygot.Uint32(id), State: st}
 }
 
-// ipsecSAStates describes a bundle's SAs, with counters from the dataplane.
-func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa {
+// allCounters reads every SA's counters in one go where the dataplane can
+// (ipsec.CounterDumper); nil means ask per SA.
+func (a *Agent) allCounters(ctx context.Context) map[ipsec.SAKey]ipsec.Counters {
+	d, ok := a.dp.(ipsec.CounterDumper)
+	if !ok {
+		return nil
+	}
+	all, err := d.AllCounters(ctx)
+	if err != nil {
+		a.log.Warn("read SA counters", "err", err)
+		return nil
+	}
+	return all
+}
+
+// counters reads one SA's counters: from all when given, else from the
+// dataplane.
+func (a *Agent) counters(ctx context.Context, key ipsec.SAKey, all map[ipsec.SAKey]ipsec.Counters) (ipsec.Counters, bool) {
+	if all != nil {
+		c, ok := all[key]
+		return c, ok
+	}
+	c, err := a.dp.Counters(ctx, key)
+	return c, err == nil
+}
+
+// ipsecSAStates describes a bundle's SAs, with counters from the dataplane
+// (ctrs, when the dataplane reads them all at once).
+func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time, ctrs map[ipsec.SAKey]ipsec.Counters) []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa {
 	var out []*gen.SpiagentCrypto_Crypto_Ipsec_Sas_Sa
 	left := c.sa.Lifetime - now.Sub(c.sa.Established)
 	mode, _ := intent.ModeEnum(c.sa.Mode)
@@ -206,7 +234,7 @@ func (a *Agent) ipsecSAStates(ctx context.Context, c *child, now time.Time) []*g
 			st.CryptoMap, st.CryptoMapSequence = ygot.String(c.tun.Map), ygot.Uint32(c.tun.Seq)
 		}
 		key := ipsec.SAKey{Dst: dst, Proto: s.Proto, SPI: s.SPI}
-		if ctr, err := a.dp.Counters(ctx, key); err == nil {
+		if ctr, ok := a.counters(ctx, key, ctrs); ok {
 			st.Packets, st.Bytes = ygot.Uint64(ctr.Packets), ygot.Uint64(ctr.Bytes)
 			st.AuthFailures, st.ReplayErrors = ygot.Uint64(ctr.AuthFailures), ygot.Uint64(ctr.ReplayErrors)
 			if c.sa.LifetimeKB > 0 {

@@ -656,7 +656,7 @@ func TestResponderPreparesInbound(t *testing.T) {
 	}
 	pr, in := p.b.prepare[0], p.b.install[0]
 	if pr.ID != in.ID || len(pr.Out) != 0 || len(pr.In) != len(in.In) || pr.In[0].SPI != in.In[0].SPI ||
-		!bytes.Equal(pr.In[0].EncKey, in.In[0].EncKey) || pr.In[0].SPI != p.a.install[0].OutSPI(ProtoESP) {
+		!bytes.Equal(pr.In[0].EncKey, in.In[0].EncKey) || pr.In[0].SPI != p.a.install[0].OutSPI(alg.ESP) {
 		t.Fatalf("prepared %+v, installed %+v: want B's inbound SAs, same ID and keys", pr, in)
 	}
 	checkChildPair(t, p.a.install[0], in)

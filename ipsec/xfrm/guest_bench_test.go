@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiagent/spiagent/alg"
 	"github.com/spiagent/spiagent/ipsec"
 )
 
@@ -19,7 +20,9 @@ import (
 // and fwd policies, then removes them one by one. It reports the wall time
 // of both, the process's Go heap and resident memory for them (the agent's
 // side: the dataplane's maps and the known-SPI set) and the kernel's slab
-// growth (the states, policies and nftables set elements). Peers and
+// growth (the states, policies and nftables set elements), and what one
+// refresh of every SA's counters costs, a request per SA against one dump
+// (ipsec.CounterDumper, what the agent uses). Peers and
 // selectors are in 198.18.0.0/15 (RFC 2544), configuration only. Runs in
 // the lab/qemu guest (bench/xfrm_guest.sh):
 //
@@ -51,14 +54,14 @@ func benchTunnels(b *testing.B, n int) {
 		peer := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
 		host := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), 32)
 		reqid := uint32(i + 1)
-		sa := ipsec.SA{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Cipher: ipsec.CipherAESGCM16, CipherKey: key, ReqID: reqid,
+		sa := ipsec.SA{Proto: alg.ESP, Mode: alg.Tunnel, Cipher: alg.AESGCM128, CipherKey: key, ReqID: reqid,
 			Lifetime: ipsec.Lifetime{HardTime: time.Hour, SoftBytes: 9 << 30, HardBytes: 10 << 30}}
 		in, out := sa, sa
 		in.Src, in.Dst, in.Dir, in.SPI, in.ReplayWindow = peer, local, ipsec.DirIn, 0x10000000+uint32(i), 128
 		out.Src, out.Dst, out.Dir, out.SPI = local, peer, ipsec.DirOut, 0x20000000+uint32(i)
 		sel := ipsec.Selector{Src: lan, Dst: host}
-		tOut := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: local, Dst: peer, ReqID: reqid}}
-		tIn := []ipsec.Template{{Proto: ipsec.ProtoESP, Mode: ipsec.ModeTunnel, Src: peer, Dst: local, ReqID: reqid}}
+		tOut := []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: local, Dst: peer, ReqID: reqid}}
+		tIn := []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: peer, Dst: local, ReqID: reqid}}
 		ts[i] = tunnel{sas: [2]ipsec.SA{in, out}, pols: [3]ipsec.Policy{
 			{ID: reqid, Dir: ipsec.DirOut, Priority: 1000, Selector: sel, Templates: tOut},
 			{ID: reqid, Dir: ipsec.DirIn, Priority: 1000, Selector: sel.Mirror(), Templates: tIn},
@@ -79,6 +82,23 @@ func benchTunnels(b *testing.B, n int) {
 	install := time.Since(start)
 	b.StopTimer()
 	m1 := readMem(b)
+	// What the agent's state refresh costs: a request per SA, or one dump.
+	start = time.Now()
+	for i := range ts {
+		for _, sa := range ts[i].sas {
+			if _, err := d.Counters(bg, sa.Key()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	perSA := time.Since(start)
+	start = time.Now()
+	all, err := d.AllCounters(bg)
+	must(b, err)
+	dump := time.Since(start)
+	if len(all) != 2*n {
+		b.Fatalf("AllCounters: %d SAs, want %d", len(all), 2*n)
+	}
 	b.StartTimer()
 	start = time.Now()
 	for i := range ts {
@@ -92,13 +112,15 @@ func benchTunnels(b *testing.B, n int) {
 	remove := time.Since(start)
 	b.StopTimer()
 	m2 := readMem(b)
+	b.ReportMetric(perSA.Seconds(), "counters-per-SA-s")
+	b.ReportMetric(dump.Seconds(), "counters-dump-s")
 	b.ReportMetric(install.Seconds(), "install-s")
 	b.ReportMetric(remove.Seconds(), "remove-s")
 	b.ReportMetric(float64(m1.heap-m0.heap)/float64(n), "heap-B/tunnel")
 	b.ReportMetric(float64(m1.rss-m0.rss)/float64(n), "rss-B/tunnel")
 	b.ReportMetric(float64(m1.slab-m0.slab)/float64(n), "kslab-B/tunnel")
-	b.Logf("%d tunnels (2 SAs, 3 policies each): install %v (%.0f/s), remove %v; Go heap %+d KB, RSS %d -> %d KB, kernel slab %+d KB; after removal heap %+d KB, slab %+d KB",
-		n, install.Round(time.Millisecond), float64(n)/install.Seconds(), remove.Round(time.Millisecond),
+	b.Logf("%d tunnels (2 SAs, 3 policies each): install %v (%.0f/s), remove %v; all counters %v a request per SA, %v in one dump; Go heap %+d KB, RSS %d -> %d KB, kernel slab %+d KB; after removal heap %+d KB, slab %+d KB",
+		n, install.Round(time.Millisecond), float64(n)/install.Seconds(), remove.Round(time.Millisecond), perSA.Round(time.Millisecond), dump.Round(time.Millisecond),
 		(m1.heap-m0.heap)/1024, m0.rss/1024, m1.rss/1024, (m1.slab-m0.slab)/1024, (m2.heap-m0.heap)/1024, (m2.slab-m0.slab)/1024)
 }
 

@@ -190,6 +190,24 @@ func (tu *tunnel) traffic(t *testing.T, n int) {
 	if tu.spec.ahOuter {
 		checkCounters(t, tu.da, tu.db, tu.ah[0].Key(), n, minBytes)
 	}
+	// One dump gives the same counters as the per-SA reads.
+	for _, d := range []*Dataplane{tu.da, tu.db} {
+		all, err := d.AllCounters(bg)
+		must(t, err)
+		for _, sa := range append(tu.esp[:], tu.ah[:]...) {
+			if sa.SPI == 0 {
+				continue
+			}
+			one, err := d.Counters(bg, sa.Key())
+			must(t, err)
+			if got, ok := all[sa.Key()]; !ok || got.Packets != one.Packets || got.Bytes != one.Bytes {
+				t.Errorf("AllCounters[%s] = %+v (%v), Counters = %+v", sa.Key(), got, ok, one)
+			}
+		}
+		if len(all) != len(d.sas) {
+			t.Errorf("AllCounters has %d SAs, the dataplane owns %d", len(all), len(d.sas))
+		}
+	}
 	for _, d := range []*Dataplane{tu.da, tu.db} {
 		s := d.Stats()
 		if s.InvalidSPI.Seen != 0 || (d.nft != nil && s.WatchPackets != 0) {

@@ -310,6 +310,31 @@ func (d *Dataplane) Counters(ctx context.Context, key ipsec.SAKey) (ipsec.Counte
 	return countersFrom(s.Statistics), nil
 }
 
+// AllCounters implements ipsec.CounterDumper: one dump of the kernel's
+// states, the counters of those this dataplane owns (reqid range; larval
+// states left out).
+func (d *Dataplane) AllCounters(ctx context.Context) (map[ipsec.SAKey]ipsec.Counters, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	states, err := d.h.XfrmStateList(netlink.FAMILY_ALL)
+	d.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("xfrm: list SAs: %w", err)
+	}
+	out := make(map[ipsec.SAKey]ipsec.Counters, len(states))
+	for i := range states {
+		s := &states[i]
+		dst, ok := netip.AddrFromSlice(s.Dst)
+		if !ok || s.Spi == 0 || !d.ownsReqID(uint32(s.Reqid)) {
+			continue
+		}
+		out[ipsec.SAKey{Dst: dst.Unmap(), Proto: alg.Protocol(s.Proto), SPI: uint32(s.Spi)}] = countersFrom(s.Statistics)
+	}
+	return out, nil
+}
+
 func countersFrom(st netlink.XfrmStateStats) ipsec.Counters {
 	c := ipsec.Counters{
 		Packets:      st.Packets,

@@ -299,6 +299,7 @@ var (
 	_ ipsec.UDPEncapSocket    = (*Dataplane)(nil)
 	_ ipsec.ForwardPolicies   = (*Dataplane)(nil)
 	_ ipsec.InvalidSPICounter = (*Dataplane)(nil)
+	_ ipsec.CounterDumper     = (*Dataplane)(nil)
 )
 
 // Events implements ipsec.Dataplane.
