@@ -17,5 +17,5 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/spiagent-xfrm-guest-$(date +%H%M%S).txt}
 echo "# $(date -u) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 SPIAGENT_QEMU_BENCH=1 SPIAGENT_QEMU_BENCH_OUT="$OUT" \
-	go test -count=1 -v -timeout 70m -run '^TestBenchInQEMU$' ./lab/qemu/
+	go test -count=1 -v -timeout 160m -run '^TestBenchInQEMU$' ./lab/qemu/
 echo "# results in $OUT; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -180,7 +180,7 @@ func checkKernelSAs(ctx context.Context, t *testing.T, l *Lab, protos []int, enc
 	}
 }
 
-func xfrmHandle(t *testing.T, ns string) *netlink.Handle {
+func xfrmHandle(t testing.TB, ns string) *netlink.Handle {
 	t.Helper()
 	nh, err := netns.GetFromName(ns)
 	if err != nil {
@@ -196,7 +196,7 @@ func xfrmHandle(t *testing.T, ns string) *netlink.Handle {
 
 // xfrmStates lists a namespace's XFRM states by "esp/SPI" ("ah/SPI").
 // (Never XfrmState.String(): it panics on kernels before 6.13.)
-func xfrmStates(t *testing.T, ns string) map[string]netlink.XfrmState {
+func xfrmStates(t testing.TB, ns string) map[string]netlink.XfrmState {
 	t.Helper()
 	h := xfrmHandle(t, ns)
 	defer h.Close()
@@ -215,7 +215,7 @@ func xfrmStates(t *testing.T, ns string) map[string]netlink.XfrmState {
 	return out
 }
 
-func xfrmPolicies(t *testing.T, ns string) []netlink.XfrmPolicy {
+func xfrmPolicies(t testing.TB, ns string) []netlink.XfrmPolicy {
 	t.Helper()
 	h := xfrmHandle(t, ns)
 	defer h.Close()
