@@ -10,13 +10,13 @@ import (
 )
 
 // benchLine picks the guest benchmarks' results out of the serial log.
-var benchLine = regexp.MustCompile(`^\s*(Benchmark\S+\s.*|.*(IPERF-RATIO|AGENT-TUNNELS|tunnels \(2 SAs).*)$`)
+var benchLine = regexp.MustCompile(`^\s*(Benchmark\S+\s.*|\|.*\||.*(IPERF-RATIO|scale N=|tunnels \(2 SAs).*)$`)
 
 // TestBenchInQEMU runs the XFRM benchmarks in the guest (opt-in:
 // SPIAGENT_QEMU_BENCH=1; bench/xfrm_guest.sh): N tunnels installed through
 // the XFRM dataplane (time, memory), iperf3 through two spiagents on XFRM
-// and on the userspace dataplane in the same guest, and two spiagents
-// negotiating and installing N tunnels (AGENT_TUNNELS). It prints the
+// and on the userspace dataplane in the same guest, and lab/scale's hub
+// measurement with the agents on XFRM (SCALE_N tunnels, "none" skips it). It prints the
 // results and writes them to $SPIAGENT_QEMU_BENCH_OUT when set. The guest
 // gets 2 GiB (10,000 tunnels in the kernel and the agent side by side).
 func TestBenchInQEMU(t *testing.T) {
@@ -24,13 +24,16 @@ func TestBenchInQEMU(t *testing.T) {
 		t.Skip("opt-in: SPIAGENT_QEMU_BENCH=1 (bench/xfrm_guest.sh)")
 	}
 	needGuestTools(t)
-	env := []string{"IPERF_DUR=" + envOr("IPERF_DUR", "10"), "IPERF_REPS=" + envOr("IPERF_REPS", "2"),
-		"AGENT_TUNNELS=" + envOr("AGENT_TUNNELS", "1000,10000")}
+	env := []string{"IPERF_DUR=" + envOr("IPERF_DUR", "10"), "IPERF_REPS=" + envOr("IPERF_REPS", "2")}
 	progs := []Program{
 		{Name: "xfrm", Test: true, Run: "^$", Timeout: 30 * time.Minute,
 			Args: []string{"-test.bench=" + envOr("SPIAGENT_QEMU_BENCH_XFRM", "GuestTunnels"), "-test.benchtime=1x"}},
-		{Name: "seedlab", Test: true, Run: "^$", Timeout: 140 * time.Minute, Env: env,
-			Args: []string{"-test.bench=" + envOr("SPIAGENT_QEMU_BENCH_SEEDLAB", "GuestIperf|GuestAgentTunnels"), "-test.benchtime=1x"}},
+		{Name: "seedlab", Test: true, Run: "^$", Timeout: 30 * time.Minute, Env: env,
+			Args: []string{"-test.bench=" + envOr("SPIAGENT_QEMU_BENCH_SEEDLAB", "GuestIperf"), "-test.benchtime=1x"}},
+	}
+	if n := envOr("SCALE_N", "1000,10000"); n != "none" {
+		progs = append(progs, Program{Name: "scalebench", Args: []string{"-n", n, "-dataplane", "xfrm", "-remove", "-v",
+			"-timeout", "60m", "-repo", GuestShareDir, "-bin", GuestBinDir}})
 	}
 	logPath := runGuest(t, progs, Image{Iperf: true}, Boot{Timeout: 150 * time.Minute, MemoryMiB: 2048})
 	f, err := os.Open(logPath)

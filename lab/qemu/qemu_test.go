@@ -178,13 +178,15 @@ func needGuestTools(t *testing.T) {
 	}
 }
 
-// guestPackages maps guest program names to the packages built as them.
+// guestPackages maps guest program names to the packages built as them
+// (test binaries, but for commands).
 var guestPackages = map[string]struct {
 	pkg      string
 	testdata bool
 }{
-	"xfrm":    {"./ipsec/xfrm", true},
-	"seedlab": {"./lab/seedlab", false},
+	"xfrm":       {"./ipsec/xfrm", true},
+	"seedlab":    {"./lab/seedlab", false},
+	"scalebench": {"./lab/scalebench", false},
 }
 
 // runGuest builds spiagent, spictl and the test binaries of progs (by
@@ -211,8 +213,11 @@ func runGuest(t *testing.T, progs []Program, img Image, b Boot) string {
 			if !ok {
 				return fmt.Errorf("no package for guest program %q", p.Name)
 			}
-			p.Bin = filepath.Join(work, p.Name+".test")
-			if err := BuildStatic(ctx, root, gp.pkg, p.Bin, true); err != nil {
+			p.Bin = filepath.Join(work, p.Name)
+			if p.Test {
+				p.Bin += ".test"
+			}
+			if err := BuildStatic(ctx, root, gp.pkg, p.Bin, p.Test); err != nil {
 				return err
 			}
 			if gp.testdata {

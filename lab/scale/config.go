@@ -1,5 +1,6 @@
 // Package scale measures spiagent as a hub router is used: the seed lab's
-// two routers (userspace dataplane) with one crypto map of N entries, each
+// two routers (userspace dataplane, or the kernel's XFRM in the lab/qemu
+// guest) with one crypto map of N entries, each
 // matching its own access list that protects one host pair (host
 // 198.51.100.x to host 203.0.113.y), ESP aes-128/sha1, all brought up at
 // once by one UDP packet per pair from host1. It reports how long every
@@ -87,6 +88,17 @@ func aclJSON(i int, s side) string {
 func entryJSON(i int, s side) string {
 	return fmt.Sprintf(`{"sequence":%d,"config":{"sequence":%d,"type":"ipsec-isakmp","peer":[%q],"transform-set":["ts"],"match-address":"acl-%d"}}`,
 		i+1, i+1, s.peer, i)
+}
+
+// InterfacesJSON is router A's (a true) or router B's configuration with
+// its interfaces alone: no crypto map, so no tunnel.
+func InterfacesJSON(a bool) []byte {
+	s := routerB
+	if a {
+		s = routerA
+	}
+	return []byte(fmt.Sprintf(`{"spiagent-crypto:crypto":{"interfaces":{"interface":[{"name":"wan0","config":{"name":"wan0","ipv4-address":%q,"ipv4-prefix-length":24}},`+
+		`{"name":"lan0","config":{"name":"lan0","ipv4-address":%q,"ipv4-prefix-length":24}}]}}}`, s.wan, s.lan))
 }
 
 // AddEntryJSON is what adding pair i to a running lab takes on one router:

@@ -47,6 +47,23 @@ func TestConfigsValid(t *testing.T) {
 	}
 }
 
+// TestInterfacesOnlyValid: the configuration the removal measurement
+// pushes is valid and has no crypto map.
+func TestInterfacesOnlyValid(t *testing.T) {
+	for _, a := range []bool{true, false} {
+		root, err := store.LoadJSON(InterfacesJSON(a))
+		if err != nil {
+			t.Fatalf("router A %v: %v", a, err)
+		}
+		if ps := store.Validate(root); len(ps) > 0 {
+			t.Fatalf("router A %v: %v", a, ps)
+		}
+		if root.GetCrypto().GetCryptoMaps() != nil || len(root.GetCrypto().GetInterfaces().Interface) != 2 {
+			t.Errorf("router A %v: want the two interfaces and no crypto map", a)
+		}
+	}
+}
+
 func TestPairsDistinct(t *testing.T) {
 	seen := map[[2]string]bool{}
 	for i := 0; i < MaxPairs; i++ {

@@ -37,6 +37,13 @@ type Options struct {
 	// SkipIdle skips the idle, SAMPLE, add-entry and Get measurements (a
 	// test that only cares about the burst).
 	SkipIdle bool
+	// Dataplane is the agents' --dataplane ("userspace" when empty; "xfrm"
+	// needs a kernel with ESP: the lab/qemu guest).
+	Dataplane string
+	// Remove measures, at the end, how long taking every tunnel down takes:
+	// a Set back to the interfaces alone on both routers, until neither
+	// shows an IPsec SA.
+	Remove bool
 }
 
 // Result is what a run measured. CPU figures are user+system time of the
@@ -53,8 +60,10 @@ type Result struct {
 	SampleA    float64 // routerA's CPU with one SAMPLE 1 s subscriber on /crypto/ipsec/sas
 	SampleRate float64 // bytes per second sent to that subscriber
 	AddEntry   time.Duration
-	RSSEmpty   uint64 // routerA before any config
-	RSSUp      uint64 // routerA with every tunnel up
+	RSSEmpty   uint64        // routerA before any config
+	RSSUp      uint64        // routerA with every tunnel up
+	Dataplane  string        // what routerA runs
+	Remove     time.Duration // Options.Remove: the Sets to every SA gone
 	GetSAs     time.Duration
 	GetSAsSize int
 	// During the burst, routerA answered these (latencies sorted) and
@@ -96,11 +105,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	l := seedlab.New(o.Prefix, o.Repo, o.Spiagent, "", o.Dir)
+	if o.Dataplane != "" {
+		l.UseDataplane(o.Dataplane)
+	}
 	if err := l.Up(ctx); err != nil {
 		return nil, err
 	}
 	defer l.Down()
-	res := &Result{N: o.N}
+	res := &Result{N: o.N, Dataplane: l.A.DataplaneInUse()}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "scale N=%d: "+format+"\n", append([]any{o.N}, args...)...)
 	}
@@ -123,10 +135,41 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := burst(ctx, l, o, res, logf); err != nil {
 		return res, err
 	}
-	if o.SkipIdle {
-		return res, nil
+	if !o.SkipIdle {
+		if err := measureIdle(ctx, l, o, res, logf); err != nil {
+			return res, err
+		}
 	}
-	return res, measureIdle(ctx, l, o, res, logf)
+	if o.Remove {
+		return res, remove(ctx, l, o, res, logf)
+	}
+	return res, nil
+}
+
+// remove takes every tunnel down at once (the crypto map goes from both
+// routers) and waits until neither shows an IPsec SA.
+func remove(ctx context.Context, l *seedlab.Lab, o Options, res *Result, logf func(string, ...any)) error {
+	t := time.Now()
+	for _, r := range []*seedlab.Router{l.A, l.B} {
+		if err := pushConfig(ctx, r, InterfacesJSON(r == l.A)); err != nil {
+			return err
+		}
+	}
+	deadline := t.Add(o.BurstTimeout)
+	for {
+		a, errA := countOutbound(ctx, l.A)
+		b, errB := countOutbound(ctx, l.B)
+		if errA == nil && errB == nil && a == 0 && b == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("scale: %d and %d outbound SAs left %v after removing the crypto map", a, b, o.BurstTimeout)
+		}
+		time.Sleep(time.Second)
+	}
+	res.Remove = time.Since(t)
+	logf("every tunnel down in %v", res.Remove.Round(time.Millisecond))
+	return nil
 }
 
 func pushConfig(ctx context.Context, r *seedlab.Router, cfg []byte) error {

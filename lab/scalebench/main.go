@@ -1,7 +1,9 @@
 // Command scalebench runs lab/scale's hub measurement for one or more N
 // and prints a Markdown table (bench/RESULTS.md keeps the figures). It
 // needs root: `sudo go run ./lab/scalebench -n 100,1000,10000` after
-// `make build`.
+// `make build`. -dataplane xfrm runs the agents on the kernel's XFRM (the
+// lab/qemu guest: bench/xfrm_guest.sh); -remove also times taking every
+// tunnel down.
 package main
 
 import (
@@ -30,6 +32,8 @@ func run() int {
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long every tunnel may take to come up")
 	window := flag.Duration("window", 10*time.Second, "idle and SAMPLE measurement window")
 	verbose := flag.Bool("v", false, "narrate progress")
+	dataplane := flag.String("dataplane", "userspace", "the agents' dataplane: userspace or xfrm (a kernel with ESP)")
+	remove := flag.Bool("remove", false, "also time taking every tunnel down (the crypto map removed from both routers)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "scalebench: needs root (network namespaces, TUN devices, raw sockets)")
@@ -49,7 +53,8 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "scalebench:", err)
 			return 1
 		}
-		o := scale.Options{N: n, Repo: *repo, Spiagent: filepath.Join(*bin, "spiagent"), Dir: dir, BurstTimeout: *timeout, Window: *window}
+		o := scale.Options{N: n, Repo: *repo, Spiagent: filepath.Join(*bin, "spiagent"), Dir: dir, BurstTimeout: *timeout, Window: *window,
+			Dataplane: *dataplane, Remove: *remove}
 		if *verbose {
 			o.Log = os.Stderr
 		}
@@ -76,12 +81,16 @@ func pct(d []time.Duration, p float64) string {
 }
 
 func print(rs []*scale.Result) {
-	fmt.Println("| N | configure (A) | bring-up | up A/B | delivered | CPU/tunnel A | CPU/tunnel B | idle A | SAMPLE A | SAMPLE B/s | add entry | RSS/tunnel | Get SAs | Get p50/max in burst | Set p50/max in burst | failures |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| N | dataplane | configure (A) | bring-up | up A/B | delivered | CPU/tunnel A | CPU/tunnel B | idle A | SAMPLE A | SAMPLE B/s | add entry | RSS/tunnel | Get SAs | Get p50/max in burst | Set p50/max in burst | failures | remove |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		fmt.Printf("| %d | %s | %s | %d/%d | %d | %s | %s | %.1f%% | %.1f%% | %.0f | %s | %.1f KiB | %s | %s / %s | %s / %s | %d |\n",
-			r.N, ms(r.Configure), r.BringUp.Round(10*time.Millisecond), r.UpA, r.UpB, r.Delivered,
+		rm := "-"
+		if r.Remove > 0 {
+			rm = r.Remove.Round(10 * time.Millisecond).String()
+		}
+		fmt.Printf("| %d | %s | %s | %s | %d/%d | %d | %s | %s | %.1f%% | %.1f%% | %.0f | %s | %.1f KiB | %s | %s / %s | %s / %s | %d | %s |\n",
+			r.N, r.Dataplane, ms(r.Configure), r.BringUp.Round(10*time.Millisecond), r.UpA, r.UpB, r.Delivered,
 			ms(r.CPUPerTunA), ms(r.CPUPerTunB), 100*r.IdleA, 100*r.SampleA, r.SampleRate, ms(r.AddEntry),
-			float64(r.RSSPerTunnel())/1024, ms(r.GetSAs), pct(r.BurstGets, 0.5), pct(r.BurstGets, 1), pct(r.BurstSets, 0.5), pct(r.BurstSets, 1), len(r.BurstFailures))
+			float64(r.RSSPerTunnel())/1024, ms(r.GetSAs), pct(r.BurstGets, 0.5), pct(r.BurstGets, 1), pct(r.BurstSets, 0.5), pct(r.BurstSets, 1), len(r.BurstFailures), rm)
 	}
 }
