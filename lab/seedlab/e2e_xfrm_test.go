@@ -229,10 +229,11 @@ func xfrmPolicies(t testing.TB, ns string) []netlink.XfrmPolicy {
 // TestGuestMixedDataplanes: one router on XFRM, the other on the userspace
 // dataplane, with the seed's AH+ESP bundle: both must put the same packets
 // on the wire (one tunnel header, AH outside ESP) and detect invalid SPIs,
-// whichever side loses its SAs.
+// whichever side loses its SAs. Both on userspace too, for the figures:
+// the same scenario in the same guest (bench/xfrm_RESULTS.md).
 func TestGuestMixedDataplanes(t *testing.T) {
 	requireGuest(t)
-	for _, dp := range [][2]string{{"xfrm", "userspace"}, {"userspace", "xfrm"}} {
+	for _, dp := range [][2]string{{"xfrm", "userspace"}, {"userspace", "xfrm"}, {"userspace", "userspace"}} {
 		t.Run(dp[0]+"-"+dp[1], func(t *testing.T) {
 			requireGuest(t)
 			l := newLab(t, "xm", func(l *Lab) {
