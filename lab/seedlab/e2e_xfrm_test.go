@@ -42,10 +42,10 @@ func xfrmLab(t *testing.T, prefix string, dpB ...string) *Lab {
 }
 
 // figures logs a run's numbers in one greppable line.
-func figures(t *testing.T, name string, res *Result) {
+func figures(t *testing.T, dp, name string, res *Result) {
 	t.Helper()
-	t.Logf("SEEDLAB-FIGURES dataplane=xfrm case=%s setup=%v recovered=%v black_hole=%v lost=%d received=%d notified=%d",
-		name, res.SetupTime.Round(time.Millisecond), res.Recovered, res.RecoveryLag.Round(time.Millisecond), res.Lost,
+	t.Logf("SEEDLAB-FIGURES dataplane=%s case=%s setup=%v recovered=%v black_hole=%v lost=%d received=%d notified=%d",
+		dp, name, res.SetupTime.Round(time.Millisecond), res.Recovered, res.RecoveryLag.Round(time.Millisecond), res.Lost,
 		res.CountersB["received"], res.CountersB["notified"])
 }
 
@@ -92,7 +92,7 @@ func TestGuestSeedXFRM(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			figures(t, strings.ReplaceAll(tc.name, "/", "-"), res)
+			figures(t, "xfrm", strings.ReplaceAll(tc.name, "/", "-"), res)
 			if res.Recovered != tc.recovery {
 				t.Fatalf("recovered=%v with recovery %v: %+v", res.Recovered, tc.recovery, res)
 			}
@@ -246,7 +246,7 @@ func TestGuestMixedDataplanes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			figures(t, "mixed-"+dp[0]+"-"+dp[1], res)
+			figures(t, dp[0]+"/"+dp[1], "ah-esp-recovery", res)
 			if !res.Recovered {
 				t.Fatalf("no recovery between %s and %s: %+v", dp[0], dp[1], res)
 			}
