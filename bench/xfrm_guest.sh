@@ -6,14 +6,15 @@
 #     3 policies each) installed and removed through the dataplane: time,
 #     the process's Go heap and RSS, the kernel's slab;
 #   - lab/scalebench -dataplane xfrm -remove: two spiagents bringing up N
-#     tunnels at once (SCALE_N, 1000,10000), CPU, RSS, taking them down;
+#     tunnels at once (SCALE_N, 100,1000), CPU, RSS, taking them down;
 #   - lab/seedlab BenchmarkGuestIperf: iperf3 (TCP, 1 stream) host1 -> host2
 #     through two spiagents on XFRM and on the userspace dataplane,
 #     alternating, same guest, same run; prints the xfrm/userspace ratio.
 # TCG emulates the CPU: read ratios, not absolutes. Needs root and what
 # scripts/deps.sh installs. Results: bench/xfrm_RESULTS.md.
 #
-#   sudo bench/xfrm_guest.sh   env: IPERF_DUR (10 s), IPERF_REPS (2), SCALE_N, OUT (results file)
+#   sudo bench/xfrm_guest.sh   env: TUNNELS (1000,10000), IPERF_DUR (10 s), IPERF_REPS (2),
+#                              SCALE_N (100,1000; none skips), OUT (results file)
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/spiagent-xfrm-guest-$(date +%H%M%S).txt}

@@ -26,10 +26,21 @@ import (
 // selectors are in 198.18.0.0/15 (RFC 2544), configuration only. Runs in
 // the lab/qemu guest (bench/xfrm_guest.sh):
 //
-//	SPIAGENT_XFRM_GUEST=1 xfrm.test -test.run '^$' -test.bench GuestTunnels -test.benchtime 1x
+//	SPIAGENT_XFRM_GUEST=1 [TUNNELS=1000,10000] xfrm.test -test.run '^$' -test.bench GuestTunnels -test.benchtime 1x
 func BenchmarkGuestTunnels(b *testing.B) {
 	requireGuest(b)
-	for _, n := range []int{1000, 10000} {
+	ns := []int{1000, 10000}
+	if v := os.Getenv("TUNNELS"); v != "" { // e.g. TUNNELS=1000
+		ns = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 || n > 60000 {
+				b.Fatalf("TUNNELS=%q", v)
+			}
+			ns = append(ns, n)
+		}
+	}
+	for _, n := range ns {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				benchTunnels(b, n)

@@ -16,7 +16,8 @@ var benchLine = regexp.MustCompile(`^\s*(Benchmark\S+\s.*|\|.*\||.*(IPERF-RATIO|
 // SPIAGENT_QEMU_BENCH=1; bench/xfrm_guest.sh): N tunnels installed through
 // the XFRM dataplane (time, memory), iperf3 through two spiagents on XFRM
 // and on the userspace dataplane in the same guest, and lab/scale's hub
-// measurement with the agents on XFRM (SCALE_N tunnels, "none" skips it). It prints the
+// measurement with the agents on XFRM (SCALE_N tunnels, "none" skips it;
+// TUNNELS sets the dataplane benchmark's sizes). It prints the
 // results and writes them to $SPIAGENT_QEMU_BENCH_OUT when set. The guest
 // gets 2 GiB (10,000 tunnels in the kernel and the agent side by side).
 func TestBenchInQEMU(t *testing.T) {
@@ -26,12 +27,12 @@ func TestBenchInQEMU(t *testing.T) {
 	needGuestTools(t)
 	env := []string{"IPERF_DUR=" + envOr("IPERF_DUR", "10"), "IPERF_REPS=" + envOr("IPERF_REPS", "2")}
 	progs := []Program{
-		{Name: "xfrm", Test: true, Run: "^$", Timeout: 30 * time.Minute,
+		{Name: "xfrm", Test: true, Run: "^$", Timeout: 30 * time.Minute, Env: []string{"TUNNELS=" + envOr("TUNNELS", "1000,10000")},
 			Args: []string{"-test.bench=" + envOr("SPIAGENT_QEMU_BENCH_XFRM", "GuestTunnels"), "-test.benchtime=1x"}},
 		{Name: "seedlab", Test: true, Run: "^$", Timeout: 30 * time.Minute, Env: env,
 			Args: []string{"-test.bench=" + envOr("SPIAGENT_QEMU_BENCH_SEEDLAB", "GuestIperf"), "-test.benchtime=1x"}},
 	}
-	if n := envOr("SCALE_N", "1000,10000"); n != "none" {
+	if n := envOr("SCALE_N", "100,1000"); n != "none" {
 		progs = append(progs, Program{Name: "scalebench", Args: []string{"-n", n, "-dataplane", "xfrm", "-remove", "-v",
 			"-timeout", "60m", "-repo", GuestShareDir, "-bin", GuestBinDir}})
 	}
