@@ -106,6 +106,7 @@
 //	spi, _ := dp.AllocSPI(ctx, alg.ESP, peer, local)
 //	dp.AddSA(ctx, inbound); dp.AddSA(ctx, outbound); dp.AddPolicy(ctx, p)
 //	for ev := range dp.Events() { ... }          // acquire, soft/hard expire, invalid SPI
+//	all, _ := dp.AllCounters(ctx)                // every owned SA's counters, one netlink dump
 //
 // ESP-in-UDP needs the IKE socket on port 4500 to be an encapsulation socket:
 // call EnableUDPEncap on it. Run one Dataplane with detection per network
