@@ -15,6 +15,8 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/spiagent/spiagent/lab/netlab"
 	"github.com/spiagent/spiagent/lab/seedlab"
@@ -156,10 +158,12 @@ func remove(ctx context.Context, l *seedlab.Lab, o Options, res *Result, logf fu
 		}
 	}
 	deadline := t.Add(o.BurstTimeout)
+	// No SA at all is NotFound for the Get.
+	gone := func(n int, err error) bool { return (err == nil && n == 0) || status.Code(err) == codes.NotFound }
 	for {
 		a, errA := countOutbound(ctx, l.A)
 		b, errB := countOutbound(ctx, l.B)
-		if errA == nil && errB == nil && a == 0 && b == 0 {
+		if gone(a, errA) && gone(b, errB) {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
