@@ -60,7 +60,7 @@ type Agent struct {
 	ike   *transport.Transport
 	rec   *recovery.Limiter
 
-	ikeOut chan ikeBatch
+	ikeOut chan ike.Output
 	done   chan struct{}
 	wg     sync.WaitGroup
 
@@ -69,10 +69,12 @@ type Agent struct {
 	needsFwd bool
 
 	// prepared holds the inbound SAs installed for Quick Modes this side
-	// answered, until their Install or Delete (install.go). Only the IKE
-	// engine's goroutine uses it; prepMu documents that and guards Close.
-	prepMu   sync.Mutex
-	prepared map[uint64][]ipsec.SAKey
+	// answered, until their Install or Delete; installed what each Install
+	// did in the dataplane, until the loop takes it (install.go). The IKE
+	// engine's goroutine fills them; prepMu guards them.
+	prepMu    sync.Mutex
+	prepared  map[uint64][]ipsec.SAKey
+	installed map[uint64]installResult
 
 	mu       sync.Mutex
 	cur      *intent.Intent
@@ -112,13 +114,14 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Log, store: st, state: state,
-		ikeOut:   make(chan ikeBatch, 256),
-		prepared: map[uint64][]ipsec.SAKey{},
-		done:     make(chan struct{}),
-		children: make(map[uint64]*child),
-		connIDs:  make(map[[16]byte]uint32),
-		applied:  newApplied(),
-		cur:      &intent.Intent{},
+		ikeOut:    make(chan ike.Output, 1), // the transport merges output while the loop is busy
+		prepared:  map[uint64][]ipsec.SAKey{},
+		installed: map[uint64]installResult{},
+		done:      make(chan struct{}),
+		children:  make(map[uint64]*child),
+		connIDs:   make(map[[16]byte]uint32),
+		applied:   newApplied(),
+		cur:       &intent.Intent{},
 	}
 	a.rec = recovery.New(recovery.Config{}, func(netip.Addr) bool { return false }, a.log)
 	dp, err := a.openDataplane()
@@ -129,7 +132,7 @@ func New(cfg Config, st *store.Store, state *telemetry.Tree) (*Agent, error) {
 	if f, ok := dp.(ipsec.ForwardPolicies); ok {
 		a.needsFwd = f.NeedsForwardPolicies()
 	}
-	tcfg := transport.Config{OnOutput: a.onIKEOutput}
+	tcfg := transport.Config{BeforeSend: a.applyDataplane, OnOutput: a.onIKEOutput}
 	esp, espInUDP := dp.(ipsec.ESPInUDPHandler)
 	if espInUDP {
 		tcfg.ESPHandler = esp.HandleESPInUDP
@@ -232,8 +235,8 @@ func (a *Agent) loop() {
 		select {
 		case <-a.done:
 			return
-		case b := <-a.ikeOut:
-			a.handleIKE(b)
+		case o := <-a.ikeOut:
+			a.handleIKE(o)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil

@@ -10,40 +10,39 @@ import (
 )
 
 // The dataplane half of IKE's output runs on the IKE engine's goroutine,
-// before the datagrams of the same step leave (ike/transport's OnOutput):
-// a responder's inbound SAs are in place before Quick Mode's second message
-// tells the initiator it may use them, and an initiator's before the third
-// tells the responder. Installing later, from the agent's loop, lost the
-// packets a peer sent on fresh SAs in between (strongSwan switches to a
-// rekeyed SA as soon as it may; seen in the qemu lab). This half touches
-// only the dataplane and the prepared table, never a.mu or the transport:
-// the agent's loop holds a.mu while it calls into the transport, which
-// waits for the engine goroutine.
+// before the datagrams of the same step leave (ike/transport's
+// BeforeSend): a responder's inbound SAs are in place before Quick Mode's
+// second message tells the initiator it may use them, and an initiator's
+// before the third tells the responder. Installing later, from the agent's
+// loop, lost the packets a peer sent on fresh SAs in between (strongSwan
+// switches to a rekeyed SA as soon as it may; seen in the qemu lab). This
+// half touches only the dataplane and its two tables, never a.mu, the
+// agent's loop or the transport: the engine goroutine must never wait for
+// them (issue 11's deadlock). The rest of the output (bookkeeping,
+// telemetry, events) reaches the loop later, batched by the transport
+// (OnOutput), and the loop takes each Install's result from installed.
 
-// ikeBatch is one engine output with its dataplane work done.
-type ikeBatch struct {
-	o ike.Output
-	// keys are the SAs installed per Install entry (by child ID); failed
-	// holds the entries the dataplane refused (none of their SAs remain).
-	keys   map[uint64][]ipsec.SAKey
-	failed map[uint64]error
+// installResult is what the dataplane half did with one Install: the SAs
+// in place, or why the dataplane refused the bundle (none of its SAs remain).
+type installResult struct {
+	keys []ipsec.SAKey
+	err  error
 }
 
-// onIKEOutput runs on the IKE engine's goroutine: install and remove SAs,
-// then hand the rest to the agent loop (which may call back into the
-// transport).
+// onIKEOutput runs on the transport's output goroutine: hand the batch to
+// the agent loop (which may call back into the transport).
 func (a *Agent) onIKEOutput(o ike.Output) {
-	b := a.applyDataplane(o)
 	select {
-	case a.ikeOut <- b:
+	case a.ikeOut <- o:
 	case <-a.done:
 	}
 }
 
-func (a *Agent) applyDataplane(o ike.Output) ikeBatch {
-	b := ikeBatch{o: o, keys: map[uint64][]ipsec.SAKey{}, failed: map[uint64]error{}}
+// applyDataplane is the transport's BeforeSend: prepare, install and
+// remove SAs.
+func (a *Agent) applyDataplane(o ike.Output) {
 	if len(o.Prepare)+len(o.Install)+len(o.Delete) == 0 {
-		return b
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -65,6 +64,10 @@ func (a *Agent) applyDataplane(o ike.Output) ikeBatch {
 			a.deleteSAs(ctx, keys)
 			delete(a.prepared, id)
 		}
+		if r, ok := a.installed[id]; ok { // installed, the loop has not taken it yet
+			a.deleteSAs(ctx, r.keys)
+			delete(a.installed, id)
+		}
 	}
 	for i := range o.Install {
 		c := &o.Install[i]
@@ -73,12 +76,22 @@ func (a *Agent) applyDataplane(o ike.Output) ikeBatch {
 		keys, err := a.addSAs(ctx, dataplaneSAs(c, replayWindow), have)
 		if err != nil {
 			a.deleteSAs(ctx, keys)
-			b.failed[c.ID] = err
+			a.installed[c.ID] = installResult{err: err}
 			continue
 		}
-		b.keys[c.ID] = keys
+		a.installed[c.ID] = installResult{keys: keys}
 	}
-	return b
+}
+
+// takeInstalled returns, and forgets, what the dataplane half did with
+// child id's Install; ok is false when the bundle was deleted before the
+// loop got to it (its SAs are gone with it).
+func (a *Agent) takeInstalled(id uint64) (r installResult, ok bool) {
+	a.prepMu.Lock()
+	defer a.prepMu.Unlock()
+	r, ok = a.installed[id]
+	delete(a.installed, id)
+	return r, ok
 }
 
 // addSAs installs sas in order, skipping those in have (already

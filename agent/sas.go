@@ -23,8 +23,7 @@ const (
 // handleIKE applies what the IKE engine produced, once its dataplane half
 // is done (install.go): forget deleted bundles (removing their SAs),
 // register installed ones, and give up on those the dataplane refused.
-func (a *Agent) handleIKE(b ikeBatch) {
-	o := b.o
+func (a *Agent) handleIKE(o ike.Output) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for i := range o.Delete {
@@ -34,12 +33,16 @@ func (a *Agent) handleIKE(b ikeBatch) {
 	}
 	for i := range o.Install {
 		c := &o.Install[i]
-		if err, ok := b.failed[c.ID]; ok {
-			a.log.Error("dataplane refused a negotiated SA; deleting the bundle", "peer", c.Remote, "crypto_map", c.Tag, "err", err)
+		r, ok := a.takeInstalled(c.ID)
+		if !ok {
+			continue // deleted before we got to it; its SAs went with it
+		}
+		if r.err != nil {
+			a.log.Error("dataplane refused a negotiated SA; deleting the bundle", "peer", c.Remote, "crypto_map", c.Tag, "err", r.err)
 			_ = a.ike.DeleteChild(c.ID)
 			continue
 		}
-		a.register(c, b.keys[c.ID])
+		a.register(c, r.keys)
 	}
 	for _, ev := range o.Events {
 		a.handleIKEEvent(ev)

@@ -13,6 +13,8 @@ type child struct {
 	ChildSA
 	ike        *ikeSA
 	soft, hard *timer
+	softAt     time.Time // its soft lifetime: a request for its tag negotiates again from then
+	expiring   bool      // being replaced (RekeyChild)
 }
 
 // keyedSA derives KEYMAT for one SA (RFC 2409 §5.5).
@@ -97,6 +99,10 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 	}
 	e.children[c.ID] = c
 	e.peer(c.Remote).children[c.ID] = c
+	if e.byTag[c.Tag] == nil {
+		e.byTag[c.Tag] = map[uint64]*child{}
+	}
+	e.byTag[c.Tag][c.ID] = c
 	e.ctr.ChildInstalled++
 	e.out.Install = append(e.out.Install, c.ChildSA)
 	e.cfg.Log.Info("ike: child SA established", "peer", c.Remote, "crypto_map", c.Tag, "transform", x.chosen.String(),
@@ -108,15 +114,18 @@ func (e *Engine) addChild(now time.Time, x *exchange) {
 		e.notifyDelete(now, c)
 		e.removeChild(c, ReasonExpired)
 	})
-	if x.initiator {
-		pol := x.pol
-		ts := x.ts
-		c.soft = e.after(now.Add(e.softLife(c.Lifetime)), func(now time.Time) {
-			if cur := e.policies[pol.Tag]; cur != nil && e.children[c.ID] == c {
-				e.withIKE(now, cur.Local, cur.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, cur, ts) })
-			}
-		})
+	if !x.initiator {
+		// The initiator rekeys; a request of ours after this point is a
+		// negotiation of its own (no jitter: it draws no randomness).
+		c.softAt = now.Add(c.Lifetime * 9 / 10)
+		return
 	}
+	c.softAt = now.Add(e.softLife(c.Lifetime))
+	c.soft = e.after(c.softAt, func(now time.Time) {
+		if cur := e.policies[c.Tag]; cur != nil && e.children[c.ID] == c {
+			_ = e.demand(now, cur, &[2]Selector{c.LocalTS, c.RemoteTS})
+		}
+	})
 }
 
 func spiList(s []SA) []string {
@@ -144,6 +153,12 @@ func (e *Engine) removeChild(c *child, r DeleteReason) {
 	c.soft.stop()
 	c.hard.stop()
 	delete(e.children, c.ID)
+	if m := e.byTag[c.Tag]; m != nil {
+		delete(m, c.ID)
+		if len(m) == 0 {
+			delete(e.byTag, c.Tag)
+		}
+	}
 	for _, s := range c.In {
 		delete(e.byIn, spiKey{s.Proto, s.SPI})
 	}

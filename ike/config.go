@@ -61,6 +61,18 @@ type Config struct {
 	MaxHalfOpen   int // half-open IKE SAs (0: 1024)
 	MaxSAsPerPeer int // IKE SAs per peer address (0: 8)
 
+	// Admission control (see admission.go), like IOS "crypto call
+	// admission limit ike in-negotiation-sa". MaxInNegotiation bounds the
+	// Main and Quick Mode exchanges in negotiation, per role (0: 64);
+	// MaxQueued bounds the locally initiated negotiations waiting for
+	// admission, one per child policy tag (0: 16384). A failed or refused
+	// negotiation is retried after RetryBase (0: 1 s), doubled per
+	// consecutive failure up to RetryMax (0: 30 s), while there is demand.
+	MaxInNegotiation int
+	MaxQueued        int
+	RetryBase        time.Duration
+	RetryMax         time.Duration
+
 	RetransmitBase  time.Duration // first retransmission timeout (0: 2 s), doubled each time
 	RetransmitTries int           // retransmissions before an exchange fails (0: 4)
 	ExchangeTimeout time.Duration // whole-exchange timeout (0: 30 s)
@@ -159,10 +171,21 @@ type ChildPolicy struct {
 
 // Defaults (implementation constants, IOS-like).
 const (
-	defaultNATKeepalive   = 20 * time.Second
-	defaultDPDRetries     = 3
-	defaultMaxHalfOpen    = 1024
-	defaultMaxSAsPerPeer  = 8
+	defaultNATKeepalive  = 20 * time.Second
+	defaultDPDRetries    = 3
+	defaultMaxHalfOpen   = 1024
+	defaultMaxSAsPerPeer = 8
+	// 64 exchanges in negotiation: a Main Mode costs about 1 ms of CPU per
+	// side and a Quick Mode less, so 64 finish in well under the 2 s first
+	// retransmission even on a loaded 2-core machine (no retransmissions
+	// of our own making), while one RTT of 64 keeps a peer across a WAN
+	// busy. The brief's and IOS deployments' usual order of magnitude.
+	defaultMaxInNegotiation = 64
+	// 16384 queued negotiations, one per child policy tag: room for a
+	// burst on 10,000 crypto-map entries at a few hundred bytes each.
+	defaultMaxQueued      = 16384
+	defaultRetryBase      = time.Second
+	defaultRetryMax       = 30 * time.Second
 	defaultRetransmitBase = 2 * time.Second
 	defaultRetransmits    = 4
 	defaultExchange       = 30 * time.Second
@@ -183,6 +206,24 @@ func (c *Config) normalize() error {
 	}
 	if c.MaxSAsPerPeer == 0 {
 		c.MaxSAsPerPeer = defaultMaxSAsPerPeer
+	}
+	if c.MaxInNegotiation < 0 || c.MaxQueued < 0 || c.RetryBase < 0 || c.RetryMax < 0 {
+		return errors.New("ike: admission limits and retry backoff must not be negative (0: the default)")
+	}
+	if c.MaxInNegotiation == 0 {
+		c.MaxInNegotiation = defaultMaxInNegotiation
+	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = defaultMaxQueued
+	}
+	if c.RetryBase == 0 {
+		c.RetryBase = defaultRetryBase
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = defaultRetryMax
+	}
+	if c.RetryMax < c.RetryBase {
+		c.RetryMax = c.RetryBase
 	}
 	if c.RetransmitBase == 0 {
 		c.RetransmitBase = defaultRetransmitBase

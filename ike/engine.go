@@ -75,13 +75,11 @@ type Engine struct {
 	byIn     map[spiKey]*child
 	byOut    map[outKey]*child
 	reserved map[spiKey]struct{}
-	// acquiring holds the Initiate requests in progress (tag and
-	// selectors), so repeated acquires for the same traffic do not start
-	// parallel negotiations. Entries older than two exchange timeouts are
-	// stale (their Main Mode failed).
-	acquiring map[acqKey]time.Time
-	halfOpen  int
-	nextID    uint64
+	byTag    map[string]map[uint64]*child
+	adm      admission // see admission.go
+	clearing bool      // Clear is removing SAs: no failures to back off from
+	halfOpen int
+	nextID   uint64
 
 	timers timerHeap
 	out    Output
@@ -93,13 +91,16 @@ func New(cfg Config, rand io.Reader) (*Engine, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	return &Engine{
+	e := &Engine{
 		cfg: cfg, rand: rand,
 		policies: map[string]*ChildPolicy{}, polsByPeer: map[netip.Addr][]*ChildPolicy{},
 		sas: map[cookies]*ikeSA{}, initByI: map[[8]byte]*ikeSA{}, respHalf: map[respKey]*ikeSA{},
 		peers: map[netip.Addr]*peer{}, children: map[uint64]*child{},
-		byIn: map[spiKey]*child{}, byOut: map[outKey]*child{}, reserved: map[spiKey]struct{}{}, acquiring: map[acqKey]time.Time{},
-	}, nil
+		byIn: map[spiKey]*child{}, byOut: map[outKey]*child{}, reserved: map[spiKey]struct{}{},
+		byTag: map[string]map[uint64]*child{},
+	}
+	e.adm.init()
+	return e, nil
 }
 
 // SetConfig replaces the configuration. SAs keep what they negotiated.
@@ -112,7 +113,8 @@ func (e *Engine) SetConfig(cfg Config) error {
 }
 
 // SetChildPolicies replaces the child policies (crypto map entries).
-// Installed child SAs are not touched.
+// Installed child SAs are not touched; negotiations queued for a tag that
+// is gone are dropped when their turn comes.
 func (e *Engine) SetChildPolicies(ps []ChildPolicy) error {
 	byTag := make(map[string]*ChildPolicy, len(ps))
 	byPeer := map[netip.Addr][]*ChildPolicy{}
@@ -129,6 +131,7 @@ func (e *Engine) SetChildPolicies(ps []ChildPolicy) error {
 		byPeer[p.Peer.Unmap()] = append(byPeer[p.Peer.Unmap()], &p)
 	}
 	e.policies, e.polsByPeer = byTag, byPeer
+	e.forgetNegs()
 	return nil
 }
 
@@ -139,12 +142,20 @@ func (e *Engine) Ready() Output {
 	return o
 }
 
-// Counters returns the cumulative counters.
-func (e *Engine) Counters() Counters { return e.ctr }
+// Counters returns the cumulative counters and the admission gauges.
+func (e *Engine) Counters() Counters {
+	c := e.ctr
+	c.InNegotiationInitiated, c.InNegotiationResponded = e.adm.initiated, e.adm.responded
+	c.Queued, c.Backoff = e.adm.queued, e.adm.backoff
+	return c
+}
 
 // Tick fires the timers due at now (retransmissions, timeouts, rekeys,
-// lifetimes, DPD, keepalives).
-func (e *Engine) Tick(now time.Time) { e.runTimers(now) }
+// lifetimes, DPD, keepalives, retries) and admits queued negotiations.
+func (e *Engine) Tick(now time.Time) {
+	e.runTimers(now)
+	e.admit(now)
+}
 
 func (e *Engine) random(n int) []byte {
 	b := make([]byte, n)
@@ -187,6 +198,7 @@ func (e *Engine) event(ev Event) {
 func (e *Engine) HandlePacket(now time.Time, p Packet) {
 	e.ctr.PacketsIn++
 	e.runTimers(now)
+	defer e.admit(now)
 	p.Remote = netip.AddrPortFrom(p.Remote.Addr().Unmap(), p.Remote.Port())
 	p.Local = netip.AddrPortFrom(p.Local.Addr().Unmap(), p.Local.Port())
 	h, err := wire.ParseHeader(p.Data)
@@ -213,46 +225,52 @@ func (e *Engine) HandlePacket(now time.Time, p Packet) {
 // ErrNoPolicy is returned by Initiate for an unknown tag.
 var ErrNoPolicy = errors.New("ike: no such child policy")
 
-// Initiate negotiates a child SA for the policy with tag (traffic-triggered:
-// an acquire). It runs Main Mode first when there is no ISAKMP SA with the
-// peer. trigger, if not nil, narrows the selectors to the packet that
-// triggered it (it must lie within the policy); nil uses the policy's.
+// Initiate asks for a child SA for the policy with tag (traffic-triggered:
+// an acquire). The request goes through admission control (see
+// admission.go): it starts now or waits its turn, joins a negotiation for
+// the tag that is queued, running or backing off, and is a no-op while the
+// tag has a child SA that is up and not at its soft lifetime. Main Mode
+// runs first when there is no ISAKMP SA with the peer. trigger, if not nil,
+// narrows the selectors to the packet that triggered it (it must lie
+// within the policy); nil uses the policy's. It returns ErrQueueFull when
+// the queue is full (the request backs off; a re-raised acquire retries).
 func (e *Engine) Initiate(now time.Time, tag string, trigger *[2]Selector) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	pol := e.policies[tag]
 	if pol == nil {
 		return fmt.Errorf("%w: %q", ErrNoPolicy, tag)
 	}
-	ts := [2]Selector{pol.LocalTS, pol.RemoteTS}
 	if trigger != nil {
 		if !pol.LocalTS.Contains(trigger[0]) || !pol.RemoteTS.Contains(trigger[1]) {
 			return fmt.Errorf("ike: trigger %v->%v outside policy %q", trigger[0], trigger[1], tag)
 		}
-		ts = *trigger
+		t := *trigger
+		trigger = &t
 	}
-	k := acqKey{tag, ts}
-	if t, ok := e.acquiring[k]; ok && now.Sub(t) < 2*e.cfg.ExchangeTimeout {
-		return nil // already negotiating this
+	if err := e.canInitiate(pol.Peer.Unmap()); err != nil {
+		return err
 	}
-	e.acquiring[k] = now
-	err := e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) {
-		e.startQuick(now, sa, pol, ts)
-	})
-	if err != nil {
-		delete(e.acquiring, k)
-	}
-	return err
+	return e.demand(now, pol, trigger)
 }
 
-type acqKey struct {
-	tag string
-	ts  [2]Selector
+// canInitiate checks what a negotiation with peer needs from the config.
+func (e *Engine) canInitiate(peerAddr netip.Addr) error {
+	if _, ok := e.cfg.key(peerAddr); !ok {
+		return fmt.Errorf("ike: no pre-shared key for %v", peerAddr)
+	}
+	if len(e.cfg.Policies) == 0 {
+		return errors.New("ike: no ISAKMP policy")
+	}
+	return nil
 }
 
 // InitiateNew is Initiate with a fresh Main Mode even when an ISAKMP SA
-// with the peer exists (load tests, re-authentication).
+// with the peer exists (load tests, re-authentication). It bypasses the
+// admission queue (its exchanges still count as in negotiation).
 func (e *Engine) InitiateNew(now time.Time, tag string) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	pol := e.policies[tag]
 	if pol == nil {
 		return fmt.Errorf("%w: %q", ErrNoPolicy, tag)
@@ -262,7 +280,7 @@ func (e *Engine) InitiateNew(now time.Time, tag string) error {
 		return err
 	}
 	sa.onUp = append(sa.onUp, func(now time.Time, sa *ikeSA) {
-		e.startQuick(now, sa, pol, [2]Selector{pol.LocalTS, pol.RemoteTS})
+		e.startQuick(now, sa, pol, [2]Selector{pol.LocalTS, pol.RemoteTS}, nil)
 	})
 	return nil
 }
@@ -273,6 +291,7 @@ func (e *Engine) InitiateNew(now time.Time, tag string) error {
 // packet was sent to.
 func (e *Engine) SendInvalidSPI(now time.Time, local, peer netip.Addr, proto alg.Protocol, spi uint32) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	if proto != alg.ESP && proto != alg.AH {
 		return fmt.Errorf("ike: invalid-spi for protocol %v", proto)
 	}
@@ -291,6 +310,7 @@ func (e *Engine) SendInvalidSPI(now time.Time, local, peer netip.Addr, proto alg
 // ChildDelete.
 func (e *Engine) DeleteChild(now time.Time, id uint64) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	c := e.children[id]
 	if c == nil {
 		return fmt.Errorf("ike: no child SA %d", id)
@@ -300,11 +320,13 @@ func (e *Engine) DeleteChild(now time.Time, id uint64) error {
 	return nil
 }
 
-// RekeyChild negotiates a replacement for child SA id now, with the same
+// RekeyChild negotiates a replacement for child SA id, with the same
 // policy and selectors (the caller's byte lifetime ran out, or an operator
-// asked). The old SA stays until its own expiry or DeleteChild.
+// asked), through admission control like Initiate. The old SA stays until
+// its own expiry or DeleteChild.
 func (e *Engine) RekeyChild(now time.Time, id uint64) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	c := e.children[id]
 	if c == nil {
 		return fmt.Errorf("ike: no child SA %d", id)
@@ -313,8 +335,11 @@ func (e *Engine) RekeyChild(now time.Time, id uint64) error {
 	if pol == nil {
 		return fmt.Errorf("%w: %q (child SA %d)", ErrNoPolicy, c.Tag, id)
 	}
-	ts := [2]Selector{c.LocalTS, c.RemoteTS}
-	return e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, pol, ts) })
+	if err := e.canInitiate(pol.Peer.Unmap()); err != nil {
+		return err
+	}
+	c.expiring = true
+	return e.demand(now, pol, &[2]Selector{c.LocalTS, c.RemoteTS})
 }
 
 // Clear removes every SA with peer (all peers when peer is invalid). With
@@ -322,6 +347,9 @@ func (e *Engine) RekeyChild(now time.Time, id uint64) error {
 // (the lab's "black hole").
 func (e *Engine) Clear(now time.Time, peerAddr netip.Addr, notify bool) {
 	e.runTimers(now)
+	defer e.admit(now)
+	e.clearing = true
+	defer func() { e.clearing = false }()
 	var addrs []netip.Addr
 	if peerAddr.IsValid() {
 		addrs = []netip.Addr{peerAddr.Unmap()}
@@ -353,6 +381,7 @@ func (e *Engine) Clear(now time.Time, peerAddr netip.Addr, notify bool) {
 // DPD sends an R-U-THERE to peer now over its newest established ISAKMP SA.
 func (e *Engine) DPD(now time.Time, peerAddr netip.Addr) error {
 	e.runTimers(now)
+	defer e.admit(now)
 	sa := e.established(peerAddr.Unmap())
 	if sa == nil {
 		return fmt.Errorf("ike: no ISAKMP SA with %v", peerAddr)
@@ -389,19 +418,12 @@ func (e *Engine) withIKE(now time.Time, local, peerAddr netip.Addr, f func(time.
 		f(now, sa)
 		return nil
 	}
-	if p := e.peers[peerAddr]; p != nil {
-		for sa := range p.ikes {
-			if sa.initiator && sa.state != stateEstablished && !sa.deleted {
-				sa.onUp = append(sa.onUp, f)
-				return nil
-			}
-		}
+	if sa := e.pendingMain(peerAddr); sa != nil {
+		sa.onUp = append(sa.onUp, f)
+		return nil
 	}
-	if _, ok := e.cfg.key(peerAddr); !ok {
-		return fmt.Errorf("ike: no pre-shared key for %v", peerAddr)
-	}
-	if len(e.cfg.Policies) == 0 {
-		return errors.New("ike: no ISAKMP policy")
+	if err := e.canInitiate(peerAddr); err != nil {
+		return err
 	}
 	sa, err := e.startMain(now, local, peerAddr)
 	if err != nil {
@@ -413,7 +435,7 @@ func (e *Engine) withIKE(now time.Time, local, peerAddr netip.Addr, f func(time.
 
 // Snapshot lists the SAs and counters.
 func (e *Engine) Snapshot(now time.Time) Snapshot {
-	s := Snapshot{Counters: e.ctr}
+	s := Snapshot{Counters: e.Counters()}
 	for _, sa := range e.sas {
 		s.IKE = append(s.IKE, sa.info(now))
 	}

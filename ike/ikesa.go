@@ -236,6 +236,7 @@ func (e *Engine) removeIKE(now time.Time, sa *ikeSA, why string) {
 	}
 	if sa.state != stateEstablished {
 		e.halfOpen--
+		e.countExchange(sa.initiator, -1)
 		if len(sa.onUp) > 0 || sa.initiator {
 			e.ctr.IKEFailed++
 			e.event(Event{Kind: EventExchangeFailed, Time: now, Local: sa.local.Addr(), Remote: sa.remote.Addr(), IKE: sa.info(now), Reason: "main mode: " + why})
@@ -261,6 +262,9 @@ func (e *Engine) removeIKE(now time.Time, sa *ikeSA, why string) {
 		e.gcPeer(sa.remote.Addr())
 	}
 	e.cfg.Log.Info("ike: ISAKMP SA removed", "peer", sa.remote, "reason", why)
+	if sa.initiator && sa.state != stateEstablished {
+		e.mainGone(now, sa.remote.Addr(), why)
+	}
 }
 
 func (sa *ikeSA) firstRemote() netip.AddrPort { return sa.remote0 }

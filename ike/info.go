@@ -189,43 +189,31 @@ func (e *Engine) peerDelete(now time.Time, sa *ikeSA, d wire.Delete) {
 	}
 }
 
-// quickReq is a Quick Mode we started: its policy and selectors.
-type quickReq struct {
-	pol *ChildPolicy
-	ts  [2]Selector
-}
-
-// ourQuickModes lists the Quick Modes we started on sa that have not
-// completed.
-func ourQuickModes(sa *ikeSA) []quickReq {
-	var out []quickReq
+// ourQuickModes detaches the negotiations of the Quick Modes we started on
+// sa that have not completed, so that removing sa does not count them as
+// failed.
+func ourQuickModes(sa *ikeSA) []*neg {
+	var out []*neg
 	for _, x := range sa.exchanges {
-		if x.initiator && !x.done && x.pol != nil {
-			out = append(out, quickReq{x.pol, x.ts})
+		if x.initiator && !x.done && x.neg != nil && x.neg.state == negActive {
+			out = append(out, x.neg)
+			x.neg = nil
 		}
 	}
 	return out
 }
 
-// restartQuick runs Quick Modes again over a new ISAKMP SA (Main Mode
-// first) after the peer deleted the one they were on: they were asked for
+// restartQuick queues negotiations again (a new Main Mode first) after the
+// peer deleted the ISAKMP SA their Quick Modes were on: they were asked for
 // (a dataplane acquire, a rekey) and still are. The kernel raises one
 // acquire per larval state (net.core.xfrm_acq_expires, 30 s), so giving up
 // here would leave the traffic dropped that long. A policy that went away
-// meanwhile, or no longer covers the selectors, is not restarted.
-func (e *Engine) restartQuick(now time.Time, reqs []quickReq) {
-	for _, r := range reqs {
-		pol := e.policies[r.pol.Tag]
-		if pol == nil || !pol.LocalTS.Contains(r.ts[0]) || !pol.RemoteTS.Contains(r.ts[1]) {
-			continue
-		}
-		k := acqKey{pol.Tag, r.ts}
-		e.acquiring[k] = now
-		ts := r.ts
-		err := e.withIKE(now, pol.Local, pol.Peer, func(now time.Time, sa *ikeSA) { e.startQuick(now, sa, pol, ts) })
-		if err != nil {
-			delete(e.acquiring, k)
-			e.cfg.Log.Info("ike: cannot restart quick mode after the peer deleted the ISAKMP SA", "crypto_map", pol.Tag, "err", err)
+// meanwhile is dropped when its turn comes (admission.go).
+func (e *Engine) restartQuick(now time.Time, ns []*neg) {
+	for _, n := range ns {
+		n.state = negIdle
+		if err := e.enqueue(now, n); err != nil {
+			e.cfg.Log.Info("ike: cannot restart quick mode after the peer deleted the ISAKMP SA", "crypto_map", n.tag, "err", err)
 		}
 	}
 }

@@ -285,10 +285,14 @@ func TestInitialContactAfterReboot(t *testing.T) {
 		t.Fatalf("A keeps %d IKE SAs, %d children", len(s.IKE), len(s.Children))
 	}
 	// A rekeying side (which holds SAs) must not send INITIAL-CONTACT.
-	if err := p.a.e.Initiate(p.now, "mapA", nil); err != nil {
+	// (A's child is up: Initiate would be a no-op, so rekey it.)
+	if err := p.a.e.RekeyChild(p.now, p.a.install[1].ID); err != nil {
 		t.Fatal(err)
 	}
 	p.pump()
+	if len(p.a.install) != 3 {
+		t.Fatalf("no second negotiation: A installs %d", len(p.a.install))
+	}
 	if len(p.b.deletes) != 0 {
 		t.Fatal("second negotiation deleted SAs")
 	}
@@ -546,7 +550,17 @@ func TestRepeatedAcquireDeduplicated(t *testing.T) {
 	if len(p.a.install) != 1 || len(p.b.install) != 1 {
 		t.Fatalf("installs A %d B %d", len(p.a.install), len(p.b.install))
 	}
-	// Once done, a new acquire negotiates again.
+	// While the child SA is up (and short of its soft lifetime) an acquire
+	// is a no-op: it raced the install, and a second bundle would be a
+	// duplicate.
+	p.initiate(p.a, "mapA")
+	if len(p.a.install) != 1 {
+		t.Fatalf("installs A %d with the child SA up", len(p.a.install))
+	}
+	// Once it is gone, a new acquire negotiates again.
+	if err := p.a.e.DeleteChild(p.now, p.a.install[0].ID); err != nil {
+		t.Fatal(err)
+	}
 	p.initiate(p.a, "mapA")
 	if len(p.a.install) != 2 {
 		t.Fatalf("installs A %d", len(p.a.install))

@@ -22,6 +22,7 @@ func (e *Engine) newSA(now time.Time, local, remote netip.AddrPort, initiator bo
 	sa := &ikeSA{id: e.nextID, initiator: initiator, local: local, remote: remote, remote0: remote,
 		created: now, lastHeard: now, exchanges: map[uint32]*exchange{}, trace: e.cfg.Trace}
 	e.halfOpen++
+	e.countExchange(initiator, +1)
 	e.peer(remote.Addr()).ikes[sa] = struct{}{}
 	sa.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) {
 		if sa.state != stateEstablished {
@@ -229,6 +230,9 @@ func (e *Engine) respondMM1(now time.Time, p Packet, h wire.Header, data []byte)
 		e.ctr.Unknown++
 		e.cfg.Log.Info("ike: main mode from peer without key", "peer", p.Remote)
 		return
+	}
+	if e.overLimit() {
+		return // the peer retransmits
 	}
 	if pp := e.peers[p.Remote.Addr()]; pp != nil && len(pp.ikes) >= e.cfg.MaxSAsPerPeer {
 		e.ctr.PerPeerDropped++
@@ -568,6 +572,7 @@ func (e *Engine) establish(now time.Time, sa *ikeSA, ic bool) {
 	sa.lifetime = sa.pol.Lifetime
 	sa.timeout.stop()
 	e.halfOpen--
+	e.countExchange(sa.initiator, -1)
 	delete(e.respHalf, respKey{sa.ck.i, sa.remote0})
 	if p := e.peers[sa.remote.Addr()]; p != nil {
 		p.nEst++

@@ -166,7 +166,9 @@ func (o *Output) Empty() bool {
 	return len(o.Send) == 0 && len(o.Prepare) == 0 && len(o.Install) == 0 && len(o.Delete) == 0 && len(o.Events) == 0
 }
 
-// Counters are cumulative engine counters.
+// Counters are cumulative engine counters, and the admission control
+// gauges (marked as such), as IOS "show crypto call admission statistics"
+// shows them.
 type Counters struct {
 	PacketsIn, PacketsOut       uint64
 	Malformed                   uint64 // undecodable, bad hash, bad padding
@@ -184,6 +186,16 @@ type Counters struct {
 	NoProposal                  uint64
 	DPDSent, DPDAcks            uint64
 	Keepalives                  uint64
+
+	// Admission control (Config.MaxInNegotiation, MaxQueued; admission.go).
+	InNegotiationInitiated int    // gauge: Main/Quick Mode exchanges we started, in progress
+	InNegotiationResponded int    // gauge: exchanges a peer started, in progress
+	Queued                 int    // gauge: child negotiations waiting for admission
+	Backoff                int    // gauge: failed or refused negotiations waiting to retry
+	Admitted               uint64 // child negotiations started
+	Coalesced              uint64 // requests that joined a queued, running or backing-off negotiation, or found the child SA up
+	Refused                uint64 // requests refused because MaxQueued were waiting (they back off)
+	OverLimitDropped       uint64 // Main/Quick Modes from peers dropped at the limit (the peer retransmits)
 }
 
 // IKESAInfo describes an IKE SA for telemetry.

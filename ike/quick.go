@@ -41,6 +41,8 @@ type exchange struct {
 	lastIn    []byte
 	lastOut   []byte
 	timeout   *timer
+	neg       *neg // the tag's admitted negotiation (initiator), or nil
+	counted   bool // in the in-negotiation gauge
 }
 
 func (x *exchange) stop() {
@@ -52,6 +54,8 @@ func (e *Engine) newExchange(now time.Time, sa *ikeSA, msgID uint32, initiator b
 	x := &exchange{msgID: msgID, initiator: initiator, sa: sa, inSPI: map[alg.Protocol]uint32{}, outSPI: map[alg.Protocol]uint32{},
 		iv: suite.Phase2IV(sa.pol.Hash, sa.pol.Cipher, sa.iv, msgID)}
 	sa.exchanges[msgID] = x
+	x.counted = true
+	e.countExchange(initiator, +1)
 	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "timeout") })
 	return x
 }
@@ -59,7 +63,8 @@ func (e *Engine) newExchange(now time.Time, sa *ikeSA, msgID uint32, initiator b
 // endExchange forgets x; if it had not completed, that is a failure.
 func (e *Engine) endExchange(now time.Time, x *exchange, why string) {
 	x.stop()
-	e.doneAcquiring(x)
+	e.uncount(x)
+	e.negDone(now, x, x.done, why)
 	if x.sa.exchanges[x.msgID] == x {
 		delete(x.sa.exchanges, x.msgID)
 	}
@@ -102,13 +107,15 @@ func (e *Engine) allocSPI(p alg.Protocol) uint32 {
 	}
 }
 
-func (e *Engine) startQuick(now time.Time, sa *ikeSA, pol *ChildPolicy, ts [2]Selector) {
+// startQuick starts a Quick Mode for pol over sa, on behalf of the tag's
+// admitted negotiation n (nil for InitiateNew).
+func (e *Engine) startQuick(now time.Time, sa *ikeSA, pol *ChildPolicy, ts [2]Selector, n *neg) {
 	var msgID uint32
 	for msgID == 0 || sa.exchanges[msgID] != nil {
 		msgID = e.randU32()
 	}
 	x := e.newExchange(now, sa, msgID, true)
-	x.pol, x.ts, x.offered = pol, ts, pol.Proposals
+	x.pol, x.ts, x.offered, x.neg = pol, ts, pol.Proposals, n
 	x.life, x.lifeKB, x.group = pol.Lifetime, pol.LifetimeKB, pol.PFS
 	for _, t := range pol.Proposals {
 		if t.AH != alg.IntegNone && x.inSPI[alg.AH] == 0 {
@@ -276,6 +283,9 @@ func (e *Engine) respQM1(now time.Time, sa *ikeSA, p Packet, h wire.Header, data
 		if !ok1 || !ok2 {
 			return ikeError("ike: bad quick mode IDs")
 		}
+	}
+	if e.overLimit() {
+		return nil // the peer retransmits
 	}
 	x := e.newExchange(now, sa, h.MessageID, false)
 	x.iv = next
@@ -498,14 +508,17 @@ func (e *Engine) respQM3(now time.Time, x *exchange, h wire.Header, data []byte)
 // a while to answer retransmissions.
 func (e *Engine) complete(now time.Time, x *exchange) {
 	x.done = true
-	e.doneAcquiring(x)
+	e.uncount(x)
+	e.negDone(now, x, true, "")
 	x.timeout.stop()
 	x.timeout = e.after(now.Add(e.cfg.ExchangeTimeout), func(now time.Time) { e.endExchange(now, x, "done") })
 	e.addChild(now, x)
 }
 
-func (e *Engine) doneAcquiring(x *exchange) {
-	if x.initiator && x.pol != nil {
-		delete(e.acquiring, acqKey{x.pol.Tag, x.ts})
+// uncount takes a finished exchange out of the in-negotiation gauge.
+func (e *Engine) uncount(x *exchange) {
+	if x.counted {
+		x.counted = false
+		e.countExchange(x.initiator, -1)
 	}
 }

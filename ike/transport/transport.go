@@ -10,6 +10,19 @@
 // ESP-in-UDP with SendESP, from the same socket, so that NAT bindings and
 // peers see one flow.
 //
+// SAs first: BeforeSend gets each step's child SAs on the engine goroutine
+// before the step's datagrams leave, so a dataplane that installs them
+// there has them in place before the peer may use them.
+//
+// Output: the engine goroutine never waits for the consumer. Child SAs to
+// install or delete and events accumulate in a batch that a second
+// goroutine hands to Config.OnOutput (raft's Ready pattern); while the
+// consumer is busy the engine keeps negotiating and answering commands,
+// and the next call gets everything that accumulated. The consumer may
+// therefore be slow, and may call the Transport's synchronous methods
+// (Snapshot, Initiate, ...) from OnOutput or from a loop that OnOutput
+// feeds, without a cycle.
+//
 // It knows nothing of the agent, the model or the dataplane beyond that callback.
 package transport
 
@@ -43,12 +56,20 @@ type Config struct {
 	// it to make the NAT-T socket the kernel's ESP-in-UDP decapsulation
 	// socket when the dataplane is XFRM; an error fails New.
 	OnSocket func(c *net.UDPConn, natt bool) error
+	// BeforeSend, if set, receives each step's output (child SAs to
+	// prepare, install or delete, with keys) on the engine goroutine,
+	// before the datagrams of the same step are sent: SAs installed there
+	// are in place before Quick Mode's second or third message lets the
+	// peer use them. It must be quick and touch only the dataplane: it
+	// must never wait for OnOutput's consumer nor call the Transport.
+	BeforeSend func(ike.Output)
 	// OnOutput receives everything the engine produced except datagrams
-	// (child SAs to prepare, install or delete, events), before those
-	// datagrams are sent: a caller that installs Prepare and Install
-	// synchronously has the SAs in place before Quick Mode's second or
-	// third message lets the peer use them. It runs on the engine
-	// goroutine; it must not call back into the Transport synchronously.
+	// and Prepare (child SAs to install or delete, events), in order,
+	// batched while the previous call was running (see the package doc for
+	// the bound). It runs on its own goroutine, never the engine's: it may
+	// block and may call the Transport's methods. Close waits for a call in
+	// progress to return, so it must return once its consumer is shutting
+	// down.
 	OnOutput func(ike.Output)
 }
 
@@ -71,6 +92,7 @@ type Transport struct {
 	socks []*sock
 	in    chan inbound
 	cmds  chan func(time.Time, *ike.Engine)
+	box   *outbox
 	done  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -85,7 +107,7 @@ func New(ecfg ike.Config, cfg Config, rand io.Reader) (*Transport, error) {
 		return nil, err
 	}
 	t := &Transport{cfg: cfg, port: ecfg.Port, nport: ecfg.NATTPort,
-		in: make(chan inbound, 1024), cmds: make(chan func(time.Time, *ike.Engine), 64), done: make(chan struct{})}
+		in: make(chan inbound, 1024), cmds: make(chan func(time.Time, *ike.Engine), 64), box: newOutbox(), done: make(chan struct{})}
 	if t.port == 0 {
 		t.port = 500
 	}
@@ -116,8 +138,9 @@ func New(ecfg ike.Config, cfg Config, rand io.Reader) (*Transport, error) {
 		t.wg.Add(1)
 		go t.read(s)
 	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.run(e)
+	go t.pump()
 	return t, nil
 }
 
@@ -244,15 +267,35 @@ func wait(d time.Time) time.Duration {
 	return w
 }
 
+// flush hands a step's SAs to BeforeSend, sends its datagrams and queues
+// the rest for the pump.
 func (t *Transport) flush(e *ike.Engine) {
 	o := e.Ready()
 	send := o.Send
 	o.Send = nil
-	if !o.Empty() && t.cfg.OnOutput != nil {
-		t.cfg.OnOutput(o)
+	if t.cfg.BeforeSend != nil && len(o.Prepare)+len(o.Install)+len(o.Delete) > 0 {
+		t.cfg.BeforeSend(o)
+	}
+	if t.cfg.OnOutput != nil {
+		t.box.put(o)
 	}
 	for _, p := range send {
 		t.write(p)
+	}
+}
+
+// pump hands the accumulated output to OnOutput, one batch per call.
+func (t *Transport) pump() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.box.wake:
+		}
+		if o := t.box.take(); !o.Empty() {
+			t.cfg.OnOutput(o)
+		}
 	}
 }
 
@@ -309,6 +352,23 @@ func (t *Transport) SendErrors() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.errs
+}
+
+// Stats are the transport's own counters.
+type Stats struct {
+	SendErrors uint64 // datagrams that could not be sent
+	// EventsDropped: events lost because more than 4096 were waiting for
+	// a slow OnOutput (installs and deletes are never dropped).
+	EventsDropped uint64
+	// Cancelled: child SAs deleted before OnOutput was handed their
+	// Install; neither was handed over.
+	Cancelled uint64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	d, c := t.box.stats()
+	return Stats{SendErrors: t.SendErrors(), EventsDropped: d, Cancelled: c}
 }
 
 // SendESP sends an ESP packet inside UDP from the NAT-T socket bound to
@@ -387,6 +447,14 @@ func (t *Transport) SetConfig(c ike.Config) error {
 // SetChildPolicies replaces the child policies atomically.
 func (t *Transport) SetChildPolicies(ps []ike.ChildPolicy) error {
 	return t.do(func(now time.Time, e *ike.Engine) error { return e.SetChildPolicies(ps) })
+}
+
+// Counters returns the engine's counters and admission gauges, without the
+// SA lists of Snapshot.
+func (t *Transport) Counters() (ike.Counters, error) {
+	var c ike.Counters
+	err := t.do(func(now time.Time, e *ike.Engine) error { c = e.Counters(); return nil })
+	return c, err
 }
 
 // Snapshot lists SAs and counters.

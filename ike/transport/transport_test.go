@@ -219,7 +219,7 @@ func TestNATTPortDemux(t *testing.T) {
 	}
 }
 
-// TestOutputBeforeItsDatagrams: OnOutput returns before the datagrams of
+// TestOutputBeforeItsDatagrams: BeforeSend returns before the datagrams of
 // the same step leave, so SAs installed there are in place before the peer
 // hears it may use them: the responder's prepared inbound SAs before
 // Quick Mode 2, the initiator's bundle before Quick Mode 3.
@@ -228,7 +228,7 @@ func TestOutputBeforeItsDatagrams(t *testing.T) {
 	ecfg := engineConfig(port, ike.NATTOff)
 	var preparedB, installedA, seenA, seenB atomic.Int64
 	mk := func(local, peer netip.Addr, tag, l, r string, onPrepare, onInstall *atomic.Int64, seen *atomic.Int64) *Transport {
-		tr, err := New(ecfg, Config{Addrs: []netip.Addr{local}, OnOutput: func(o ike.Output) {
+		tr, err := New(ecfg, Config{Addrs: []netip.Addr{local}, BeforeSend: func(o ike.Output) {
 			if len(o.Install) > 0 && seen.Load() == 0 {
 				seen.Store(time.Now().UnixNano())
 			}
@@ -264,9 +264,9 @@ func TestOutputBeforeItsDatagrams(t *testing.T) {
 		t.Fatalf("no negotiation: A installed at %d, B at %d", seenA.Load(), seenB.Load())
 	}
 	if seenA.Load() < preparedB.Load() {
-		t.Error("A had Quick Mode 2 before B's OnOutput returned from preparing its inbound SAs")
+		t.Error("A had Quick Mode 2 before B's BeforeSend returned from preparing its inbound SAs")
 	}
 	if seenB.Load() < installedA.Load() {
-		t.Error("B had Quick Mode 3 before A's OnOutput returned from installing")
+		t.Error("B had Quick Mode 3 before A's BeforeSend returned from installing")
 	}
 }
