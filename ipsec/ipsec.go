@@ -1,7 +1,8 @@
 // Package ipsec holds the types shared by spiagent's IPsec dataplanes: security
 // associations (SAD entries), security policies (SPD entries) with selectors,
-// counters, the events a dataplane raises (acquire, expiry, invalid SPI), and
-// the small Dataplane interface the agent drives.
+// counters, the events a dataplane raises (acquire, expiry, invalid SPI) and
+// the queue that carries them to the agent without loss or blocking
+// (EventQueue), and the small Dataplane interface the agent drives.
 //
 // Protocols, modes, algorithms and the redacting key type are alg's, the
 // vocabulary ipsec shares with ike.
@@ -315,8 +316,9 @@ type Dataplane interface {
 	// Counters reads one SA's statistics.
 	Counters(ctx context.Context, key SAKey) (Counters, error)
 	// Events delivers acquires, expiries and invalid SPIs. The channel is
-	// closed by Close. A dataplane never blocks on a slow reader: it drops
-	// events and counts the drops.
+	// closed by Close. A dataplane never blocks on a slow reader: its
+	// EventQueue coalesces acquires and expiries per key (never dropping
+	// them) and drops, and counts, invalid-SPI events over a bound.
 	Events() <-chan Event
 	// Flush removes every SA and policy this dataplane owns.
 	Flush(ctx context.Context) error

@@ -74,11 +74,22 @@ type Config struct {
 	Logger *slog.Logger     // [slog.Default()]
 	Now    func() time.Time // clock [time.Now]
 
-	EventQueue   int           // capacity of the Events channel [256]
-	AcquireRetry time.Duration // a new acquire per (policy, peer) after [10s]
-	AcquireQueue int           // packets kept per pending acquire [4]
-	MaxAcquires  int           // pending (policy, peer) acquires [1024]
-	SPIReserve   time.Duration // how long AllocSPI holds an SPI [5m]
+	// EventQueue bounds the invalid-SPI events waiting for the Events
+	// reader [256]; acquires and expiries are coalesced per key and never
+	// dropped (ipsec.EventQueue).
+	EventQueue int
+	// Acquires: one pending acquire per (policy, peer), so at most one per
+	// outbound protect policy and peer. A flow that keeps sending raises it
+	// again every AcquireRetry [1s] while its SAs are missing (the engine
+	// decides whether to negotiate again); the first AcquireQueue [4]
+	// packets, AcquireBytes [4 MiB] over all acquires, wait for the SAs; a
+	// pending acquire not raised for AcquireExpiry [30s] is dropped with its
+	// packets.
+	AcquireRetry  time.Duration
+	AcquireQueue  int
+	AcquireBytes  int
+	AcquireExpiry time.Duration
+	SPIReserve    time.Duration // how long AllocSPI holds an SPI [5m]
 	// SweepInterval is how often time lifetimes, acquires and SPI
 	// reservations are checked [1s]; negative: never (tests call Sweep).
 	SweepInterval time.Duration
@@ -96,13 +107,16 @@ func (c *Config) defaults() {
 		c.EventQueue = 256
 	}
 	if c.AcquireRetry <= 0 {
-		c.AcquireRetry = 10 * time.Second
+		c.AcquireRetry = time.Second
 	}
 	if c.AcquireQueue <= 0 {
 		c.AcquireQueue = 4
 	}
-	if c.MaxAcquires <= 0 {
-		c.MaxAcquires = 1024
+	if c.AcquireBytes <= 0 {
+		c.AcquireBytes = 4 << 20
+	}
+	if c.AcquireExpiry <= 0 {
+		c.AcquireExpiry = 30 * time.Second
 	}
 	if c.SPIReserve <= 0 {
 		c.SPIReserve = 5 * time.Minute
@@ -126,14 +140,15 @@ type Stats struct {
 	NotIPsec              uint64 // HandleIP got something other than ESP/AH
 	PolicyMismatch        uint64 // decapsulated, but inbound policy refused it
 	SendErrors            uint64 // Link/UDP/TUN writes that failed
-	EventsDropped         uint64 // events lost because the channel was full
+	EventsDropped         uint64 // invalid-SPI events over EventQueue waiting for the reader
+	EventsCoalesced       uint64 // events that joined one with their key still waiting
 	InvalidSPI            invalidspi.Stats
 }
 
 type stats struct {
 	outPackets, inPackets, noPolicy, bypass, discard atomic.Uint64
 	acqQueued, acqDropped, malformed, notIPsec       atomic.Uint64
-	policyMismatch, sendErrors, eventsDropped        atomic.Uint64
+	policyMismatch, sendErrors                       atomic.Uint64
 }
 
 // Dataplane is the userspace ipsec.Dataplane.
@@ -144,25 +159,27 @@ type Dataplane struct {
 	stats   stats
 
 	mu       sync.Mutex // serialises changes to sad, spd, routes, reserved
-	sad      atomic.Pointer[sadTable]
-	spd      atomic.Pointer[spdTable]
+	sad      *sadTable  // read by the packet path without the lock
+	spd      *spd       // idem
 	routes   map[netip.Prefix]int
 	reserved map[uint32]time.Time
 
 	udp atomic.Pointer[udpSenderBox]
 
-	acqMu sync.Mutex
-	acq   map[acqKey]*acqEntry
+	acqMu    sync.Mutex
+	acq      map[acqKey]*acqEntry
+	acqByOut map[outKey]map[acqKey]struct{} // pending acquires by the outbound SAs that complete them
+	acqBytes int
 
 	ipID atomic.Uint32
 
-	evMu   sync.RWMutex
-	events chan ipsec.Event
-	closed bool
+	events *ipsec.EventQueue
 
-	done    chan struct{}
-	wg      sync.WaitGroup
-	closers []io.Closer // what Open opened besides the TUN
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+	closers   []io.Closer // what Open opened besides the TUN
 }
 
 type udpSenderBox struct{ ipsec.UDPSender }
@@ -179,11 +196,12 @@ func New(cfg Config) (*Dataplane, error) {
 		routes:   map[netip.Prefix]int{},
 		reserved: map[uint32]time.Time{},
 		acq:      map[acqKey]*acqEntry{},
-		events:   make(chan ipsec.Event, cfg.EventQueue),
+		acqByOut: map[outKey]map[acqKey]struct{}{},
+		sad:      newSADTable(),
+		spd:      newSPD(),
+		events:   ipsec.NewEventQueue(cfg.EventQueue),
 		done:     make(chan struct{}),
 	}
-	d.sad.Store(newSADTable())
-	d.spd.Store(&spdTable{byKey: map[ipsec.PolicyKey]*ipsec.Policy{}})
 	if cfg.UDP != nil {
 		d.SetUDPSender(cfg.UDP)
 	}
@@ -214,32 +232,22 @@ var (
 )
 
 // Events delivers acquires, expiries and invalid SPIs; closed by Close.
-func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }
+func (d *Dataplane) Events() <-chan ipsec.Event { return d.events.Events() }
 
 // emit queues an event without ever blocking the packet path.
-func (d *Dataplane) emit(ev ipsec.Event) {
-	d.evMu.RLock()
-	defer d.evMu.RUnlock()
-	if d.closed {
-		return
-	}
-	select {
-	case d.events <- ev:
-	default:
-		d.stats.eventsDropped.Add(1)
-	}
-}
+func (d *Dataplane) emit(ev ipsec.Event) { d.events.Put(ev) }
 
 // Stats returns the dataplane-wide counters.
 func (d *Dataplane) Stats() Stats {
 	s := &d.stats
+	q := d.events.Stats()
 	return Stats{
 		OutPackets: s.outPackets.Load(), InPackets: s.inPackets.Load(),
 		NoPolicy: s.noPolicy.Load(), Bypass: s.bypass.Load(), Discard: s.discard.Load(),
 		AcquireQueued: s.acqQueued.Load(), AcquireDropped: s.acqDropped.Load(),
 		Malformed: s.malformed.Load(), NotIPsec: s.notIPsec.Load(),
 		PolicyMismatch: s.policyMismatch.Load(), SendErrors: s.sendErrors.Load(),
-		EventsDropped: s.eventsDropped.Load(), InvalidSPI: d.invalid.Stats(),
+		EventsDropped: q.Dropped, EventsCoalesced: q.Coalesced, InvalidSPI: d.invalid.Stats(),
 	}
 }
 
@@ -262,14 +270,12 @@ func (d *Dataplane) sweeper() {
 // every SweepInterval; tests with an injected clock call it directly.
 func (d *Dataplane) Sweep() {
 	now := d.cfg.Now()
-	for _, s := range d.sad.Load().all {
-		d.checkTime(s, now)
-	}
+	d.sad.all.each(func(_ ipsec.SAKey, s *saState) { d.checkTime(s, now) })
 	d.acqMu.Lock()
 	for k, e := range d.acq {
-		if now.Sub(e.sent) >= 3*d.cfg.AcquireRetry {
+		if now.Sub(e.sent) >= d.cfg.AcquireExpiry {
 			d.stats.acqDropped.Add(uint64(len(e.queue)))
-			delete(d.acq, k)
+			d.dropAcquire(k, e)
 		}
 	}
 	d.acqMu.Unlock()
@@ -294,12 +300,14 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 		}
 	}
 	d.routes = map[netip.Prefix]int{}
-	d.sad.Store(newSADTable())
-	d.spd.Store(&spdTable{byKey: map[ipsec.PolicyKey]*ipsec.Policy{}})
+	d.sad.reset()
+	d.spd.reset()
 	d.reserved = map[uint32]time.Time{}
 	d.mu.Unlock()
 	d.acqMu.Lock()
 	d.acq = map[acqKey]*acqEntry{}
+	d.acqByOut = map[outKey]map[acqKey]struct{}{}
+	d.acqBytes = 0
 	d.acqMu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("userspace: flush: %w", err)
@@ -311,22 +319,16 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 // with it), stops its goroutines and closes the Events channel. The Link
 // and UDPSender stay open, except those Open created.
 func (d *Dataplane) Close() error {
-	d.evMu.Lock()
-	if d.closed {
-		d.evMu.Unlock()
-		return nil
-	}
-	d.closed = true
-	close(d.events)
-	d.evMu.Unlock()
-	close(d.done)
-	var err error
-	if d.cfg.TUN != nil {
-		err = d.cfg.TUN.Close()
-	}
-	d.wg.Wait()
-	for _, c := range d.closers {
-		err = errors.Join(err, c.Close())
-	}
-	return err
+	d.closeOnce.Do(func() {
+		d.events.Close()
+		close(d.done)
+		if d.cfg.TUN != nil {
+			d.closeErr = d.cfg.TUN.Close()
+		}
+		d.wg.Wait()
+		for _, c := range d.closers {
+			d.closeErr = errors.Join(d.closeErr, c.Close())
+		}
+	})
+	return d.closeErr
 }

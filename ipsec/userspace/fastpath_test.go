@@ -217,7 +217,7 @@ func TestDummyAndIPv6PayloadDropped(t *testing.T) {
 		wantOther uint64
 	}{{protoNoNext, 0}, {protoIPv6, 1}} {
 		p := newPipe(t, layer{proto: alg.ESP, cipher: alg.AESGCM128, ckey: 20}, 64)
-		s := p.a.sad.Load().out[outKey{reqID: 1, proto: alg.ESP, dst: addrB}]
+		s, _ := p.a.sad.out.get(outKey{reqID: 1, proto: alg.ESP, dst: addrB})
 		buf := make([]byte, 2048)
 		pkt, err := s.esp.Seal(buf[20:], 10, 1, tc.nh)
 		if err != nil {

@@ -135,7 +135,6 @@ func (d *Dataplane) handleESPInUDPInPlace(buf []byte, src, dst netip.AddrPort, d
 func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db *deliverBatch) {
 	var applied [maxTemplates]*saState
 	n := 0
-	sad := d.sad.Load()
 	for {
 		proto := pkt[ipv4hdr.OffsetProto]
 		if proto != protoESP && proto != protoAH {
@@ -150,7 +149,7 @@ func (d *Dataplane) decap(pkt []byte, ihl int, src netip.Addr, sport uint16, db 
 			d.stats.malformed.Add(1)
 			return
 		}
-		s := sad.in[inKey{spi: spi, proto: alg.Protocol(proto)}]
+		s, _ := d.sad.in.get(inKey{spi: spi, proto: alg.Protocol(proto)})
 		if s == nil || s.dead.Load() {
 			d.invalidSPI(src, ipv4hdr.Dst(pkt), alg.Protocol(proto), spi, sport)
 			return
@@ -312,11 +311,10 @@ func (d *Dataplane) policyAllows(f *flow, applied []*saState) bool {
 	if sel.Src.IsValid() && sel.Dst.IsValid() && !sel.Matches(f.src, f.dst, f.proto, f.sport, f.dport) {
 		return false
 	}
-	spd := d.spd.Load()
-	if len(spd.in) == 0 {
+	if d.spd.in.n.Load() == 0 {
 		return true
 	}
-	pol := spd.lookup(spd.in, f)
+	pol := d.spd.in.lookup(f)
 	if pol == nil || pol.Action != ipsec.ActionProtect || len(pol.Templates) != len(applied) {
 		return false
 	}

@@ -190,7 +190,8 @@ func swanInterop(t *testing.T, prop string, cipher alg.Cipher, integ alg.Integri
 	}
 	// Charon A already used the first sequence numbers of this SA; start
 	// well ahead of them so charon B's replay window accepts ours.
-	dp.sad.Load().out[outKey{reqID: 1, proto: alg.ESP, dst: addrB}].seq.Store(1 << 20)
+	s, _ := dp.sad.out.get(outKey{reqID: 1, proto: alg.ESP, dst: addrB})
+	s.seq.Store(1 << 20)
 	tmpl := []ipsec.Template{{Proto: alg.ESP, Mode: alg.Tunnel, Src: addrA, Dst: addrB, ReqID: 1}}
 	if err := dp.AddPolicy(ctx, ipsec.Policy{ID: 1, Dir: ipsec.DirOut, Selector: ipsec.Selector{Src: lanA, Dst: lanB}, Action: ipsec.ActionProtect, Templates: tmpl}); err != nil {
 		t.Fatal(err)

@@ -136,8 +136,7 @@ func (d *Dataplane) outbound(buf []byte, start, end int, sb *sendBatch) {
 		return
 	}
 	end = start + len(pkt)
-	spd := d.spd.Load()
-	pol := spd.lookup(spd.out, &f)
+	pol := d.spd.out.lookup(&f)
 	switch {
 	case pol == nil:
 		d.stats.noPolicy.Add(1)
@@ -150,9 +149,8 @@ func (d *Dataplane) outbound(buf []byte, start, end int, sb *sendBatch) {
 		return
 	}
 	var chain [maxTemplates]*saState
-	sad := d.sad.Load()
 	for i, tm := range pol.Templates {
-		s := sad.out[outKey{reqID: tm.ReqID, proto: tm.Proto, dst: tm.Dst}]
+		s, _ := d.sad.out.get(outKey{reqID: tm.ReqID, proto: tm.Proto, dst: tm.Dst})
 		if s == nil {
 			d.acquire(pol, &tm, &f, buf[start:end])
 			return
@@ -312,76 +310,99 @@ func (d *Dataplane) ahTransport(p *pktBuf, s *saState, seq uint32) error {
 	return nil
 }
 
-// acqKey: one acquire per policy and peer.
+// acqKey: one pending acquire per policy and peer.
 type acqKey struct {
 	policy ipsec.PolicyKey
 	peer   netip.Addr
 }
 
 type acqEntry struct {
-	sent  time.Time
+	sent  time.Time // last raised
 	queue [][]byte
+	bytes int
+	outs  []outKey // the policy's templates: the outbound SAs that complete it
 }
 
-// acquire raises EventAcquire for (policy, peer) once per AcquireRetry and
-// keeps a few packets to send when the SAs arrive.
+// acquire raises EventAcquire for (policy, peer), again every AcquireRetry
+// while packets keep coming, and keeps a few packets to send when the SAs
+// arrive.
 func (d *Dataplane) acquire(pol *ipsec.Policy, tm *ipsec.Template, f *flow, pkt []byte) {
 	k := acqKey{policy: pol.Key(), peer: tm.Dst}
 	now := d.cfg.Now()
-	raise := false
+	raise, first := false, false
 	d.acqMu.Lock()
 	e := d.acq[k]
 	switch {
-	case e == nil && len(d.acq) >= d.cfg.MaxAcquires:
-		d.acqMu.Unlock()
-		d.stats.acqDropped.Add(1)
-		return
 	case e == nil:
 		e = &acqEntry{sent: now}
+		for _, t := range pol.Templates {
+			o := outKey{reqID: t.ReqID, proto: t.Proto, dst: t.Dst}
+			e.outs = append(e.outs, o)
+			if d.acqByOut[o] == nil {
+				d.acqByOut[o] = map[acqKey]struct{}{}
+			}
+			d.acqByOut[o][k] = struct{}{}
+		}
 		d.acq[k] = e
-		raise = true
+		raise, first = true, true
 	case now.Sub(e.sent) >= d.cfg.AcquireRetry:
 		e.sent = now
 		raise = true
 	}
-	if len(e.queue) < d.cfg.AcquireQueue {
+	if len(e.queue) < d.cfg.AcquireQueue && d.acqBytes+len(pkt) <= d.cfg.AcquireBytes {
 		e.queue = append(e.queue, append([]byte(nil), pkt...))
+		e.bytes += len(pkt)
+		d.acqBytes += len(pkt)
 		d.stats.acqQueued.Add(1)
 	} else {
 		d.stats.acqDropped.Add(1)
 	}
 	d.acqMu.Unlock()
-	if raise {
+	if !raise {
+		return
+	}
+	if first {
 		d.log.Info("acquire", "policy", pol.ID, "peer", tm.Dst.String(), "proto", tm.Proto.String(),
 			"trigger", fmt.Sprintf("%s -> %s proto %d", f.src, f.dst, f.proto))
-		d.emit(ipsec.Event{
-			Kind: ipsec.EventAcquire, Time: now, Policy: pol.Key(), Trigger: f.selector(),
-			SA: ipsec.SAKey{Dst: tm.Dst, Proto: tm.Proto}, Src: tm.Src,
-		})
 	}
+	d.emit(ipsec.Event{
+		Kind: ipsec.EventAcquire, Time: now, Policy: pol.Key(), Trigger: f.selector(),
+		SA: ipsec.SAKey{Dst: tm.Dst, Proto: tm.Proto}, Src: tm.Src,
+	})
 }
 
-// flushAcquires sends the packets of every pending acquire whose policy
-// now has all its SAs.
-func (d *Dataplane) flushAcquires() {
-	sad, spd := d.sad.Load(), d.spd.Load()
+// dropAcquire forgets a pending acquire. Called with acqMu held.
+func (d *Dataplane) dropAcquire(k acqKey, e *acqEntry) {
+	delete(d.acq, k)
+	for _, o := range e.outs {
+		if m := d.acqByOut[o]; m != nil {
+			delete(m, k)
+			if len(m) == 0 {
+				delete(d.acqByOut, o)
+			}
+		}
+	}
+	d.acqBytes -= e.bytes
+}
+
+// flushAcquires sends the packets of the pending acquires that the new
+// outbound SA for template o completes: a look-up by template, not a scan
+// of every pending acquire.
+func (d *Dataplane) flushAcquires(o outKey) {
 	var ready [][]byte
 	d.acqMu.Lock()
-	for k, e := range d.acq {
-		pol := spd.byKey[k.policy]
-		if pol == nil {
-			delete(d.acq, k)
-			continue
-		}
+	for k := range d.acqByOut[o] {
+		e := d.acq[k]
 		complete := true
-		for _, tm := range pol.Templates {
-			if sad.out[outKey{reqID: tm.ReqID, proto: tm.Proto, dst: tm.Dst}] == nil {
+		for _, need := range e.outs {
+			if _, ok := d.sad.out.get(need); !ok {
 				complete = false
+				break
 			}
 		}
 		if complete {
 			ready = append(ready, e.queue...)
-			delete(d.acq, k)
+			d.dropAcquire(k, e)
 		}
 	}
 	d.acqMu.Unlock()

@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,20 +50,41 @@ type outKey struct {
 	dst   netip.Addr
 }
 
-// sadTable is an immutable snapshot of the SAD; the packet path reads it
-// through an atomic pointer without locks, changes copy it.
+// sadTable is the SAD. The packet path reads in and out without locks;
+// changes (under the dataplane's mutex) copy one shard, so adding or
+// removing an SA costs the same with 10 SAs as with 20,000.
 type sadTable struct {
-	all map[ipsec.SAKey]*saState
-	in  map[inKey]*saState
-	out map[outKey]*saState
+	all cowMap[ipsec.SAKey, *saState]
+	in  cowMap[inKey, *saState]
+	out cowMap[outKey, *saState]
+	// outAll holds every outbound SA of a template, oldest first: when the
+	// one in use goes, the newest left takes over. Under the mutex.
+	outAll map[outKey][]*saState
 }
 
 func newSADTable() *sadTable {
-	return &sadTable{all: map[ipsec.SAKey]*saState{}, in: map[inKey]*saState{}, out: map[outKey]*saState{}}
+	t := &sadTable{outAll: map[outKey][]*saState{}}
+	t.all.hash = func(k ipsec.SAKey) uint32 { return k.SPI ^ uint32(k.Proto)<<24 ^ addrHash(k.Dst) }
+	t.in.hash = func(k inKey) uint32 { return k.spi ^ uint32(k.proto)<<24 }
+	t.out.hash = func(k outKey) uint32 { return k.reqID ^ uint32(k.proto)<<24 ^ addrHash(k.dst) }
+	return t
 }
 
-func (t *sadTable) clone() *sadTable {
-	return &sadTable{all: maps.Clone(t.all), in: maps.Clone(t.in), out: maps.Clone(t.out)}
+// reset empties the SAD (Flush).
+func (t *sadTable) reset() {
+	t.all.reset()
+	t.in.reset()
+	t.out.reset()
+	clear(t.outAll)
+}
+
+func addrHash(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return binary.BigEndian.Uint32(b[:])
+	}
+	b := a.As16()
+	return binary.BigEndian.Uint32(b[12:]) ^ binary.BigEndian.Uint32(b[8:])
 }
 
 func newSAState(sa ipsec.SA, now time.Time) (*saState, error) {
@@ -107,32 +128,31 @@ func (d *Dataplane) AddSA(ctx context.Context, sa ipsec.SA) error {
 		return err
 	}
 	d.mu.Lock()
-	t := d.sad.Load()
+	t := d.sad
 	k := s.sa.Key()
-	if _, ok := t.all[k]; ok {
+	if _, ok := t.all.get(k); ok {
 		d.mu.Unlock()
 		return fmt.Errorf("userspace: SA %s: %w", k, ipsec.ErrExists)
 	}
 	ik := inKey{spi: sa.SPI, proto: sa.Proto}
 	ok := outKey{reqID: sa.ReqID, proto: sa.Proto, dst: sa.Dst}
-	if sa.Dir == ipsec.DirIn && t.in[ik] != nil {
+	if _, dup := t.in.get(ik); sa.Dir == ipsec.DirIn && dup {
 		d.mu.Unlock()
 		return fmt.Errorf("userspace: inbound %s SPI 0x%08x: %w", sa.Proto, sa.SPI, ipsec.ErrExists)
 	}
-	t = t.clone()
-	t.all[k] = s
+	t.all.set(k, s)
 	if sa.Dir == ipsec.DirIn {
-		t.in[ik] = s
+		t.in.set(ik, s)
 		delete(d.reserved, sa.SPI)
 	} else {
 		// A rekeyed outbound SA replaces the older one for new packets; the
 		// old one stays in the SAD until deleted.
-		t.out[ok] = s
+		t.out.set(ok, s)
+		t.outAll[ok] = append(t.outAll[ok], s)
 	}
-	d.sad.Store(t)
 	d.mu.Unlock()
 	if sa.Dir == ipsec.DirOut {
-		d.flushAcquires()
+		d.flushAcquires(ok)
 	}
 	return nil
 }
@@ -148,37 +168,42 @@ func (d *Dataplane) DeleteSA(ctx context.Context, key ipsec.SAKey) error {
 }
 
 func (d *Dataplane) removeLocked(key ipsec.SAKey) bool {
-	t := d.sad.Load()
-	s := t.all[key]
+	t := d.sad
+	s, _ := t.all.get(key)
 	if s == nil {
 		return false
 	}
 	s.dead.Store(true)
-	t = t.clone()
-	delete(t.all, key)
+	t.all.del(key)
 	ik := inKey{spi: s.sa.SPI, proto: s.sa.Proto}
-	if t.in[ik] == s {
-		delete(t.in, ik)
+	if cur, _ := t.in.get(ik); cur == s {
+		t.in.del(ik)
 		d.invalid.Forget(s.sa.Src, uint8(s.sa.Proto), s.sa.SPI)
 	}
 	ok := outKey{reqID: s.sa.ReqID, proto: s.sa.Proto, dst: s.sa.Dst}
-	if t.out[ok] == s {
-		delete(t.out, ok)
+	if s.sa.Dir != ipsec.DirOut {
+		return true
+	}
+	rest := slices.DeleteFunc(t.outAll[ok], func(o *saState) bool { return o == s })
+	if len(rest) == 0 {
+		delete(t.outAll, ok)
+	} else {
+		t.outAll[ok] = rest
+	}
+	if cur, _ := t.out.get(ok); cur == s {
 		// Fall back to another outbound SA for the same template, if any.
-		for _, o := range t.all {
-			if o.sa.Dir == ipsec.DirOut && o.sa.ReqID == s.sa.ReqID && o.sa.Proto == s.sa.Proto && o.sa.Dst == s.sa.Dst {
-				t.out[ok] = o
-				break
-			}
+		if len(rest) > 0 {
+			t.out.set(ok, rest[len(rest)-1])
+		} else {
+			t.out.del(ok)
 		}
 	}
-	d.sad.Store(t)
 	return true
 }
 
 // Counters reads an SA's statistics.
 func (d *Dataplane) Counters(ctx context.Context, key ipsec.SAKey) (ipsec.Counters, error) {
-	s := d.sad.Load().all[key]
+	s, _ := d.sad.all.get(key)
 	if s == nil {
 		return ipsec.Counters{}, fmt.Errorf("userspace: SA %s: %w", key, ipsec.ErrNotFound)
 	}
@@ -204,7 +229,7 @@ func (d *Dataplane) AllocSPI(ctx context.Context, proto alg.Protocol, src, dst n
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := d.sad.Load()
+	t := d.sad
 	var b [4]byte
 	for range 64 {
 		if _, err := rand.Read(b[:]); err != nil {
@@ -217,7 +242,10 @@ func (d *Dataplane) AllocSPI(ctx context.Context, proto alg.Protocol, src, dst n
 		if _, ok := d.reserved[spi]; ok {
 			continue
 		}
-		if t.in[inKey{spi, alg.ESP}] != nil || t.in[inKey{spi, alg.AH}] != nil {
+		if _, used := t.in.get(inKey{spi, alg.ESP}); used {
+			continue
+		}
+		if _, used := t.in.get(inKey{spi, alg.AH}); used {
 			continue
 		}
 		d.reserved[spi] = d.cfg.Now().Add(d.cfg.SPIReserve)
@@ -261,7 +289,8 @@ func (d *Dataplane) checkTime(s *saState, now time.Time) {
 // hardExpire deletes s once and raises EventHardExpire.
 func (d *Dataplane) hardExpire(s *saState) {
 	d.mu.Lock()
-	removed := d.sad.Load().all[s.sa.Key()] == s && d.removeLocked(s.sa.Key())
+	cur, _ := d.sad.all.get(s.sa.Key())
+	removed := cur == s && d.removeLocked(s.sa.Key())
 	d.mu.Unlock()
 	if removed {
 		d.log.Info("SA hard-expired", "spi", fmt.Sprintf("0x%08x", s.sa.SPI), "proto", s.sa.Proto.String(), "peer", s.sa.Dst.String())

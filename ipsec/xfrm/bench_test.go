@@ -15,7 +15,7 @@ import (
 // the kernel passed up: NFLOG attribute walk, IPv4/ESP parse, known-SPI
 // check, detector (here mostly suppressing: one source, random SPIs).
 func BenchmarkHandleNFLOG(b *testing.B) {
-	d := &Dataplane{events: make(chan ipsec.Event, 1), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
+	d := &Dataplane{events: testQueue(b, 1), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
 	d.cfg.log = discardLogger()
 	msg := nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x1001, 7)))
 	spiAt := len(msg) - 8 // the ESP SPI inside the payload attribute
@@ -29,7 +29,7 @@ func BenchmarkHandleNFLOG(b *testing.B) {
 		binary.BigEndian.PutUint32(msg[spiAt:], x|0x100)
 		d.handleNFLOG(typ, msg)
 		select {
-		case <-d.events:
+		case <-d.events.Events():
 		default:
 		}
 	}

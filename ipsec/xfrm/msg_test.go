@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -89,7 +90,7 @@ func TestDecodeShort(t *testing.T) {
 }
 
 func TestHandleKernelMsgFiltersForeign(t *testing.T) {
-	d := &Dataplane{cfg: config{reqIDBase: DefaultReqIDBase}, events: make(chan ipsec.Event, 4), sas: map[ipsec.SAKey]saRecord{}, larval: map[ipsec.SAKey]bool{}}
+	d := &Dataplane{cfg: config{reqIDBase: DefaultReqIDBase}, events: testQueue(t, 4), sas: map[ipsec.SAKey]saRecord{}, larval: map[ipsec.SAKey]bool{}}
 	acq, _ := os.ReadFile("testdata/acquire.bin")
 	exp, _ := os.ReadFile("testdata/expire-larval.bin")
 	d.handleKernelMsg(msgAcquire, acq)
@@ -100,24 +101,57 @@ func TestHandleKernelMsgFiltersForeign(t *testing.T) {
 	fexp := append([]byte(nil), exp...)
 	binary.NativeEndian.PutUint32(fexp[208:], 1) // reqid 1: not ours
 	d.handleKernelMsg(msgExpire, fexp)
-	if len(d.events) != 2 {
-		t.Fatalf("%d events, want 2 (foreign acquire and expire ignored)", len(d.events))
+	evs := drain(d.events)
+	if len(evs) != 2 {
+		t.Fatalf("%d events, want 2 (foreign acquire and expire ignored)", len(evs))
 	}
-	if e := <-d.events; e.Kind != ipsec.EventAcquire || e.Policy.ID != 5 || e.SA.Dst != netip.MustParseAddr("192.0.2.2") {
+	if e := evs[0]; e.Kind != ipsec.EventAcquire || e.Policy.ID != 5 || e.SA.Dst != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("first event %+v", e)
 	}
-	if e := <-d.events; e.Kind != ipsec.EventHardExpire || e.SA.SPI != 0xe8b8e415 {
+	if e := evs[1]; e.Kind != ipsec.EventHardExpire || e.SA.SPI != 0xe8b8e415 {
 		t.Errorf("second event %+v", e)
 	}
 }
 
+// emit never blocks: with nobody reading, repeated acquires for one policy
+// coalesce (none is lost), and invalid-SPI events over the bound are
+// dropped and counted.
 func TestEmitNeverBlocks(t *testing.T) {
-	d := &Dataplane{events: make(chan ipsec.Event, 2)}
+	d := &Dataplane{events: testQueue(t, 2)}
 	for i := 0; i < 5; i++ {
 		d.emit(ipsec.Event{Kind: ipsec.EventAcquire})
+		d.emit(ipsec.Event{Kind: ipsec.EventInvalidSPI, SA: ipsec.SAKey{SPI: uint32(0x100 + i)}})
 	}
-	if len(d.events) != 2 || d.Stats().EventsDropped != 3 {
-		t.Errorf("queued %d dropped %d, want 2 and 3", len(d.events), d.Stats().EventsDropped)
+	evs := drain(d.events)
+	acquires := 0
+	for _, e := range evs {
+		if e.Kind == ipsec.EventAcquire {
+			acquires++
+		}
+	}
+	if s := d.Stats(); acquires == 0 || acquires > 2 || len(evs)-acquires != 2 || s.EventsDropped != 3 {
+		t.Errorf("%d acquires, %d invalid SPIs, dropped %d; want 1 (or 2, one taken before the others came), 2 and 3",
+			acquires, len(evs)-acquires, s.EventsDropped)
+	}
+}
+
+// testQueue is an event queue closed at the end of the test.
+func testQueue(t testing.TB, maxInvalid int) *ipsec.EventQueue {
+	q := ipsec.NewEventQueue(maxInvalid)
+	t.Cleanup(q.Close)
+	return q
+}
+
+// drain reads the events queued so far (a short bounded wait for each).
+func drain(q *ipsec.EventQueue) []ipsec.Event {
+	var out []ipsec.Event
+	for {
+		select {
+		case ev := <-q.Events():
+			out = append(out, ev)
+		case <-time.After(200 * time.Millisecond):
+			return out
+		}
 	}
 }
 

@@ -87,7 +87,7 @@ func TestNFLOGPayload(t *testing.T) {
 }
 
 func TestHandleNFLOG(t *testing.T) {
-	d := &Dataplane{events: make(chan ipsec.Event, 8), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
+	d := &Dataplane{events: testQueue(t, 8), known: map[ipsec.SAKey]bool{}, det: NewDetector(DetectorConfig{})}
 	d.cfg.log = discardLogger()
 	known := ipsec.SAKey{Dst: netip.MustParseAddr("192.0.2.2"), Proto: alg.ESP, SPI: 0x1001}
 	d.known[known] = true
@@ -96,10 +96,11 @@ func TestHandleNFLOG(t *testing.T) {
 	d.handleNFLOG(typ, nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x2002, 1))))
 	d.handleNFLOG(typ, nflogMsg(ipv4(6, "192.0.2.1", "192.0.2.2", make([]byte, 20))))
 	d.handleNFLOG(typ+1, nflogMsg(ipv4(50, "192.0.2.1", "192.0.2.2", be32(0x3003, 1)))) // not a packet message
-	if len(d.events) != 1 {
-		t.Fatalf("%d events, want 1", len(d.events))
+	evs := drain(d.events)
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1", len(evs))
 	}
-	if e := <-d.events; e.SA.SPI != 0x2002 || e.Src != peerA {
+	if e := evs[0]; e.SA.SPI != 0x2002 || e.Src != peerA {
 		t.Errorf("event %+v", e)
 	}
 	s := d.Stats()

@@ -96,7 +96,9 @@ func WithNetns(ns netns.NsHandle) Option { return func(c *config) { c.ns = ns } 
 // WithReqIDBase moves the owned kernel reqid range (DefaultReqIDBase).
 func WithReqIDBase(base uint32) Option { return func(c *config) { c.reqIDBase = base } }
 
-// WithEventBuffer sets the event channel's capacity (256).
+// WithEventBuffer bounds the invalid-SPI events waiting for the Events
+// reader (256); acquires and expiries are coalesced per key and never
+// dropped (ipsec.EventQueue).
 func WithEventBuffer(n int) Option { return func(c *config) { c.eventBuffer = n } }
 
 // WithInvalidSPI configures invalid-SPI detection (on by default).
@@ -107,7 +109,8 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // Stats are the dataplane's own counters.
 type Stats struct {
-	EventsDropped   uint64 // the Events reader was too slow
+	EventsDropped   uint64 // invalid-SPI events over WithEventBuffer waiting for the reader
+	EventsCoalesced uint64 // events that joined one with their key still waiting
 	MonitorOverruns uint64 // ENOBUFS on the XFRM event socket: kernel events lost
 	WatchPackets    uint64 // packets the kernel passed up (NFLOG: unknown SPIs within the limit; raw: every ESP/AH packet)
 	WatchOverruns   uint64 // ENOBUFS on a watch socket: packets the kernel could not queue
@@ -140,12 +143,12 @@ type Dataplane struct {
 	kmu       sync.RWMutex
 	known     map[ipsec.SAKey]bool // inbound and larval SAs, read per watched packet
 	det       *Detector
-	events    chan ipsec.Event
+	events    *ipsec.EventQueue
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	dropped, monOverrun, watchPkts, watchOverrun, watchBad, watchKnown atomic.Uint64
+	monOverrun, watchPkts, watchOverrun, watchBad, watchKnown atomic.Uint64
 }
 
 type protoSPI struct {
@@ -177,13 +180,14 @@ func New(opts ...Option) (*Dataplane, error) {
 		policies: map[ipsec.PolicyKey]bool{},
 		spiRefs:  map[protoSPI]int{},
 		known:    map[ipsec.SAKey]bool{},
-		events:   make(chan ipsec.Event, cfg.eventBuffer),
+		events:   ipsec.NewEventQueue(cfg.eventBuffer),
 	}
 	if err := d.open(); err != nil {
 		if d.nft != nil {
 			_ = d.nft.close()
 		}
 		d.closeSockets()
+		d.events.Close()
 		return nil, err
 	}
 	d.wg.Add(1)
@@ -303,12 +307,14 @@ var (
 )
 
 // Events implements ipsec.Dataplane.
-func (d *Dataplane) Events() <-chan ipsec.Event { return d.events }
+func (d *Dataplane) Events() <-chan ipsec.Event { return d.events.Events() }
 
 // Stats returns the dataplane's counters.
 func (d *Dataplane) Stats() Stats {
+	q := d.events.Stats()
 	s := Stats{
-		EventsDropped:   d.dropped.Load(),
+		EventsDropped:   q.Dropped,
+		EventsCoalesced: q.Coalesced,
 		MonitorOverruns: d.monOverrun.Load(),
 		WatchPackets:    d.watchPkts.Load(),
 		WatchOverruns:   d.watchOverrun.Load(),
@@ -322,14 +328,8 @@ func (d *Dataplane) Stats() Stats {
 	return s
 }
 
-// emit delivers an event without ever blocking.
-func (d *Dataplane) emit(e ipsec.Event) {
-	select {
-	case d.events <- e:
-	default:
-		d.dropped.Add(1)
-	}
-}
+// emit queues an event without ever blocking.
+func (d *Dataplane) emit(e ipsec.Event) { d.events.Put(e) }
 
 // Close stops the event readers, removes the nftables table and closes the
 // sockets and the Events channel. It leaves SAs and policies in place (the
@@ -345,7 +345,7 @@ func (d *Dataplane) Close() error {
 		}
 		d.closeSockets()
 		d.wg.Wait()
-		close(d.events)
+		d.events.Close()
 	})
 	return err
 }
