@@ -243,8 +243,27 @@ func (a *Agent) loop() {
 				continue
 			}
 			a.handleDataplane(ev)
+			events = a.drainDataplane(events)
 		}
 	}
+}
+
+// drainDataplane handles the dataplane events already waiting (a burst of
+// acquires: each is cheap, while every IKE output costs a telemetry
+// update), up to a bound, and returns the channel (nil once closed).
+func (a *Agent) drainDataplane(events <-chan ipsec.Event) <-chan ipsec.Event {
+	for range 4096 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			a.handleDataplane(ev)
+		default:
+			return events
+		}
+	}
+	return events
 }
 
 var _ gnmi.Operations = (*Agent)(nil)

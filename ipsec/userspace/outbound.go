@@ -1,8 +1,10 @@
 package userspace
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -361,8 +363,10 @@ func (d *Dataplane) acquire(pol *ipsec.Policy, tm *ipsec.Template, f *flow, pkt 
 	if !raise {
 		return
 	}
-	if first {
-		d.log.Info("acquire", "policy", pol.ID, "peer", tm.Dst.String(), "proto", tm.Proto.String(),
+	if first && d.log.Enabled(context.Background(), slog.LevelDebug) {
+		// Debug only, off the packet path's budget: the agent logs the
+		// negotiation it starts.
+		d.log.Debug("acquire", "policy", pol.ID, "peer", tm.Dst.String(), "proto", tm.Proto.String(),
 			"trigger", fmt.Sprintf("%s -> %s proto %d", f.src, f.dst, f.proto))
 	}
 	d.emit(ipsec.Event{

@@ -92,9 +92,12 @@
 //
 // vishvananda/netlink's XfrmMonitor only reports EXPIRE, so this package joins
 // XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE itself and decodes xfrm_user_acquire
-// and xfrm_user_expire (msg.go). Events go to a bounded channel; when the
-// reader is slow they are dropped and counted (Stats), never blocking the
-// kernel reader. For an acquire, Event.Policy is the owned policy that matched,
+// and xfrm_user_expire (msg.go). Events go through ipsec.EventQueue, never
+// blocking the kernel reader: while the reader is slow, acquires (per
+// policy and peer) and expiries (per SA and kind) coalesce and are never
+// dropped; invalid-SPI events beyond WithEventBuffer are dropped and
+// counted (Stats). The kernel raises an acquire once per larval state
+// (net.core.xfrm_acq_expires, 30 s). For an acquire, Event.Policy is the owned policy that matched,
 // Event.Trigger the packet as a host-to-host selector, and Event.SA.Dst /
 // Event.Src the template's tunnel endpoints (peer and local address).
 //
@@ -133,6 +136,10 @@
 //   - An SPI reserved with AllocSPI is a larval kernel state that the kernel
 //     deletes after net.core.xfrm_acq_expires (30 s by default) unless AddSA
 //     completes it (as XFRM_MSG_UPDSA).
+//   - Cost per operation: AddSA, DeleteSA, AllocSPI and Counters are one
+//     netlink request each (plus one nftables batch for an inbound SPI);
+//     AddPolicy is two (a look-up of the index, then NEWPOLICY), DeletePolicy
+//     one. Nothing lists the kernel's states or policies except Flush.
 //   - Do not call netlink.XfrmState.String(): it panics on kernels before
 //     6.13 (nil Pcpunum). Nothing here does.
 package xfrm
