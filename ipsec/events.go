@@ -23,16 +23,24 @@ import (
 // dropped and counted (Stats.Dropped).
 //
 // A goroutine hands the events over in the order their keys first
-// arrived, one at a time: when the reader is slow, it waits (the queue
-// applies backpressure to itself, never to the producer). The event being
-// handed over has left the queue: one with its key queues anew.
+// arrived, through a channel of ChanBuffer events (so that a reader that
+// takes a burst at a time finds one): when the reader is slow, it waits
+// (the queue applies backpressure to itself, never to the producer). An
+// event handed over has left the queue: one with its key queues anew. An
+// invalid-SPI event counts against MaxInvalidSPI until the reader has
+// taken it from the channel.
 type EventQueue struct {
 	mu         sync.Mutex
 	pending    map[eventKey]Event
 	fifo       []eventKey
 	head       int
-	invalid    int // invalid-SPI events waiting or being handed over
+	invalid    int // invalid-SPI events waiting, in the channel, or being handed over
 	maxInvalid int
+	// sent holds, oldest first, whether each event put in the channel and
+	// not yet known to be read was an invalid SPI; len(out) says how many
+	// are still unread (see reconcile).
+	sent     []bool
+	sentHead int
 	coalesced  uint64
 	dropped    uint64
 	closed     bool
@@ -57,6 +65,9 @@ type EventQueueStats struct {
 	Dropped   uint64 // invalid-SPI events over MaxInvalidSPI
 }
 
+// ChanBuffer is the capacity of an EventQueue's channel.
+const ChanBuffer = 256
+
 // NewEventQueue starts a queue that keeps at most maxInvalidSPI
 // invalid-SPI events waiting (at least 1).
 func NewEventQueue(maxInvalidSPI int) *EventQueue {
@@ -71,7 +82,7 @@ func newEventQueue(maxInvalidSPI int) *EventQueue {
 		pending:    map[eventKey]Event{},
 		maxInvalid: max(maxInvalidSPI, 1),
 		wake:       make(chan struct{}, 1),
-		out:        make(chan Event),
+		out:        make(chan Event, ChanBuffer),
 		stop:       make(chan struct{}),
 	}
 }
@@ -100,7 +111,7 @@ func (q *EventQueue) Put(ev Event) bool {
 		q.coalesced++
 		q.mu.Unlock()
 		return true
-	case ev.Kind == EventInvalidSPI && q.invalid >= q.maxInvalid:
+	case ev.Kind == EventInvalidSPI && q.reconcile() >= q.maxInvalid:
 		q.dropped++
 		q.mu.Unlock()
 		return false
@@ -168,13 +179,30 @@ func (q *EventQueue) next() (Event, bool) {
 	return Event{}, false
 }
 
-// delivered releases the invalid-SPI slot of an event handed over.
+// delivered notes an event put in the channel.
 func (q *EventQueue) delivered(ev *Event) {
-	if ev.Kind == EventInvalidSPI {
-		q.mu.Lock()
-		q.invalid--
-		q.mu.Unlock()
+	q.mu.Lock()
+	q.sent = append(q.sent, ev.Kind == EventInvalidSPI)
+	q.mu.Unlock()
+}
+
+// reconcile releases the invalid-SPI slots of the events the reader has
+// taken from the channel and returns the invalid-SPI events still counted.
+// The reader took all but len(out) of those sent, the oldest first; the
+// entry for an event being put in the channel right now may lag, which
+// only delays a release. Called with mu held.
+func (q *EventQueue) reconcile() int {
+	for unread := len(q.out); len(q.sent)-q.sentHead > unread; q.sentHead++ {
+		if q.sent[q.sentHead] {
+			q.invalid--
+		}
 	}
+	if q.sentHead == len(q.sent) {
+		q.sent, q.sentHead = q.sent[:0], 0
+	} else if q.sentHead > 1024 && q.sentHead*2 > len(q.sent) {
+		q.sent, q.sentHead = append(q.sent[:0], q.sent[q.sentHead:]...), 0
+	}
+	return q.invalid
 }
 
 func (q *EventQueue) pump() {
