@@ -39,11 +39,11 @@ type EventQueue struct {
 	// sent holds, oldest first, whether each event put in the channel and
 	// not yet known to be read was an invalid SPI; len(out) says how many
 	// are still unread (see reconcile).
-	sent     []bool
-	sentHead int
-	coalesced  uint64
-	dropped    uint64
-	closed     bool
+	sent      []bool
+	sentHead  int
+	coalesced uint64
+	dropped   uint64
+	closed    bool
 
 	wake chan struct{}
 	out  chan Event
