@@ -14,6 +14,12 @@
 // Step(Input) Output function, each input kind is its own method and the
 // output accumulates until Ready: commands then return their own errors.
 //
+// Locally initiated negotiations go through admission control
+// (admission.go, IOS's "crypto call admission limit"): a bounded number in
+// negotiation per role, the rest queued fairly across peers, one request
+// per child policy tag, failures retried with backoff while there is
+// demand.
+//
 // An Engine is not safe for concurrent use; ike/transport runs one on a
 // goroutine with real sockets and a clock.
 //
