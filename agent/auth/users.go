@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -83,33 +85,55 @@ type cached struct {
 }
 
 // Users is the users file, re-read when it changes on disk, so that
-// `spiagent user add` takes effect without a restart.
+// `spiagent user add` takes effect without a restart, and `spiagent user
+// del` ends the user's open sessions (see Track). Both northbound servers
+// share one Users, hence one login Backoff.
 //
 // File format, one user per line (mode 0600):
 //
 //	NAME ROLE BCRYPT-HASH
 type Users struct {
-	path string
+	path    string
+	backoff *Backoff
 
-	mu     sync.Mutex
-	stamp  string // size and mtime of the file last read; "" if absent
-	users  map[string]user
-	cache  map[string]cached
-	loaded bool
-	now    func() time.Time
+	mu      sync.Mutex
+	stamp   string // size and mtime of the file last read; "" if absent
+	users   map[string]user
+	cache   map[string]cached
+	loaded  bool
+	now     func() time.Time
+	flights map[[32]byte]*flight // password checks running
+	tracked map[*tracked]struct{}
+}
+
+// flight is a password check that concurrent identical logins share.
+type flight struct {
+	done chan struct{}
+	role Role
+	err  error
 }
 
 // OpenUsers returns the users of the file at path. A missing file is not an
 // error (it means no access until one is written); an unreadable or corrupt
-// one is.
+// one is. Logins through Login go through a Backoff with the default
+// settings (see SetBackoff).
 func OpenUsers(path string) (*Users, error) {
-	u := &Users{path: path, now: time.Now}
+	u := &Users{path: path, now: time.Now, backoff: NewBackoff(BackoffConfig{}),
+		flights: map[[32]byte]*flight{}, tracked: map[*tracked]struct{}{}}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if err := u.reloadLocked(); err != nil {
+	if _, err := u.reloadLocked(); err != nil {
 		return nil, err
 	}
 	return u, nil
+}
+
+// SetBackoff replaces the login backoff (before the servers start).
+func (u *Users) SetBackoff(cfg BackoffConfig) {
+	b := NewBackoff(cfg)
+	u.mu.Lock()
+	u.backoff = b
+	u.mu.Unlock()
 }
 
 // Path is the users file's name.
@@ -118,39 +142,42 @@ func (u *Users) Path() string { return u.path }
 // Empty reports whether nobody can log in (no file, or no users in it).
 func (u *Users) Empty() bool {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	_ = u.reloadLocked()
-	return len(u.users) == 0
+	ends, _ := u.refreshLocked()
+	empty := len(u.users) == 0
+	u.mu.Unlock()
+	ends.run()
+	return empty
 }
 
 func fileStamp(fi fs.FileInfo) string {
 	return fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
 }
 
-// reloadLocked re-reads the file if it changed. On error the previous users
-// stay in force.
-func (u *Users) reloadLocked() error {
+// reloadLocked re-reads the file if it changed, and says whether it did. On
+// error the previous users stay in force.
+func (u *Users) reloadLocked() (bool, error) {
 	fi, err := os.Stat(u.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		changed := !u.loaded || u.stamp != ""
 		u.users, u.stamp, u.cache, u.loaded = nil, "", nil, true
-		return nil
+		return changed, nil
 	}
 	if err != nil {
-		return fmt.Errorf("auth: users file: %w", err)
+		return false, fmt.Errorf("auth: users file: %w", err)
 	}
 	if u.loaded && fileStamp(fi) == u.stamp {
-		return nil
+		return false, nil
 	}
 	b, err := os.ReadFile(u.path)
 	if err != nil {
-		return fmt.Errorf("auth: users file: %w", err)
+		return false, fmt.Errorf("auth: users file: %w", err)
 	}
 	users, err := parseUsers(b)
 	if err != nil {
-		return fmt.Errorf("auth: users file %s: %w", u.path, err)
+		return false, fmt.Errorf("auth: users file %s: %w", u.path, err)
 	}
 	u.users, u.stamp, u.cache, u.loaded = users, fileStamp(fi), map[string]cached{}, true
-	return nil
+	return true, nil
 }
 
 func parseUsers(b []byte) (map[string]user, error) {
@@ -178,9 +205,29 @@ func parseUsers(b []byte) (map[string]user, error) {
 }
 
 // Authenticate checks a username and password and returns the user's role.
+// It does not go through the login Backoff: the servers use Login.
 func (u *Users) Authenticate(name, password string) (Role, error) {
+	return u.login(nil, netip.Prefix{}, name, password)
+}
+
+// Login is Authenticate for a client at the address src, through the login
+// Backoff: a source (or, from a source that failed itself, a user) with too
+// many recent failures is refused with a *BackoffError without checking the
+// password. A password verified in the last few minutes is accepted without
+// a bcrypt verification and without the Backoff; concurrent logins with the
+// same name and password share one verification.
+func (u *Users) Login(src net.Addr, name, password string) (Role, error) {
 	u.mu.Lock()
-	if err := u.reloadLocked(); err != nil {
+	b := u.backoff
+	u.mu.Unlock()
+	return u.login(b, Source(src), name, password)
+}
+
+func (u *Users) login(b *Backoff, source netip.Prefix, name, password string) (Role, error) {
+	u.mu.Lock()
+	ends, err := u.refreshLocked()
+	defer ends.run()
+	if err != nil {
 		u.mu.Unlock()
 		return RoleNone, err
 	}
@@ -188,26 +235,49 @@ func (u *Users) Authenticate(name, password string) (Role, error) {
 		u.mu.Unlock()
 		return RoleNone, ErrNoUsers
 	}
-	usr, ok := u.users[name]
+	usr, known := u.users[name]
 	sum := sha256.Sum256([]byte(name + "\x00" + password))
-	if c, hit := u.cache[name]; ok && hit && u.now().Before(c.expires) && subtle.ConstantTimeCompare(c.sum[:], sum[:]) == 1 {
+	if c, hit := u.cache[name]; known && hit && u.now().Before(c.expires) && subtle.ConstantTimeCompare(c.sum[:], sum[:]) == 1 {
 		u.mu.Unlock()
 		return usr.role, nil
 	}
-	u.mu.Unlock()
-	if !ok {
-		// Spend the same time as for a real user.
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return RoleNone, ErrBadCredentials
+	if f := u.flights[sum]; f != nil {
+		u.mu.Unlock()
+		<-f.done
+		return f.role, f.err
 	}
-	if bcrypt.CompareHashAndPassword(usr.hash, []byte(password)) != nil {
-		return RoleNone, ErrBadCredentials
+	f := &flight{done: make(chan struct{})}
+	u.flights[sum] = f
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		delete(u.flights, sum)
+		u.mu.Unlock()
+		close(f.done)
+	}()
+	if b != nil {
+		if f.err = b.admit(source, name, known); f.err != nil {
+			return RoleNone, f.err
+		}
+	}
+	hash := dummyHash // for an unknown user: spend the same time as for a real one
+	if known {
+		hash = usr.hash
+	}
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
+	if b != nil {
+		b.done(source, name, known, ok)
+	}
+	if !ok {
+		f.err = ErrBadCredentials
+		return RoleNone, f.err
 	}
 	u.mu.Lock()
 	if u.cache != nil {
 		u.cache[name] = cached{sum: sum, expires: u.now().Add(cacheTTL)}
 	}
 	u.mu.Unlock()
+	f.role = usr.role
 	return usr.role, nil
 }
 
