@@ -24,13 +24,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/confirm"
+	"github.com/spiagent/spiagent/agent/connlimit"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/internal/ratelog"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -42,7 +45,22 @@ const (
 	DefaultSubscriberQueue   = 1024
 	DefaultMinSampleInterval = 100 * time.Millisecond
 	DefaultTargetSample      = 10 * time.Second
-	DefaultMaxMsgSize        = 256 << 20
+	// DefaultMaxMsgSize bounds the messages the server sends (a Get of a
+	// large config with its state).
+	DefaultMaxMsgSize = 256 << 20
+	// DefaultMaxRecvMsgSize bounds a received message: 32 MiB, three times
+	// the largest config the benchmarks push (testconfig.BigJSON(50000),
+	// 50,000 crypto-map entries and keys: 9.9 MB of JSON_IETF).
+	DefaultMaxRecvMsgSize = 32 << 20
+	DefaultMaxStreams     = 32 // concurrent RPCs per connection
+	DefaultMaxConns       = 256
+	DefaultMaxPerSource   = 32
+	DefaultAuthTimeout    = 10 * time.Second
+	DefaultHandshake      = 5 * time.Second
+	DefaultIdleTimeout    = 5 * time.Minute
+	// maxHeaderList bounds the request headers read before authentication
+	// (grpc-go's default is 16 MiB).
+	maxHeaderList = 64 << 10
 )
 
 // ClearRequest is the input of the model's clear-crypto-sa RPC.
@@ -92,6 +110,16 @@ type Config struct {
 	MinSampleInterval time.Duration // floor of SAMPLE intervals
 	TargetSample      time.Duration // SAMPLE interval of counters in TARGET_DEFINED
 	Now               func() time.Time
+
+	// The connection edge (zero fields: the defaults above). Conns bounds
+	// connections in total and per source and closes those that have not
+	// authenticated (sent an RPC with good credentials) within its
+	// AuthTimeout; see package connlimit.
+	Conns            connlimit.Limits
+	MaxRecvMsgSize   int           // bytes of one received message
+	MaxStreams       uint32        // concurrent RPCs per connection
+	HandshakeTimeout time.Duration // the TLS handshake
+	IdleTimeout      time.Duration // a connection with no RPC this long is closed
 }
 
 // Server is a gNMI server. Create it with New and run it with Serve.
@@ -103,6 +131,8 @@ type Server struct {
 
 	redacted atomic.Pointer[redactedConfig]
 	hub      *hub
+	rl       *ratelog.Limiter // log lines outsiders can trigger
+	edge     atomic.Pointer[connlimit.Listener]
 	// ownConfirm: Confirm was made here, so Serve shuts it down.
 	ownConfirm bool
 }
@@ -133,7 +163,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.setEdgeDefaults()
 	s := &Server{cfg: cfg, log: cfg.Log.With("component", "gnmi")}
+	s.rl = ratelog.New(s.log, 0, 0)
 	if s.cfg.Confirm == nil {
 		s.cfg.Confirm = confirm.New(cfg.Store, confirm.Options{Log: cfg.Log})
 		s.ownConfirm = true
@@ -142,14 +174,44 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// grpcServer returns a grpc.Server with the gNMI service and the
-// authentication interceptors registered.
-func (s *Server) grpcServer() *grpc.Server {
+func (c *Config) setEdgeDefaults() {
+	if c.Conns.MaxConns <= 0 {
+		c.Conns.MaxConns = DefaultMaxConns
+	}
+	if c.Conns.MaxPerSource <= 0 {
+		c.Conns.MaxPerSource = DefaultMaxPerSource
+	}
+	if c.Conns.AuthTimeout <= 0 {
+		c.Conns.AuthTimeout = DefaultAuthTimeout
+	}
+	if c.MaxRecvMsgSize <= 0 {
+		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshake
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+}
+
+// grpcServer returns a grpc.Server with the gNMI service, the
+// authentication tap and interceptors and the edge's limits; lis is the
+// listener it will serve, told which connections authenticate.
+func (s *Server) grpcServer(lis *connlimit.Listener) *grpc.Server {
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(s.tap(lis)),
 		grpc.UnaryInterceptor(s.unaryAuth),
 		grpc.StreamInterceptor(s.streamAuth),
-		grpc.MaxRecvMsgSize(DefaultMaxMsgSize),
+		grpc.MaxRecvMsgSize(s.cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(DefaultMaxMsgSize),
+		grpc.MaxConcurrentStreams(s.cfg.MaxStreams),
+		grpc.MaxHeaderListSize(maxHeaderList),
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
@@ -169,12 +231,21 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	hubCtx, stopHub := context.WithCancel(ctx)
 	defer stopHub()
 	go s.hub.run(hubCtx)
+	if s.cfg.Users != nil {
+		// Removing a user (or its role) ends its open RPCs and streams.
+		go s.cfg.Users.Watch(hubCtx, 0)
+	}
+	defer s.rl.Flush()
 
-	g := s.grpcServer()
+	cl := connlimit.Wrap(lis, s.cfg.Conns, "gNMI", s.log)
+	s.edge.Store(cl)
+	g := s.grpcServer(cl)
 	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
+	go func() { errc <- g.Serve(cl) }()
 	s.log.Info("gNMI server listening", "addr", lis.Addr().String(), "tls", s.cfg.TLS != nil,
-		"client_cert", s.cfg.TLS != nil && s.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert, "lab", s.cfg.Lab)
+		"client_cert", s.cfg.TLS != nil && s.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert, "lab", s.cfg.Lab,
+		"max_conns", s.cfg.Conns.MaxConns, "max_conns_per_source", s.cfg.Conns.MaxPerSource, "auth_timeout", s.cfg.Conns.AuthTimeout,
+		"max_recv_msg", s.cfg.MaxRecvMsgSize, "max_streams", s.cfg.MaxStreams, "idle_timeout", s.cfg.IdleTimeout)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gnmi: serve: %w", err)
