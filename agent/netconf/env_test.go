@@ -157,6 +157,11 @@ func (e *env) tryDial(user, pass string, base11 bool) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.start(conn, base11)
+}
+
+// start starts a NETCONF session on an SSH connection and exchanges hellos.
+func (e *env) start(conn *ssh.Client, base11 bool) (*client, error) {
 	e.t.Cleanup(func() { conn.Close() })
 	sess, err := conn.NewSession()
 	if err != nil {

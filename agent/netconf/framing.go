@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 )
 
 // Framing (RFC 6242). base:1.0 ends every message with "]]>]]>"; base:1.1
@@ -19,6 +20,14 @@ const (
 // ErrTooLarge is returned for a message over the size limit.
 var ErrTooLarge = errors.New("netconf: message too large")
 
+// ErrBudget is returned when the memory all sessions' incoming messages may
+// hold together (Config.MaxBuffered) is in use.
+var ErrBudget = errors.New("netconf: the server's memory for incoming messages is in use")
+
+// readPiece is how much of a chunk is read (and allocated) at a time: a
+// chunk header announcing 4 GiB costs nothing until its bytes arrive.
+const readPiece = 64 << 10
+
 // errFraming is a framing violation: the session cannot continue.
 var errFraming = errors.New("netconf: bad framing")
 
@@ -27,19 +36,86 @@ type framer struct {
 	r       *bufio.Reader
 	w       io.Writer
 	chunked bool
-	max     int
+	in      msgBuf
 }
 
 func newFramer(r io.Reader, w io.Writer, max int) *framer {
-	return &framer{r: bufio.NewReaderSize(r, 64<<10), w: w, max: max}
+	return &framer{r: bufio.NewReaderSize(r, readPiece), w: w, in: msgBuf{max: max}}
 }
 
-// read returns the next message.
+// read returns the next message. The previous one is done with: its
+// memory goes back to the budget.
 func (f *framer) read() ([]byte, error) {
+	f.in.release()
 	if f.chunked {
-		return readChunked(f.r, f.max)
+		return f.in.readChunked(f.r)
 	}
-	return readEOM(f.r, f.max)
+	return f.in.readEOM(f.r)
+}
+
+// release gives the last message's memory back to the budget (at the end
+// of the session).
+func (f *framer) release() { f.in.release() }
+
+// budget is the memory the incoming messages of all sessions may hold at
+// once; nil is unbounded.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+func newBudget(max int64) *budget { return &budget{max: max} }
+
+func (b *budget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if u+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *budget) give(n int64) {
+	if b != nil {
+		b.used.Add(-n)
+	}
+}
+
+// msgBuf reads messages of at most max bytes, allocating as the bytes
+// arrive and holding what it allocated against the shared budget.
+type msgBuf struct {
+	max    int
+	budget *budget
+	held   int64 // budget held: the capacity of the message being read or last read
+}
+
+func (m *msgBuf) release() {
+	m.budget.give(m.held)
+	m.held = 0
+}
+
+// grow returns msg with room for n more bytes: ErrTooLarge past limit
+// bytes, ErrBudget if the shared budget cannot cover the new capacity.
+func (m *msgBuf) grow(msg []byte, n, limit int) ([]byte, error) {
+	need := len(msg) + n
+	if need > limit {
+		return nil, ErrTooLarge
+	}
+	if need <= cap(msg) {
+		return msg, nil
+	}
+	newCap := min(max(2*cap(msg), need, 4096), max(limit, need))
+	if !m.budget.take(int64(newCap) - m.held) {
+		return nil, ErrBudget
+	}
+	m.held = int64(newCap)
+	return append(make([]byte, 0, newCap), msg...), nil
 }
 
 // write sends one message.
@@ -69,13 +145,19 @@ func appendChunked(b, msg []byte) []byte {
 // readEOM reads a base:1.0 message: everything up to "]]>]]>". White space
 // before a message (left over after the previous delimiter) is dropped.
 func readEOM(r *bufio.Reader, max int) ([]byte, error) {
+	m := msgBuf{max: max}
+	return m.readEOM(r)
+}
+
+func (m *msgBuf) readEOM(r *bufio.Reader) ([]byte, error) {
 	var msg []byte
 	for {
 		part, err := r.ReadSlice('>')
-		msg = append(msg, part...)
-		if len(msg) > max+len(endOfMessage) {
-			return nil, ErrTooLarge
+		var gerr error
+		if msg, gerr = m.grow(msg, len(part), m.max+len(endOfMessage)); gerr != nil {
+			return nil, gerr
 		}
+		msg = append(msg, part...)
 		if err == bufio.ErrBufferFull {
 			continue
 		}
@@ -93,6 +175,11 @@ func readEOM(r *bufio.Reader, max int) ([]byte, error) {
 
 // readChunked reads a base:1.1 chunked message.
 func readChunked(r *bufio.Reader, max int) ([]byte, error) {
+	m := msgBuf{max: max}
+	return m.readChunked(r)
+}
+
+func (m *msgBuf) readChunked(r *bufio.Reader) ([]byte, error) {
 	var msg []byte
 	for first := true; ; first = false {
 		n, end, err := readChunkHeader(r, first)
@@ -105,13 +192,21 @@ func readChunked(r *bufio.Reader, max int) ([]byte, error) {
 			}
 			return msg, nil
 		}
-		if uint64(len(msg))+n > uint64(max) {
+		if uint64(len(msg))+n > uint64(m.max) {
 			return nil, ErrTooLarge
 		}
-		start := len(msg)
-		msg = append(msg, make([]byte, n)...)
-		if _, err := io.ReadFull(r, msg[start:]); err != nil {
-			return nil, unexpected(err)
+		// Grow as the bytes arrive, never by what the header announces.
+		for left := int(n); left > 0; {
+			k := min(left, readPiece)
+			if msg, err = m.grow(msg, k, m.max); err != nil {
+				return nil, err
+			}
+			start := len(msg)
+			msg = msg[:start+k]
+			if _, err := io.ReadFull(r, msg[start:]); err != nil {
+				return nil, unexpected(err)
+			}
+			left -= k
 		}
 	}
 }

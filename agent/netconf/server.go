@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,18 +24,28 @@ import (
 
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/confirm"
+	"github.com/spiagent/spiagent/agent/connlimit"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/internal/ratelog"
 	"github.com/spiagent/spiagent/store"
 )
 
 // Defaults of Config's limits.
 const (
-	DefaultMaxSessions    = 16
-	DefaultMaxMessage     = 64 << 20
+	DefaultMaxSessions = 16
+	// DefaultMaxMessage is 48 MiB, three times the largest config the
+	// benchmarks use as XML (testconfig.BigJSON(50000): 14.8 MB).
+	DefaultMaxMessage = 48 << 20
+	// DefaultMaxBuffered bounds the incoming messages of all sessions
+	// together: four messages of the largest size.
+	DefaultMaxBuffered    = 4 * DefaultMaxMessage
 	DefaultIdleTimeout    = 30 * time.Minute
-	defaultHandshakeLimit = 30 * time.Second
+	DefaultMaxConns       = 64
+	DefaultMaxPerSource   = 8
+	DefaultAuthTimeout    = 10 * time.Second // TCP accept to SSH login
+	DefaultChannelTimeout = 10 * time.Second // SSH login to the netconf subsystem
 )
 
 // Config configures a Server.
@@ -55,7 +66,14 @@ type Config struct {
 
 	MaxSessions int           // concurrent NETCONF sessions
 	MaxMessage  int           // bytes of one received message
+	MaxBuffered int64         // bytes the received messages of all sessions may hold together
 	IdleTimeout time.Duration // a session receiving nothing this long is closed
+	// Conns bounds the SSH connections in total and per source, and closes
+	// those that have not logged in within its AuthTimeout (see package
+	// connlimit); ChannelTimeout closes a logged-in connection that has not
+	// started the netconf subsystem in that time.
+	Conns          connlimit.Limits
+	ChannelTimeout time.Duration
 }
 
 // Server serves NETCONF over SSH.
@@ -65,7 +83,9 @@ type Server struct {
 	ssh    *ssh.ServerConfig
 	nextID atomic.Uint32
 	active atomic.Int32 // NETCONF sessions
-	conns  atomic.Int32 // SSH connections, authenticated or not
+	budget *budget      // memory of the messages being received
+	rl     *ratelog.Limiter
+	edge   atomic.Pointer[connlimit.Listener]
 
 	mu        sync.Mutex // the datastores: candidate, locks, sessions
 	candidate *node      // nil: the candidate equals running
@@ -101,7 +121,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = max(DefaultMaxBuffered, int64(cfg.MaxMessage+len(endOfMessage)))
+	}
+	if cfg.MaxBuffered < int64(cfg.MaxMessage+len(endOfMessage)) {
+		return nil, fmt.Errorf("netconf: the memory for all sessions' messages (%d bytes) is below one message (%d bytes)", cfg.MaxBuffered, cfg.MaxMessage)
+	}
+	if cfg.Conns.MaxConns <= 0 {
+		cfg.Conns.MaxConns = DefaultMaxConns
+	}
+	if cfg.Conns.MaxPerSource <= 0 {
+		cfg.Conns.MaxPerSource = DefaultMaxPerSource
+	}
+	if cfg.Conns.AuthTimeout <= 0 {
+		cfg.Conns.AuthTimeout = DefaultAuthTimeout
+	}
+	if cfg.ChannelTimeout <= 0 {
+		cfg.ChannelTimeout = DefaultChannelTimeout
+	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("server", "netconf"), locks: map[string]uint32{}, sessions: map[uint32]*session{}}
+	s.budget = newBudget(cfg.MaxBuffered)
+	s.rl = ratelog.New(s.log, 0, 0)
 	if s.cfg.Confirm == nil {
 		s.cfg.Confirm = confirm.New(cfg.Store, confirm.Options{Log: cfg.Log})
 		s.ownConfirm = true
@@ -114,21 +154,35 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// password checks a login against the users file; the role rides in the
-// connection's permissions.
+// password checks a login against the users file, through the login
+// backoff shared with gNMI; the role rides in the connection's permissions.
 func (s *Server) password(c ssh.ConnMetadata, pass []byte) (*ssh.Permissions, error) {
-	role, err := s.cfg.Users.Authenticate(c.User(), string(pass))
-	if err != nil {
-		s.log.Warn("NETCONF authentication failed", "user", c.User(), "remote", c.RemoteAddr().String())
+	role, err := s.cfg.Users.Login(c.RemoteAddr(), c.User(), string(pass))
+	var be *auth.BackoffError
+	switch {
+	case errors.As(err, &be):
+		s.rl.Warn("NETCONF login refused: too many failures", "user", c.User(), "remote", c.RemoteAddr().String(), "retry_in", be.Retry.Round(time.Second), "busy", be.Busy)
+		return nil, fmt.Errorf("netconf: %s", strings.TrimPrefix(be.Error(), "auth: "))
+	case err != nil:
+		s.rl.Warn("NETCONF authentication failed", "user", c.User(), "remote", c.RemoteAddr().String())
 		return nil, fmt.Errorf("netconf: bad username or password")
 	}
 	return &ssh.Permissions{Extensions: map[string]string{"role": role.String()}}, nil
 }
 
 // Serve accepts connections on lis until ctx is done; then it closes lis and
-// every session.
+// every session. Accept errors (such as running out of file descriptors)
+// are retried, never fatal.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	s.log.Info("NETCONF listening", "addr", lis.Addr().String())
+	s.log.Info("NETCONF listening", "addr", lis.Addr().String(), "max_sessions", s.cfg.MaxSessions,
+		"max_conns", s.cfg.Conns.MaxConns, "max_conns_per_source", s.cfg.Conns.MaxPerSource, "auth_timeout", s.cfg.Conns.AuthTimeout,
+		"channel_timeout", s.cfg.ChannelTimeout, "max_message", s.cfg.MaxMessage, "max_buffered", s.cfg.MaxBuffered)
+	lis = s.wrap(lis)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	// Removing a user (or its role) ends its sessions.
+	go s.cfg.Users.Watch(watchCtx, 0)
+	defer s.rl.Flush()
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() {
 		lis.Close()
@@ -161,19 +215,24 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 }
 
+// wrap puts the connection limits around lis (once).
+func (s *Server) wrap(lis net.Listener) net.Listener {
+	cl, ok := lis.(*connlimit.Listener)
+	if !ok {
+		cl = connlimit.Wrap(lis, s.cfg.Conns, "NETCONF", s.log)
+	}
+	s.edge.Store(cl)
+	return cl
+}
+
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
-	// Connections that have not (yet) got a session are bounded too.
-	if n := s.conns.Add(1); int(n) > 2*s.cfg.MaxSessions+8 {
-		s.conns.Add(-1)
-		s.log.Warn("NETCONF connection refused: too many connections", "remote", nc.RemoteAddr().String())
-		return
-	}
-	defer s.conns.Add(-1)
 	// Shutting down ends connections without a session too.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	_ = nc.SetDeadline(time.Now().Add(defaultHandshakeLimit))
+	// The SSH handshake and login; connlimit closes the connection at the
+	// same deadline.
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.Conns.AuthTimeout))
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {
 		s.log.Debug("NETCONF SSH handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
@@ -181,6 +240,19 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	defer conn.Close()
 	_ = nc.SetDeadline(time.Time{})
+	if lc, ok := nc.(*connlimit.Conn); ok {
+		lc.Authenticated()
+	}
+	// A logged-in connection must start its session soon: it holds a
+	// place that the limits count.
+	var started atomic.Bool
+	noChannel := time.AfterFunc(s.cfg.ChannelTimeout, func() {
+		if !started.Load() {
+			s.rl.Info("NETCONF connection closed: no netconf session started in time", "user", conn.User(), "remote", nc.RemoteAddr().String(), "channel_timeout", s.cfg.ChannelTimeout)
+			conn.Close()
+		}
+	})
+	defer noChannel.Stop()
 	go ssh.DiscardRequests(reqs)
 	role, _ := auth.ParseRole(conn.Permissions.Extensions["role"])
 	var wg sync.WaitGroup
@@ -196,7 +268,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveChannel(ctx, conn, ch, creqs, conn.User(), role)
+			s.serveChannel(ctx, conn, ch, creqs, conn.User(), role, &started)
 		}()
 	}
 	wg.Wait()
@@ -204,11 +276,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 
 // serveChannel waits for the "netconf" subsystem request and runs a
 // session on the channel.
-func (s *Server) serveChannel(ctx context.Context, conn *ssh.ServerConn, ch ssh.Channel, reqs <-chan *ssh.Request, user string, role auth.Role) {
+func (s *Server) serveChannel(ctx context.Context, conn *ssh.ServerConn, ch ssh.Channel, reqs <-chan *ssh.Request, user string, role auth.Role, started *atomic.Bool) {
 	defer ch.Close()
-	started := false
+	running := false
 	for req := range reqs {
-		if req.Type != "subsystem" || started {
+		if req.Type != "subsystem" || running {
 			_ = req.Reply(false, nil)
 			continue
 		}
@@ -219,12 +291,13 @@ func (s *Server) serveChannel(ctx context.Context, conn *ssh.ServerConn, ch ssh.
 		}
 		if n := s.active.Add(1); int(n) > s.cfg.MaxSessions {
 			s.active.Add(-1)
-			s.log.Warn("NETCONF session refused: too many sessions", "user", user, "max", s.cfg.MaxSessions)
+			s.rl.Warn("NETCONF session refused: too many sessions", "user", user, "max", s.cfg.MaxSessions)
 			_ = req.Reply(false, nil)
 			continue
 		}
 		_ = req.Reply(true, nil)
-		started = true
+		started.Store(true)
+		running = true
 		go ssh.DiscardRequests(reqs)
 		ss := s.newSession(ctx, ch, user, role)
 		ss.run()

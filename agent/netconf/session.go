@@ -62,6 +62,7 @@ type session struct {
 func (s *Server) newSession(ctx context.Context, ch ssh.Channel, user string, role auth.Role) *session {
 	id := s.nextID.Add(1)
 	ss := &session{srv: s, ctx: ctx, id: id, user: user, role: role, ch: ch, fr: newFramer(ch, ch, s.cfg.MaxMessage)}
+	ss.fr.in.budget = s.budget
 	ss.log = s.log.With("session", id, "user", user)
 	s.mu.Lock()
 	s.sessions[id] = ss
@@ -87,6 +88,9 @@ func (ss *session) run() {
 		ss.wmu.Unlock()
 	}()
 	defer ss.close()
+	defer ss.fr.release()
+	// Removing the user, or its role, from the users file ends the session.
+	defer ss.srv.cfg.Users.Track(ss.user, ss.role, ss.revoke)()
 	idle := time.AfterFunc(ss.srv.cfg.IdleTimeout, func() {
 		ss.log.Info("NETCONF session idle: closing", "idle_timeout", ss.srv.cfg.IdleTimeout)
 		ss.close()
@@ -110,8 +114,13 @@ func (ss *session) run() {
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				ss.log.Info("NETCONF session read failed: closing", "err", err)
-				if errors.Is(err, ErrTooLarge) {
-					_ = ss.fr.write(replyXML(nil, nil, rpcErrors{newErr("rpc", "too-big", "message over %d bytes", ss.srv.cfg.MaxMessage)}))
+				switch {
+				case errors.Is(err, ErrTooLarge):
+					_ = ss.send(replyXML(nil, nil, rpcErrors{newErr("rpc", "too-big", "message over %d bytes", ss.srv.cfg.MaxMessage)}))
+				case errors.Is(err, ErrBudget):
+					ss.srv.rl.Warn("NETCONF session ended: message memory of all sessions in use", "user", ss.user, "max_buffered", ss.srv.cfg.MaxBuffered)
+					_ = ss.send(replyXML(nil, nil, rpcErrors{newErr("rpc", "resource-denied",
+						"the server's memory for incoming messages (%d MiB across all sessions) is in use: message refused, session closed", ss.srv.cfg.MaxBuffered>>20)}))
 				}
 			}
 			ss.log.Info("NETCONF session end")
@@ -128,6 +137,23 @@ func (ss *session) run() {
 		}
 		idle.Reset(ss.srv.cfg.IdleTimeout)
 	}
+}
+
+// revokeGrace bounds how long the notice of a revoked session may wait for
+// a client that does not read.
+const revokeGrace = 5 * time.Second
+
+// revoke ends the session because its user was removed from the users file
+// or lost its role: an rpc-error (access-denied) says why, then the session
+// closes. It does not block (the users file's reader calls it).
+func (ss *session) revoke(e *auth.RevokedError) {
+	ss.log.Warn("NETCONF session ended: user revoked", "reason", e.Error())
+	go func() {
+		t := time.AfterFunc(revokeGrace, ss.close)
+		defer t.Stop()
+		_ = ss.send(replyXML(nil, nil, rpcErrors{newErr("protocol", "access-denied", "%s", e.Error())}))
+		ss.close()
+	}()
 }
 
 func (ss *session) helloMsg() []byte {
