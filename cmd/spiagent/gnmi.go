@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/agent/connlimit"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
 	"github.com/spiagent/spiagent/store"
@@ -24,6 +27,12 @@ type gnmiFlags struct {
 	insecure      bool
 	insecureForce bool
 	lab           bool
+
+	conns      connlimit.Limits
+	maxRecvMsg int
+	maxStreams uint
+	handshake  time.Duration
+	idle       time.Duration
 }
 
 func addGNMIFlags(fs *flag.FlagSet) *gnmiFlags {
@@ -36,6 +45,13 @@ func addGNMIFlags(fs *flag.FlagSet) *gnmiFlags {
 	fs.BoolVar(&f.insecure, "insecure", false, "serve gNMI in plaintext (loopback addresses only, unless --insecure-force)")
 	fs.BoolVar(&f.insecureForce, "insecure-force", false, "allow --insecure on a non-loopback address")
 	fs.BoolVar(&f.lab, "lab", false, "lab mode: with no users file, let plaintext loopback clients in unauthenticated (read-write)")
+	fs.IntVar(&f.maxRecvMsg, "gnmi-max-recv-msg", gnmi.DefaultMaxRecvMsgSize, "largest gNMI request message accepted, in bytes")
+	fs.UintVar(&f.maxStreams, "gnmi-max-streams", gnmi.DefaultMaxStreams, "concurrent gNMI RPCs per connection (more wait in the client)")
+	fs.IntVar(&f.conns.MaxConns, "gnmi-max-conns", gnmi.DefaultMaxConns, "open gNMI connections, authenticated or not")
+	fs.IntVar(&f.conns.MaxPerSource, "gnmi-max-conns-per-source", gnmi.DefaultMaxPerSource, "open gNMI connections from one address (IPv6: one /64)")
+	fs.DurationVar(&f.conns.AuthTimeout, "gnmi-auth-timeout", gnmi.DefaultAuthTimeout, "close a gNMI connection that has not made an authenticated RPC this long after it was accepted")
+	fs.DurationVar(&f.handshake, "gnmi-handshake-timeout", gnmi.DefaultHandshake, "close a gNMI connection whose TLS handshake takes longer")
+	fs.DurationVar(&f.idle, "gnmi-idle-timeout", gnmi.DefaultIdleTimeout, "close a gNMI connection with no RPC for this long (clients reconnect)")
 	return f
 }
 
@@ -80,9 +96,12 @@ func startGNMI(ctx context.Context, log *slog.Logger, st *store.Store, tel *tele
 	if f.lab && !f.insecure {
 		return nil, fmt.Errorf("--lab needs --insecure: lab mode is plaintext on loopback only")
 	}
-	users, err := auth.OpenUsers(usersPath(f.usersFile, dataDir))
-	if err != nil {
-		return nil, err
+	users := nb.users
+	if users == nil {
+		var err error
+		if users, err = auth.OpenUsers(usersPath(f.usersFile, dataDir)); err != nil {
+			return nil, err
+		}
 	}
 	if users.Empty() {
 		if f.lab {
@@ -91,7 +110,11 @@ func startGNMI(ctx context.Context, log *slog.Logger, st *store.Store, tel *tele
 			log.Warn("no gNMI users: every gNMI request will be refused until one is added with `spiagent user add`", "users_file", users.Path())
 		}
 	}
-	cfg := gnmi.Config{Store: st, State: tel, Users: users, Lab: f.lab, InsecureForce: f.insecureForce, Ops: ops, RunningLock: nb.lock, Confirm: nb.confirm, Log: log}
+	if f.maxStreams > math.MaxUint32 {
+		return nil, fmt.Errorf("--gnmi-max-streams %d is too large", f.maxStreams)
+	}
+	cfg := gnmi.Config{Store: st, State: tel, Users: users, Lab: f.lab, InsecureForce: f.insecureForce, Ops: ops, RunningLock: nb.lock, Confirm: nb.confirm, Log: log,
+		Conns: f.conns, MaxRecvMsgSize: f.maxRecvMsg, MaxStreams: uint32(f.maxStreams), HandshakeTimeout: f.handshake, IdleTimeout: f.idle}
 	if !f.insecure {
 		cert, err := auth.LoadServerCert(f.certFile, f.keyFile, dataDir)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spiagent/spiagent/agent"
+	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/telemetry"
@@ -72,6 +73,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	nattPort := fs.Uint("natt-port", 4500, "local NAT-T (IKE and ESP-in-UDP) port")
 	gf := addGNMIFlags(fs)
 	nf := addNETCONFFlags(fs)
+	lf := addLoginFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -89,14 +91,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	acfg := agent.Config{Dataplane: *dataplane, TUNName: *tunName, IKEPort: uint16(*ikePort), NATTPort: uint16(*nattPort), Log: log}
-	if err := runAgent(ctx, log, *dataDir, acfg, gf, nf); err != nil {
+	if err := runAgent(ctx, log, *dataDir, acfg, gf, nf, lf); err != nil {
 		log.Error("spiagent stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags, nf *netconfFlags) error {
+func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.Config, gf *gnmiFlags, nf *netconfFlags, lf *auth.BackoffConfig) error {
 	st, err := store.Open(dataDir, store.WithValidator(validators.NewCrypto()))
 	if err != nil {
 		return fmt.Errorf("open datastore: %w", err)
@@ -115,7 +117,13 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 	// One lock on running and one confirmed commit for both northbound
 	// interfaces (RFC 6241 §7.5). A confirmed commit left pending by an
 	// agent that died is rolled back before anyone connects.
-	nb := northbound{lock: &dslock.Lock{}, confirm: confirm.New(st, confirm.Options{Log: log, Dir: dataDir})}
+	// One users file, hence one login backoff, for both.
+	users, err := auth.OpenUsers(usersPath(gf.usersFile, dataDir))
+	if err != nil {
+		return err
+	}
+	users.SetBackoff(*lf)
+	nb := northbound{lock: &dslock.Lock{}, confirm: confirm.New(st, confirm.Options{Log: log, Dir: dataDir}), users: users}
 	if err := nb.confirm.Recover(ctx); err != nil {
 		return err
 	}
@@ -143,6 +151,7 @@ func runAgent(ctx context.Context, log *slog.Logger, dataDir string, acfg agent.
 type northbound struct {
 	lock    *dslock.Lock
 	confirm *confirm.Manager
+	users   *auth.Users // nil: each server opens the users file
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
