@@ -474,6 +474,7 @@ func TestAcceptErrorsDoNotStopServe(t *testing.T) {
 	if _, err := e2.client().Get(gctx, &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp/config")}}); err != nil {
 		select {
 		case err := <-done:
+			done <- nil // for the deferred wait
 			t.Fatalf("Serve returned after accept errors: %v", err)
 		default:
 		}
