@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,4 +266,69 @@ func TestAcceptErrorsRetried(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Accept did not return after Close")
 	}
+}
+
+// scripted is a listener whose Accept results the test feeds.
+type scripted struct {
+	results chan acceptResult
+	done    chan struct{}
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+func (s *scripted) Accept() (net.Conn, error) {
+	select {
+	case r := <-s.results:
+		return r.c, r.err
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+func (s *scripted) Close() error   { close(s.done); return nil }
+func (s *scripted) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// TestOutOfFilesEvicts: running out of file descriptors closes the oldest
+// never-authenticated connection, so that the next accept can succeed.
+func TestOutOfFilesEvicts(t *testing.T) {
+	sc := &scripted{results: make(chan acceptResult, 4), done: make(chan struct{})}
+	l := Wrap(sc, Limits{}, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer l.Close()
+	idleServer, idleClient := net.Pipe()
+	authServer, authClient := net.Pipe()
+	defer idleClient.Close()
+	defer authClient.Close()
+	sc.results <- acceptResult{c: idleServer}
+	sc.results <- acceptResult{c: authServer}
+	sc.results <- acceptResult{err: &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}}
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.(*Conn).Authenticated()
+	next, nextClient := net.Pipe()
+	defer nextClient.Close()
+	sc.results <- acceptResult{c: next}
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	// The idle one was closed; the authenticated one was not.
+	_ = idleClient.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idleClient.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("the never-authenticated connection is still open: %v", err)
+	}
+	_ = authClient.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := authClient.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the authenticated connection was closed: %v", err)
+	}
+	if st := l.Stats(); st.Evicted != 1 || st.Retried != 1 || st.Open != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	_ = a
 }

@@ -29,6 +29,12 @@ import (
 // first RPC of a user, or a wrong password) holds up that connection only;
 // verified passwords are cached (auth.Users). The principal rides in the
 // stream's context to the interceptors, which do not check again.
+//
+// The tap's context has what the interceptors' had: grpc-go (v1.85,
+// server.go serveStreams) puts the peer (addresses, TLS state) in the
+// connection's context before it reads any stream, and the transport adds
+// the request metadata before calling the tap (http2_server.go
+// operateHeaders).
 
 // principal is an authenticated client.
 type principal struct {

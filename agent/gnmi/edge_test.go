@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -538,5 +539,26 @@ func TestMaxStreamsPerConnection(t *testing.T) {
 	endFirst()
 	if err := <-third; err != nil {
 		t.Fatalf("the third stream after one ended: %v", err)
+	}
+}
+
+// TestIdleConnectionClosed: a connection with no RPC for IdleTimeout is
+// closed by the server (GOAWAY); the client reconnects for its next RPC.
+func TestIdleConnectionClosed(t *testing.T) {
+	e := newEnv(t, envOpts{cfg: func(c *Config) { c.IdleTimeout = 300 * time.Millisecond }})
+	cc := e.conn()
+	getReq := &gpb.GetRequest{Path: []*gpb.Path{path(t, "/crypto/isakmp/config")}}
+	if _, err := gpb.NewGNMIClient(cc).Get(rw(), getReq); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for s := cc.GetState(); s != connectivity.Idle; s = cc.GetState() {
+		if !cc.WaitForStateChange(ctx, s) {
+			t.Fatalf("the idle connection is still %v", cc.GetState())
+		}
+	}
+	if _, err := gpb.NewGNMIClient(cc).Get(rw(), getReq); err != nil {
+		t.Fatalf("the next RPC: %v", err)
 	}
 }
