@@ -1,7 +1,11 @@
 // Package auth authenticates the agent's northbound clients: a users file of
-// bcrypt password hashes with a role per user, and the TLS certificate the
-// gNMI server presents (loaded from files, or generated once and kept in the
-// data directory). It knows nothing of gNMI or the datastore.
+// bcrypt password hashes with a role per user, the login Backoff both servers
+// share (per source address and per user, so that password guessing is
+// slow and the admin is never locked out), the tracking of open sessions
+// that ends them when their user is removed or demoted, and the TLS
+// certificate the gNMI server presents (loaded from files, or generated once
+// and kept in the data directory). It knows nothing of gNMI, NETCONF or the
+// datastore.
 package auth
 
 import (

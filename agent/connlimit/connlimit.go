@@ -19,7 +19,8 @@
 //
 // It knows nothing of the protocols: the servers mark connections
 // authenticated (Conn.Authenticated, or Listener.Authenticated by address
-// for gRPC, which wraps connections in TLS).
+// for gRPC, which wraps connections in TLS). It imports agent/auth (for
+// what a source is) and internal/ratelog, nothing else of ours.
 package connlimit
 
 import (
