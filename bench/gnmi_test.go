@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -86,7 +87,9 @@ func newBenchEnv(b *testing.B, n int, queue int) *benchEnv {
 	e := &benchEnv{st: st, tel: telemetry.New(), pool: x509.NewCertPool()}
 	pemBytes, _ := os.ReadFile(cert.CertFile)
 	e.pool.AppendCertsFromPEM(pemBytes)
-	srv, err := gnmi.New(gnmi.Config{Store: st, State: e.tel, Users: users, TLS: tlsCfg, Log: log, SubscriberQueue: queue})
+	// MaxStreams: BenchmarkGNMIIdleSubscriberMemory holds 200 streams per
+	// iteration on one connection (the default allows 32 at once).
+	srv, err := gnmi.New(gnmi.Config{Store: st, State: e.tel, Users: users, TLS: tlsCfg, Log: log, SubscriberQueue: queue, MaxStreams: math.MaxUint32})
 	if err != nil {
 		b.Fatal(err)
 	}

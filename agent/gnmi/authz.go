@@ -166,15 +166,26 @@ type authedStream struct {
 	grpc.ServerStream
 	ctx       context.Context
 	revocable bool
+	// waitsInRecv: the handler blocks in RecvMsg between requests (a POLL
+	// subscription), so a revocation must interrupt it. STREAM and ONCE
+	// handlers wait on their context instead.
+	waitsInRecv bool
+	first       bool // the first request was received
 }
 
-func (a authedStream) Context() context.Context { return a.ctx }
+func (a *authedStream) Context() context.Context { return a.ctx }
 
-// RecvMsg returns the revocation's status if the user is revoked while the
-// handler waits for the client (a POLL subscription between polls).
-func (a authedStream) RecvMsg(m any) error {
-	if !a.revocable {
-		return a.ServerStream.RecvMsg(m)
+// RecvMsg returns the revocation's status if the user is revoked while a
+// POLL subscription waits for the client's next poll.
+func (a *authedStream) RecvMsg(m any) error {
+	if !a.revocable || !a.waitsInRecv {
+		err := a.ServerStream.RecvMsg(m)
+		if a.revocable && !a.first && err == nil {
+			a.first = true
+			r, ok := m.(*gpb.SubscribeRequest)
+			a.waitsInRecv = ok && r.GetSubscribe().GetMode() == gpb.SubscriptionList_POLL
+		}
+		return err
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.ServerStream.RecvMsg(m) }()
@@ -198,7 +209,7 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	}
 	base := context.WithValue(ss.Context(), principalKey{}, p)
 	ctx, done := s.track(base, p, needs(info.FullMethod))
-	return done(h(srv, authedStream{ServerStream: ss, ctx: ctx, revocable: ctx != base}))
+	return done(h(srv, &authedStream{ServerStream: ss, ctx: ctx, revocable: ctx != base}))
 }
 
 // first returns the first value of a metadata key (clients may repeat it).
