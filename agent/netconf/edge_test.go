@@ -209,8 +209,12 @@ func TestMessageBudgetAcrossSessions(t *testing.T) {
 			t.Fatalf("the server holds %d bytes of a's message", e.srv.budget.used.Load())
 		}
 	}
-	// b's 590 KiB message (below MaxMessage) does not fit beside it.
-	reply, err := b.rawBytes(fmt.Sprintf(`<rpc message-id="1" xmlns="%s"><get>%s</get></rpc>`, baseNS, strings.Repeat(" ", 590<<10)))
+	// b's 590 KiB message (below MaxMessage) does not fit beside it; the
+	// server answers before b has sent it all.
+	go func() {
+		_ = b.fr.write([]byte(fmt.Sprintf(`<rpc message-id="1" xmlns="%s"><get>%s</get></rpc>`, baseNS, strings.Repeat(" ", 590<<10))))
+	}()
+	reply, err := b.fr.read()
 	if err != nil || !bytes.Contains(reply, []byte("resource-denied")) || !bytes.Contains(reply, []byte("across all sessions")) {
 		t.Fatalf("b's reply %.300q, %v: want resource-denied", reply, err)
 	}

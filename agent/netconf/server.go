@@ -46,6 +46,9 @@ const (
 	DefaultMaxPerSource   = 8
 	DefaultAuthTimeout    = 10 * time.Second // TCP accept to SSH login
 	DefaultChannelTimeout = 10 * time.Second // SSH login to the netconf subsystem
+	// overLimitLinger is how long a session ended for a too large message
+	// keeps its connection for the client to read why.
+	overLimitLinger = 2 * time.Second
 )
 
 // Config configures a Server.
@@ -302,6 +305,14 @@ func (s *Server) serveChannel(ctx context.Context, conn *ssh.ServerConn, ch ssh.
 		ss := s.newSession(ctx, ch, user, role)
 		ss.run()
 		s.active.Add(-1)
+		if ss.overLimit {
+			// The client may still be sending the message that went over:
+			// closing now would reset the connection and lose the
+			// rpc-error that says why. Give it a moment to read and leave.
+			t := time.AfterFunc(overLimitLinger, func() { conn.Close() })
+			_ = conn.Wait()
+			t.Stop()
+		}
 		// One NETCONF session per SSH connection: ending it ends the transport.
 		conn.Close()
 		return

@@ -53,6 +53,7 @@ type session struct {
 
 	closeOnce sync.Once
 	closing   bool // close-session answered
+	overLimit bool // ended because a message went over a limit
 
 	wmu         sync.Mutex // writes (replies and notifications); unsubscribe
 	unsubscribe func()     // ends the notification subscription, if any
@@ -114,6 +115,7 @@ func (ss *session) run() {
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				ss.log.Info("NETCONF session read failed: closing", "err", err)
+				ss.overLimit = errors.Is(err, ErrTooLarge) || errors.Is(err, ErrBudget)
 				switch {
 				case errors.Is(err, ErrTooLarge):
 					_ = ss.send(replyXML(nil, nil, rpcErrors{newErr("rpc", "too-big", "message over %d bytes", ss.srv.cfg.MaxMessage)}))
