@@ -240,6 +240,31 @@ func (w *Writer) Descend(path []*gpb.PathElem, create bool) (Target, error) {
 	return Target{}, errors.New("unreachable")
 }
 
+// Child is one step of Descend from an owned struct: it returns the
+// container f (key invalid) or the list entry f[key] of parent, made owned
+// (cloned, or created when create is set: entries with their key leaves,
+// as Descend creates them). A missing child that is not created is
+// ErrNotFound. parent must be owned by w: the root, or a struct Descend,
+// Child or Own returned. Walking a tree node by node (an edit that mirrors
+// the tree's shape) costs one step per node instead of a Descend from the
+// root.
+func (w *Writer) Child(parent reflect.Value, f *Field, key reflect.Value, create bool) (reflect.Value, error) {
+	if w.Config && f.State {
+		return reflect.Value{}, ErrState
+	}
+	fv := parent.Elem().Field(f.Index)
+	switch f.Kind {
+	case KindContainer:
+		if !w.ownStruct(fv, create) {
+			return reflect.Value{}, ErrNotFound
+		}
+		return fv, nil
+	case KindList:
+		return w.ownEntry(fv, f, key, create)
+	}
+	return reflect.Value{}, fmt.Errorf("%q is not a container or list", f.Name)
+}
+
 // ownEntry makes entry k of the list in field fv owned (cloning or, with
 // create, creating it) and returns it.
 func (w *Writer) ownEntry(fv reflect.Value, f *Field, k reflect.Value, create bool) (reflect.Value, error) {
