@@ -1,11 +1,13 @@
 package ytree
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
@@ -19,7 +21,7 @@ func ParseText(t reflect.Type, s string) (reflect.Value, error) {
 	if t.Implements(goEnumType) {
 		n, ok := enumOf(t).byName[stripPrefix(s)]
 		if !ok {
-			return v, fmt.Errorf("%q is not a value of %s", s, t.Name())
+			return v, fmt.Errorf("%q is not a value of %s", Clip(s), t.Name())
 		}
 		v.SetInt(n)
 		return v, nil
@@ -33,24 +35,62 @@ func ParseText(t reflect.Type, s string) (reflect.Value, error) {
 			v.SetBool(true)
 		case "false":
 		default:
-			return v, fmt.Errorf("%q is not true or false", s)
+			return v, fmt.Errorf("%q is not true or false", Clip(s))
 		}
 	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		n, err := strconv.ParseUint(s, 10, t.Bits())
 		if err != nil {
-			return v, fmt.Errorf("%q is not a %s", s, t.Kind())
+			return v, intErr(s, t, err)
 		}
 		v.SetUint(n)
 	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, t.Bits())
 		if err != nil {
-			return v, fmt.Errorf("%q is not a %s", s, t.Kind())
+			return v, intErr(s, t, err)
 		}
 		v.SetInt(n)
 	default:
 		return v, fmt.Errorf("cannot parse %s from text", t)
 	}
 	return v, nil
+}
+
+// intErr says why s is not an integer of type t: not an integer at all
+// ("100.9", "ten"), or one outside the type's range ("70000" for a
+// uint16; "18446744073709551616" or "-1" for a uint32), with the range.
+func intErr(s string, t reflect.Type, err error) error {
+	unsigned := t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64
+	outOfRange := errors.Is(err, strconv.ErrRange)
+	if !outOfRange && unsigned && strings.HasPrefix(s, "-") {
+		_, perr := strconv.ParseInt(s, 10, 64)
+		outOfRange = perr == nil || errors.Is(perr, strconv.ErrRange)
+	}
+	if !outOfRange {
+		return fmt.Errorf("%q is not a %s", Clip(s), t.Kind())
+	}
+	bits := t.Bits()
+	lo, hi := "0", strconv.FormatUint(1<<bits-1, 10)
+	if !unsigned {
+		lo, hi = strconv.FormatInt(-1<<(bits-1), 10), strconv.FormatInt(1<<(bits-1)-1, 10)
+	}
+	return fmt.Errorf("%q is not a %s: out of range %s..%s", Clip(s), t.Kind(), lo, hi)
+}
+
+// clipLen is how much of a value an error message echoes.
+const clipLen = 64
+
+// Clip returns s as an error message may echo it: at most 64 bytes (cut at
+// a rune boundary), followed by "..." when it was longer, so that a
+// client's megabyte of text costs an error message 67 bytes.
+func Clip(s string) string {
+	if len(s) <= clipLen {
+		return s
+	}
+	n := clipLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // FormatText renders a scalar value as text (the inverse of ParseText): v
