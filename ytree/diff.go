@@ -131,6 +131,9 @@ func (d *Differ) lists(f *Field, old, new reflect.Value) bool {
 		if !nn {
 			nv = new.MapIndex(k)
 		}
+		if ov.IsValid() && nv.IsValid() && ov.Pointer() == nv.Pointer() {
+			return // shared: nothing below differs (and no path to build)
+		}
 		d.path = append(d.path, f.KeyElem(k))
 		if d.structs(f.Elem, ov, nv) {
 			changed = true

@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/openconfig/ygot/ygot"
-
 	"github.com/spiagent/spiagent/agent/confirm"
+	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/store"
 )
 
@@ -19,48 +18,24 @@ const (
 	dsCandidate = "candidate"
 )
 
-// runningTree is the running config as a tree (secrets in clear), cached
-// per commit. The tree is shared: never modify it.
-func (s *Server) runningTree() (*node, error) {
-	snap := s.cfg.Store.Running()
-	s.runMu.Lock()
-	defer s.runMu.Unlock()
-	if c := s.runCache; c != nil && c.id == snap.ID {
-		return c.tree, nil
-	}
-	b, err := store.EmitJSONWithSecrets(snap.Root, true)
-	if err != nil {
-		return nil, fmt.Errorf("netconf: running config: %w", err)
-	}
-	t, err := treeFromJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	s.runCache = &cachedTree{id: snap.ID, tree: t}
-	return t, nil
-}
+// runningTree is the running config: the store's snapshot, shared with
+// every reader; never modify it (edits go through a ytree.Writer).
+func (s *Server) runningTree() *gen.Device { return s.cfg.Store.Running().Root }
 
-// stateTree is the operational state as a tree.
-func (s *Server) stateTree() (*node, error) {
-	root := s.cfg.State.Snapshot().Root
-	obj, err := ygot.ConstructIETFJSON(root, nil)
-	if err != nil {
-		return nil, fmt.Errorf("netconf: state: %w", err)
-	}
-	return fromJSON(rootEntry(), obj), nil
-}
+// stateTree is the operational state (the telemetry tree's snapshot).
+func (s *Server) stateTree() *gen.Device { return s.cfg.State.Snapshot().Root }
 
 // candidateLocked is the candidate tree (shared; never modify it); s.mu is
 // held.
-func (s *Server) candidateLocked() (*node, error) {
+func (s *Server) candidateLocked() *gen.Device {
 	if s.candidate != nil {
-		return s.candidate, nil
+		return s.candidate
 	}
 	return s.runningTree()
 }
 
-// source returns the tree of a datastore; s.mu is held.
-func (s *Server) sourceLocked(ds string) (*node, error) {
+// sourceLocked returns the tree of a datastore; s.mu is held.
+func (s *Server) sourceLocked(ds string) *gen.Device {
 	if ds == dsCandidate {
 		return s.candidateLocked()
 	}
@@ -77,12 +52,12 @@ func (s *Server) lockedByOther(ds string, id uint32) *rpcError {
 }
 
 // setCandidateLocked makes tree the candidate. When the candidate was
-// following running, tree was derived from running tree base, which becomes
-// the candidate's base: commit applies the candidate's changes from its base
-// to running, so commits made meanwhile by others (gNMI, other NETCONF edits
-// of running) are kept. A nil tree resets the candidate to follow running.
-// s.mu is held.
-func (s *Server) setCandidateLocked(tree, base *node) {
+// following running, tree was derived (by a ytree.Writer) from running tree
+// base, which becomes the candidate's base: commit applies the candidate's
+// changes from its base to running, so commits made meanwhile by others
+// (gNMI, other NETCONF edits of running) are kept. A nil tree resets the
+// candidate to follow running. s.mu is held.
+func (s *Server) setCandidateLocked(tree, base *gen.Device) {
 	if tree == nil {
 		s.candidate, s.candBase = nil, nil
 		return
@@ -99,29 +74,23 @@ type confirmedCommit struct {
 	timeout time.Duration
 }
 
-// commitTree applies the changes from tree from to tree to (diffOps) to
-// running in one store transaction, through the datastore's confirmed-commit
-// owner: as a plain commit on behalf of by, or, with cc, as (part of) a
-// confirmed commit, which it starts even without changes.
-func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment string, by confirm.Token, cc *confirmedCommit) rpcErrors {
-	cur, err := s.runningTree()
-	if err != nil {
-		return internalErr(err)
-	}
-	curID := s.runCacheID()
-	ops, err := diffOps(from, to)
-	if err != nil {
-		return internalErr(err)
-	}
+// commitTree applies the changes from tree from to tree to (the ops
+// store.OpsBetween finds: shared subtrees are skipped at once, so a
+// one-leaf edit of a 10k config is a one-op transaction) to running in one
+// store transaction, through the datastore's confirmed-commit owner: as a
+// plain commit on behalf of by, or, with cc, as (part of) a confirmed
+// commit, which it starts even without changes.
+func (s *Server) commitTree(ctx context.Context, from, to *gen.Device, user, comment string, by confirm.Token, cc *confirmedCommit) rpcErrors {
+	ops := store.OpsBetween(from, to)
 	if len(ops) == 0 && cc == nil {
 		return nil
 	}
 	tx := store.Tx{Ops: ops, User: user, Comment: comment, IgnoreMissing: true}
-	var info store.CommitInfo
+	var err error
 	if cc != nil {
-		info, err = s.cfg.Confirm.CommitConfirmed(ctx, tx, by, cc.owner, cc.timeout)
+		_, err = s.cfg.Confirm.CommitConfirmed(ctx, tx, by, cc.owner, cc.timeout)
 	} else {
-		info, err = s.cfg.Confirm.Commit(ctx, tx, by)
+		_, err = s.cfg.Confirm.Commit(ctx, tx, by)
 	}
 	if err != nil {
 		if errs, ok := confirmErrors(err); ok {
@@ -129,26 +98,7 @@ func (s *Server) commitTree(ctx context.Context, from, to *node, user, comment s
 		}
 		return storeErrors(err)
 	}
-	// When the changes were made on the current running tree and nobody
-	// committed in between, the result is to: keep it as the running tree
-	// (sharing its subtrees with the next edits).
-	if from == cur && info.ID == curID+1 {
-		s.runMu.Lock()
-		if s.runCache != nil && s.runCache.id == curID {
-			s.runCache = &cachedTree{id: info.ID, tree: to}
-		}
-		s.runMu.Unlock()
-	}
 	return nil
-}
-
-func (s *Server) runCacheID() uint64 {
-	s.runMu.Lock()
-	defer s.runMu.Unlock()
-	if s.runCache == nil {
-		return 0
-	}
-	return s.runCache.id
 }
 
 // storeErrors maps a store commit error to rpc-errors.
@@ -167,21 +117,10 @@ func storeErrors(err error) rpcErrors {
 	return rpcErrors{newErr("application", "operation-failed", "%v", err)}
 }
 
-// validateTree runs the store's full validation (with its validators) on tree.
-func (s *Server) validateTree(tree *node) rpcErrors {
-	b, err := marshalTree(tree)
-	if err != nil {
-		return rpcErrors{newErr("application", "operation-failed", "%v", err)}
-	}
-	root, err := store.LoadJSON(b)
-	if err != nil {
-		var verr *store.ValidationError
-		if errors.As(err, &verr) {
-			return problemErrors(verr.Problems)
-		}
-		return rpcErrors{newErr("application", "invalid-value", "%v", err)}
-	}
-	if ps := s.cfg.Store.Validate(root); len(ps) > 0 {
+// validateTree runs the store's full validation (YANG and the validators
+// registered with the store) on tree.
+func (s *Server) validateTree(tree *gen.Device) rpcErrors {
+	if ps := s.cfg.Store.Validate(tree); len(ps) > 0 {
 		return problemErrors(ps)
 	}
 	return nil

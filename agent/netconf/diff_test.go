@@ -2,13 +2,14 @@ package netconf
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/spiagent/spiagent/store"
 )
 
 // TestCommitDiffMatchesStore commits a series of edits through the
-// candidate (each turned into store operations by diffOps) and checks after
+// candidate (each turned into store operations by store.OpsBetween) and checks after
 // each that the store holds exactly the candidate that was committed.
 func TestCommitDiffMatchesStore(t *testing.T) {
 	e := newEnv(t, nil)
@@ -35,15 +36,14 @@ func TestCommitDiffMatchesStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := treeFromJSON(b)
+			got, err := store.LoadJSON(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var gb, wb bytes.Buffer
-			writeKids(&gb, got, "", false)
-			writeKids(&wb, want, "", false)
-			if gb.String() != wb.String() {
-				t.Fatalf("store after commit:\n%s\nwant the candidate:\n%s", gb.String(), wb.String())
+			gb := renderData(nil, reflect.ValueOf(got), "", false)
+			wb := renderData(nil, reflect.ValueOf(want), "", false)
+			if !bytes.Equal(gb, wb) {
+				t.Fatalf("store after commit:\n%s\nwant the candidate:\n%s", gb, wb)
 			}
 		})
 	}

@@ -1,123 +1,217 @@
 package netconf
 
-// Subtree filtering (RFC 6241 §6): namespace selection, containment nodes,
-// selection nodes and content-match nodes. Attribute matching is not
-// supported (the model has no attributes).
+import (
+	"reflect"
+
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
+)
+
+// Subtree filtering (RFC 6241 §6) on a tree of generated structs:
+// namespace selection, containment nodes, selection nodes and content-match
+// nodes. The result is a tree of its own that shares every subtree selected
+// whole with the data. Attribute matching is not supported (the model has
+// no attributes).
+//
+// Secret leaves (spt:secret: the pre-shared key) cannot be content-match
+// nodes: checkFilter refuses such a filter, from the filter and the schema
+// alone, before any data is looked at, so that whether a guess is right
+// changes nothing in the answer, its errors or its timing.
+
+// isContentMatch reports whether filter element f is a content-match node:
+// no children, and text.
+func isContentMatch(f *elem) bool { return len(f.Kids) == 0 && f.text() != "" }
+
+// checkFilter refuses a filter that uses a secret leaf to select data.
+func checkFilter(f *elem) *rpcError {
+	return checkFilterKids(ytree.Root(), f.Kids, "")
+}
+
+func checkFilterKids(t *ytree.Type, fs []*elem, path string) *rpcError {
+	for _, f := range fs {
+		fld := fieldFor(t, f.Name.Space, f.Name.Local)
+		if fld == nil {
+			continue
+		}
+		p := path + seg(fld.Name)
+		if isContentMatch(f) && fld.Secret {
+			return newErr("protocol", "invalid-value", "%s is a secret leaf: secret leaves cannot be used to select data", p).at(p).info("bad-element", fld.Name)
+		}
+		if fld.Elem != nil && len(f.Kids) > 0 {
+			if e := checkFilterKids(fld.Elem, f.Kids, p); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
 
 // filterTree returns the part of root selected by the children of a
 // <filter type="subtree"> element. A filter with no children selects
 // nothing (§6.4.2).
-func filterTree(root *node, f *elem) *node {
-	out := &node{e: root.e}
-	if len(f.Kids) == 0 {
-		return out
+func filterTree(root *gen.Device, f *elem) *gen.Device {
+	if root == nil || len(f.Kids) == 0 {
+		return &gen.Device{}
 	}
-	out.kids, _ = filterKids(root, f.Kids)
-	return out
+	out, ok := filterStruct(ytree.Root(), reflect.ValueOf(root), f.Kids)
+	if !ok || isEmpty(ytree.Root(), out) {
+		return &gen.Device{}
+	}
+	return out.Interface().(*gen.Device)
 }
 
-// filterKids returns the children of d selected by the sibling filter
-// elements fs, and whether d matched at all (its content-match nodes).
-func filterKids(d *node, fs []*elem) ([]*node, bool) {
+// filterStruct returns what the sibling filter elements fs select of the
+// struct v (type t): v itself when it is selected whole, else a new struct,
+// and whether v matched at all (its content-match nodes).
+func filterStruct(t *ytree.Type, v reflect.Value, fs []*elem) (reflect.Value, bool) {
 	var content, other []*elem
 	for _, f := range fs {
-		if len(f.Kids) == 0 && f.text() != "" {
+		if isContentMatch(f) {
 			content = append(content, f)
 		} else {
 			other = append(other, f)
 		}
 	}
-	var out []*node
-	for _, c := range content {
-		m := matchContent(d, c)
-		if len(m) == 0 {
-			return nil, false
+	var out reflect.Value
+	own := func() reflect.Value {
+		if !out.IsValid() {
+			out = t.New()
 		}
-		out = append(out, m...)
+		return out
+	}
+	for _, c := range content {
+		fld := fieldFor(t, c.Name.Space, c.Name.Local)
+		if fld == nil || !fld.IsLeaf() || fld.Secret {
+			return reflect.Value{}, false
+		}
+		m, ok := matchContent(fld, v, c.text())
+		if !ok {
+			return reflect.Value{}, false
+		}
+		own().Elem().Field(fld.Index).Set(m)
 	}
 	if len(other) == 0 {
-		return d.kids, true
-	}
-	idx := map[string]int{}
-	put := func(n *node) {
-		id := n.identity()
-		if i, ok := idx[id]; ok {
-			if !isLeafish(n.e) && out[i] != n {
-				out[i] = mergeTrees(out[i], n)
-			}
-			return
-		}
-		idx[id] = len(out)
-		out = append(out, n)
-	}
-	for i, n := range out {
-		idx[n.identity()] = i
+		return v, true
 	}
 	for _, f := range other {
-		for _, ch := range d.kids {
-			if !filterNames(f, ch) {
-				continue
-			}
-			if len(f.Kids) == 0 || isLeafish(ch.e) {
-				put(ch)
-				continue
-			}
-			sub, ok := filterKids(ch, f.Kids)
-			if !ok || len(sub) == 0 {
-				continue
-			}
-			put(withKeys(ch, sub))
+		fld := fieldFor(t, f.Name.Space, f.Name.Local)
+		if fld == nil {
+			continue
 		}
+		fv := v.Elem().Field(fld.Index)
+		if !isSet(fv) {
+			continue
+		}
+		switch fld.Kind {
+		case ytree.KindLeaf, ytree.KindLeafList:
+			own().Elem().Field(fld.Index).Set(fv)
+		case ytree.KindContainer:
+			sub := fv
+			if len(f.Kids) > 0 {
+				var ok bool
+				if sub, ok = filterStruct(fld.Elem, fv, f.Kids); !ok || isEmpty(fld.Elem, sub) {
+					continue
+				}
+			}
+			o := own().Elem().Field(fld.Index)
+			if !o.IsNil() {
+				sub = reflect.ValueOf(ytree.Overlay(o.Interface().(ygot.GoStruct), sub.Interface().(ygot.GoStruct)))
+			}
+			o.Set(sub)
+		case ytree.KindList:
+			it := fv.MapRange()
+			for it.Next() {
+				sub := it.Value()
+				if len(f.Kids) > 0 {
+					var ok bool
+					if sub, ok = filterStruct(fld.Elem, sub, f.Kids); !ok || isEmpty(fld.Elem, sub) {
+						continue
+					}
+					withKeys(fld, sub, it.Value())
+				}
+				putEntry(own().Elem().Field(fld.Index), it.Key(), sub)
+			}
+		}
+	}
+	if !out.IsValid() {
+		return t.New(), true
 	}
 	return out, true
 }
 
-// filterNames reports whether filter element f names data node n (an
-// element without a namespace matches any).
-func filterNames(f *elem, n *node) bool {
-	return f.Name.Local == n.e.Name && (f.Name.Space == "" || f.Name.Space == nsOf(n.e))
-}
-
-// matchContent returns the leaves of d matching content-match node c.
-func matchContent(d *node, c *elem) []*node {
-	var out []*node
-	for _, ch := range d.kids {
-		if !filterNames(c, ch) || !isLeafish(ch.e) {
-			continue
-		}
-		want, err := checkValue(ch.e, c.text())
-		if err != nil {
-			want = c.text()
-		}
-		if ch.val == want {
-			out = append(out, ch)
+// matchContent returns the value of leaf f of v that content-match text
+// selects (for a leaf-list, the matching values), and whether there is one.
+// The text is compared in its canonical form (as the leaf's type reads it).
+func matchContent(f *ytree.Field, v reflect.Value, text string) (reflect.Value, bool) {
+	fv := v.Elem().Field(f.Index)
+	if !isSet(fv) {
+		return reflect.Value{}, false
+	}
+	want := canonical(f, v, text)
+	if f.Kind == ytree.KindLeaf {
+		return fv, ytree.FormatText(fv) == want
+	}
+	out := reflect.MakeSlice(fv.Type(), 0, 1)
+	for i := 0; i < fv.Len(); i++ {
+		if ytree.FormatText(fv.Index(i)) == want {
+			out = reflect.Append(out, fv.Index(i))
 		}
 	}
-	return out
+	return out, out.Len() > 0
 }
 
-// withKeys is a copy of list entry or container n holding kids, plus the
-// list keys if kids lacks them.
-func withKeys(n *node, kids []*node) *node {
-	out := &node{e: n.e}
-	if isList(n.e) {
-		for _, k := range keyNames(n.e) {
-			kn := n.kid(k)
-			if kn == nil {
-				continue
-			}
-			found := false
-			for _, x := range kids {
-				if x == kn {
-					found = true
-				}
-			}
-			if !found {
-				out.kids = append(out.kids, kn)
-			}
+// canonical is text as leaf f's type reads and writes it ("010" is 10), or
+// text itself if it is not a value of that type.
+func canonical(f *ytree.Field, parent reflect.Value, text string) string {
+	scratch := reflect.New(parent.Type().Elem())
+	if err := ytree.SetText(f, scratch, text); err != nil {
+		return text
+	}
+	fv := scratch.Elem().Field(f.Index)
+	if f.Kind == ytree.KindLeafList {
+		fv = fv.Index(0)
+	}
+	return ytree.FormatText(fv)
+}
+
+// withKeys gives a filtered list entry (a new struct) the key leaves of
+// the entry it was cut from.
+func withKeys(list *ytree.Field, sub, entry reflect.Value) {
+	if sub.Pointer() == entry.Pointer() {
+		return
+	}
+	for _, kf := range list.Elem.KeyFields() {
+		if sv := sub.Elem().Field(kf.Index); !isSet(sv) {
+			sv.Set(entry.Elem().Field(kf.Index))
 		}
 	}
-	out.kids = append(out.kids, kids...)
-	out.sortKids()
-	return out
+}
+
+// putEntry adds entry k to the list map field m of a filter result,
+// joining it with what other filter elements selected of the same entry.
+func putEntry(m, k, entry reflect.Value) {
+	if m.IsNil() {
+		m.Set(reflect.MakeMap(m.Type()))
+	}
+	if cur := m.MapIndex(k); cur.IsValid() {
+		entry = reflect.ValueOf(ytree.Overlay(cur.Interface().(ygot.GoStruct), entry.Interface().(ygot.GoStruct)))
+	}
+	m.SetMapIndex(k, entry)
+}
+
+// isEmpty reports whether the struct v (type t) holds nothing.
+func isEmpty(t *ytree.Type, v reflect.Value) bool {
+	for _, f := range t.Fields {
+		fv := v.Elem().Field(f.Index)
+		switch {
+		case !isSet(fv):
+		case f.Kind == ytree.KindContainer && isEmpty(f.Elem, fv):
+		case f.Kind == ytree.KindList && fv.Len() == 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

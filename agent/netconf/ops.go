@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 
 	"github.com/spiagent/spiagent/agent/auth"
 	"github.com/spiagent/spiagent/agent/confirm"
 	"github.com/spiagent/spiagent/agent/gnmi"
+	"github.com/spiagent/spiagent/gen"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // unsupportedOps are NETCONF operations this server knows of but does not
@@ -149,16 +152,26 @@ func readFilter(f *elem) (*elem, *rpcError) {
 	return xf, nil
 }
 
-// dataReply renders tree (filtered) as <data>, secrets redacted.
-func dataReply(tree *node, f *elem) []byte {
-	if f != nil {
-		tree = filterTree(tree, f)
+// dataReply renders tree (filtered) as <data>, secrets redacted; a
+// datastore's tree (not built for this reply) keeps its lists' order for
+// the next. A filter that would select by a secret is refused before the
+// data is looked at.
+func dataReply(tree *gen.Device, datastore bool, f *elem) ([]byte, rpcErrors) {
+	b := append(replyBuffer(), "<data>"...)
+	switch {
+	case f != nil:
+		if e := checkFilter(f); e != nil {
+			return nil, rpcErrors{e}
+		}
+		b = renderData(b, reflect.ValueOf(filterTree(tree, f)), baseNS, true)
+	case datastore:
+		b = renderDatastore(b, tree, baseNS)
+	default:
+		b = renderData(b, reflect.ValueOf(tree), baseNS, true)
 	}
-	var b bytes.Buffer
-	b.WriteString("<data>")
-	writeKids(&b, tree, baseNS, true)
-	b.WriteString("</data>")
-	return b.Bytes()
+	b = append(b, "</data>"...)
+	replyHint.Store(int64(len(b)))
+	return b, nil
 }
 
 func (ss *session) get(op *elem) ([]byte, rpcErrors) {
@@ -170,15 +183,10 @@ func (ss *session) get(op *elem) ([]byte, rpcErrors) {
 	if perr != nil {
 		return nil, rpcErrors{perr}
 	}
-	cfg, err := ss.srv.runningTree()
-	if err != nil {
-		return nil, internalErr(err)
-	}
-	st, err := ss.srv.stateTree()
-	if err != nil {
-		return nil, internalErr(err)
-	}
-	return dataReply(mergeTrees(cfg, st), f), nil
+	// Config and state in one tree: where both have a leaf (a list key),
+	// the config's wins.
+	all := ytree.Overlay(ss.srv.runningTree(), ss.srv.stateTree()).(*gen.Device)
+	return dataReply(all, false, f)
 }
 
 func (ss *session) getConfig(op *elem) ([]byte, rpcErrors) {
@@ -195,12 +203,9 @@ func (ss *session) getConfig(op *elem) ([]byte, rpcErrors) {
 		return nil, rpcErrors{perr}
 	}
 	ss.srv.mu.Lock()
-	tree, err := ss.srv.sourceLocked(ds)
+	tree := ss.srv.sourceLocked(ds)
 	ss.srv.mu.Unlock()
-	if err != nil {
-		return nil, internalErr(err)
-	}
-	return dataReply(tree, f), nil
+	return dataReply(tree, true, f)
 }
 
 func internalErr(err error) rpcErrors {
@@ -239,9 +244,8 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 	if cfg == nil {
 		return rpcErrors{newErr("protocol", "missing-element", "edit-config without <config>").info("bad-element", "config")}
 	}
-	edit, derr := decodeConfig(cfg, true)
-	if derr != nil {
-		return rpcErrors{derr}
+	if cfg.cfgErr != nil {
+		return rpcErrors{cfg.cfgErr}
 	}
 	srv := ss.srv
 	srv.mu.Lock()
@@ -249,32 +253,17 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 	if e := srv.lockedByOther(ds, ss.id); e != nil {
 		return rpcErrors{e}
 	}
-	base, err := srv.sourceLocked(ds)
-	if err != nil {
-		return internalErr(err)
-	}
-	work := own(base)
-	if defOp == opReplace {
-		work = &node{e: base.e}
-		// replace: the config given becomes the datastore's content.
-		ed := &editor{errOpt: errOpt}
-		ed.apply(work, edit, opMerge, "")
-		if len(ed.errs) > 0 {
-			return ed.errs
+	base := srv.sourceLocked(ds)
+	work, errs := applyEdit(base, cfg.cfg, defOp, errOpt)
+	if len(errs) > 0 {
+		// rollback-on-error, an edit of running (committed at once, so all
+		// or nothing), test-only and default-operation replace apply
+		// nothing; stop-on-error and continue-on-error keep what was
+		// applied to the candidate.
+		if ds == dsCandidate && errOpt != rollbackOnError && testOpt != "test-only" && defOp != opReplace {
+			srv.setCandidateLocked(work, base)
 		}
-	} else {
-		ed := &editor{errOpt: errOpt}
-		ed.apply(work, edit, defOp, "")
-		if len(ed.errs) > 0 && (errOpt == rollbackOnError || ds == dsRunning || testOpt == "test-only") {
-			return ed.errs
-		}
-		if len(ed.errs) > 0 {
-			// stop-on-error and continue-on-error keep what was applied.
-			if ds == dsCandidate {
-				srv.setCandidateLocked(work, base)
-			}
-			return ed.errs
-		}
+		return errs
 	}
 	if testOpt == "test-only" {
 		return srv.validateTree(work)
@@ -286,25 +275,24 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 	return nil
 }
 
-// configSource reads a source that may be a datastore or inline <config>;
-// s.mu is held.
-func (ss *session) configSourceLocked(src *elem, op string) (*node, rpcErrors) {
+// configSourceLocked reads a source that may be a datastore or inline
+// <config> (decoded when the message was parsed); s.mu is held.
+func (ss *session) configSourceLocked(src *elem, op string) (*gen.Device, rpcErrors) {
 	if src != nil && len(src.Kids) == 1 && src.Kids[0].Name.Local == "config" && src.Kids[0].Name.Space == baseNS {
-		t, derr := decodeConfig(src.Kids[0], false)
-		if derr != nil {
-			return nil, rpcErrors{derr}
+		c := src.Kids[0]
+		if c.cfgErr != nil {
+			return nil, rpcErrors{c.cfgErr}
 		}
-		return t, nil
+		if c.cfg == nil {
+			return nil, rpcErrors{newErr("protocol", "operation-failed", "<config> in an unexpected place")}
+		}
+		return c.cfg.root, nil
 	}
 	ds, perr := datastoreName(src, op, dsRunning, dsCandidate)
 	if perr != nil {
 		return nil, rpcErrors{perr}
 	}
-	t, err := ss.srv.sourceLocked(ds)
-	if err != nil {
-		return nil, internalErr(err)
-	}
-	return t, nil
+	return ss.srv.sourceLocked(ds), nil
 }
 
 func (ss *session) copyConfig(op *elem) rpcErrors {
@@ -326,16 +314,9 @@ func (ss *session) copyConfig(op *elem) rpcErrors {
 	if e := srv.lockedByOther(ds, ss.id); e != nil {
 		return rpcErrors{e}
 	}
+	cur := srv.runningTree()
 	if ds == dsRunning {
-		cur, err := srv.runningTree()
-		if err != nil {
-			return internalErr(err)
-		}
 		return srv.commitTree(ss.ctx, cur, tree, ss.user, fmt.Sprintf("netconf copy-config (session %d)", ss.id), ss.token(), nil)
-	}
-	cur, err := srv.runningTree()
-	if err != nil {
-		return internalErr(err)
 	}
 	srv.setCandidateLocked(nil, nil)
 	srv.setCandidateLocked(tree, cur)
@@ -360,12 +341,8 @@ func (ss *session) deleteConfig(op *elem) rpcErrors {
 	if e := srv.lockedByOther(ds, ss.id); e != nil {
 		return rpcErrors{e}
 	}
-	cur, err := srv.runningTree()
-	if err != nil {
-		return internalErr(err)
-	}
 	srv.setCandidateLocked(nil, nil)
-	srv.setCandidateLocked(&node{e: rootEntry()}, cur)
+	srv.setCandidateLocked(&gen.Device{}, srv.runningTree())
 	return nil
 }
 
@@ -410,11 +387,7 @@ func (ss *session) commit(op *elem) rpcErrors {
 		}
 		from, to := srv.candBase, srv.candidate
 		if to == nil {
-			cur, err := srv.runningTree()
-			if err != nil {
-				return internalErr(err)
-			}
-			from, to = cur, cur
+			from, to = srv.runningTree(), srv.runningTree()
 		}
 		if errs := srv.commitTree(ss.ctx, from, to, ss.user, comment, by, &confirmedCommit{owner: owner, timeout: cp.timeout}); errs != nil {
 			return errs

@@ -1,12 +1,15 @@
 // Package netconf is the agent's NETCONF server (RFC 6241) over SSH
 // (RFC 6242): base:1.0 and base:1.1 framing, the running and candidate
 // datastores over the config store, state from the telemetry tree, subtree
-// filtering, and the model's clear-crypto-sa RPC. XML is encoded and decoded
-// by walking the generated schema (gen.SchemaTree), never by hand per node.
+// filtering, and the model's clear-crypto-sa RPC. The datastores are trees of
+// the generated structs (package gen): running is the store's snapshot, the
+// candidate a copy-on-write version of it (ytree.Writer). XML is encoded and
+// decoded straight between those trees and the wire, by walking ytree's
+// schema tables, never by hand per node and never through JSON.
 //
 // It must not know about the engines (ike, ipsec): it sees the config store,
 // the state tree and the gnmi.Operations interface only. Commits are whole
-// store transactions: the candidate replaces the running config at once.
+// store transactions: the candidate's changes reach running all at once.
 package netconf
 
 import (
@@ -28,6 +31,7 @@ import (
 	"github.com/spiagent/spiagent/agent/dslock"
 	"github.com/spiagent/spiagent/agent/gnmi"
 	"github.com/spiagent/spiagent/agent/telemetry"
+	"github.com/spiagent/spiagent/gen"
 	"github.com/spiagent/spiagent/internal/ratelog"
 	"github.com/spiagent/spiagent/store"
 )
@@ -90,21 +94,13 @@ type Server struct {
 	rl     *ratelog.Limiter
 	edge   atomic.Pointer[connlimit.Listener]
 
-	mu        sync.Mutex // the datastores: candidate, locks, sessions
-	candidate *node      // nil: the candidate equals running
-	candBase  *node      // the running tree the candidate was derived from
+	mu        sync.Mutex  // the datastores: candidate, locks, sessions
+	candidate *gen.Device // nil: the candidate equals running
+	candBase  *gen.Device // the running tree the candidate was derived from
 	locks     map[string]uint32
 	sessions  map[uint32]*session
 	// ownConfirm: Confirm was made here, so Serve shuts it down.
 	ownConfirm bool
-
-	runMu    sync.Mutex
-	runCache *cachedTree
-}
-
-type cachedTree struct {
-	id   uint64
-	tree *node
 }
 
 // New checks cfg and returns a server.

@@ -173,7 +173,7 @@ func (ss *session) helloMsg() []byte {
 // clientHello checks the client's hello and picks the framing: chunked
 // when both sides speak base:1.1.
 func (ss *session) clientHello(msg []byte) error {
-	x, err := parseXML(msg)
+	x, err := parseRPC(msg)
 	if err != nil {
 		return err
 	}
@@ -208,13 +208,16 @@ var messageIDRe = regexp.MustCompile(`<(?:[A-Za-z_][\w.-]*:)?rpc\s[^>]*?message-
 
 // handle answers one message.
 func (ss *session) handle(msg []byte) []byte {
-	x, err := parseXML(msg)
+	x, err := parseRPC(msg)
 	if err != nil {
 		// Echo the message-id if the start tag is readable, so that the
 		// client can match the error to its request.
 		var attrs [][2]string
 		if m := messageIDRe.FindSubmatch(msg); m != nil {
 			attrs = [][2]string{{"message-id", string(m[1])}}
+		}
+		if errors.Is(err, errTooBig) {
+			return replyXML(attrs, nil, rpcErrors{newErr("rpc", "too-big", "%v (%d bytes received)", err, len(msg))})
 		}
 		tag := "malformed-message"
 		if !ss.fr.chunked {
