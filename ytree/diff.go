@@ -187,13 +187,24 @@ func leafEqual(a, b reflect.Value) bool {
 	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
 
+// A secret leaf (spt:secret) differs when it was written, whatever its
+// value: old and new are the same value only when they are the same
+// pointer. Comparing the values would tell whoever writes a guess whether
+// it was right (a commit, a change event, or none), and the time the
+// comparison takes would too.
 func (d *Differ) leaf(f *Field, old, new reflect.Value) bool {
 	os, ns := isSet(old), isSet(new)
 	if !os && !ns {
 		return false
 	}
-	if os && ns && leafEqual(old, new) {
-		return false
+	if os && ns {
+		if f.Secret && old.Kind() == reflect.Pointer {
+			if old.Pointer() == new.Pointer() {
+				return false
+			}
+		} else if leafEqual(old, new) {
+			return false
+		}
 	}
 	if !os {
 		old = reflect.Value{}

@@ -20,7 +20,10 @@
 //     Writer remembers which keys of each copied list map it touched;
 //   - the diff of two versions (Diff), which skips shared pointers and, in a
 //     list map copied by a Writer, visits only the touched keys: its cost
-//     follows the change, not the tree;
+//     follows the change, not the tree; a secret leaf differs whenever it
+//     was written (its pointer changed), never by comparing its value, so
+//     that a commit or its events do not tell a writer whether the value
+//     it wrote was the one held;
 //   - RFC 7951 JSON, read and written by one reflection codec driven by the
 //     same tables (ytypes.Unmarshal and ygot's JSON builders are far too
 //     slow for big trees), and typed values for gNMI (TypedValue, SetLeaf);

@@ -57,3 +57,39 @@ func TestWriterChild(t *testing.T) {
 		t.Errorf("diff %v, want the new entry's name, config/name and config/esp-key-bits", changed)
 	}
 }
+
+// TestDiffSecretWritten: a secret leaf written with the value it had is a
+// change (the same pointer is not), so that no reader of the diff (a
+// commit, its events) learns whether a guess was right; other leaves
+// compare by value.
+func TestDiffSecretWritten(t *testing.T) {
+	old := loadSeed(t)
+	cur := old.GetCrypto().GetIsakmp().GetKeys().GetKey("192.0.2.2").GetConfig()
+	w := NewWriter(old)
+	same := elems(t, "/crypto/isakmp/keys/key[address=192.0.2.2]/config/key")
+	tg, err := w.Descend(same, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetText(tg.Field, tg.Parent, cur.GetKey()); err != nil {
+		t.Fatal(err)
+	}
+	tg, err = w.Descend(elems(t, "/crypto/isakmp/keys/key[address=192.0.2.2]/config/address"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetText(tg.Field, tg.Parent, cur.GetAddress()); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	d := Differ{Writer: w, Leaf: func(p []*gpb.PathElem, _ *Field, _, _ reflect.Value) { changed = append(changed, PathString(p)) }}
+	d.Diff(old, w.Root())
+	if len(changed) != 1 || changed[0] != PathString(same) {
+		t.Errorf("changes %v, want only the rewritten key", changed)
+	}
+	changed = nil
+	d.Diff(old, old)
+	if len(changed) != 0 {
+		t.Errorf("a tree differs from itself: %v", changed)
+	}
+}

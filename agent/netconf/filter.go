@@ -21,8 +21,9 @@ import (
 // changes nothing in the answer, its errors or its timing.
 
 // isContentMatch reports whether filter element f is a content-match node:
-// no children, and text.
-func isContentMatch(f *elem) bool { return len(f.Kids) == 0 && f.text() != "" }
+// no children, and text (or an XPath predicate, which compares even with
+// an empty literal).
+func isContentMatch(f *elem) bool { return len(f.Kids) == 0 && (f.text() != "" || f.match) }
 
 // checkFilter refuses a filter that uses a secret leaf to select data.
 func checkFilter(f *elem) *rpcError {

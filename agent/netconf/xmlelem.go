@@ -21,6 +21,7 @@ type elem struct {
 	Kids []*elem
 	Text string
 
+	match  bool      // an XPath predicate: a content-match node even if empty
 	cfg    *cfgTree  // a decoded <config>
 	cfgErr *rpcError // why it did not decode
 	buf    []byte    // text being read

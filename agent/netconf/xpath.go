@@ -94,7 +94,7 @@ func xpathStep(s string) (*elem, error) {
 		if len(v) < 2 || (v[0] != '\'' && v[0] != '"') || v[len(v)-1] != v[0] {
 			return nil, fmt.Errorf("step %q: predicate value %s is not a quoted literal", s, v)
 		}
-		e.Kids = append(e.Kids, &elem{Name: xml.Name{Local: kl}, Text: v[1 : len(v)-1]})
+		e.Kids = append(e.Kids, &elem{Name: xml.Name{Local: kl}, Text: v[1 : len(v)-1], match: true})
 	}
 	return e, nil
 }
