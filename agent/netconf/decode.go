@@ -355,6 +355,12 @@ func (dec *cfgDecoder) entry(fr *frame, f *ytree.Field, at *xpathAt, eff, op str
 	if err := f.CheckEntryKeys(ev, k); err != nil {
 		return newErr("application", "invalid-value", "%s: %v", f.Name, err).at(at.String()).info("bad-element", f.Name), nil
 	}
+	if ct := f.Elem.Field("config"); ct != nil && ev.Elem().Field(ct.Index).IsNil() {
+		// FillKeys makes the entry's config container, with its keys.
+		if err := dec.p.charge(int(ct.Elem.Go.Size()) + structCost + len(f.KeyNames())*(leafCost+int(f.MapKey().Size()))); err != nil {
+			return nil, err
+		}
+	}
 	f.FillKeys(ev, k, true)
 	m := fr.v.Elem().Field(f.Index)
 	if m.IsNil() {

@@ -23,7 +23,8 @@ type editor struct {
 	w      *ytree.Writer
 	c      *cfgTree
 	errOpt string
-	errs   rpcErrors
+	errs   rpcErrors // at most maxErrors
+	more   int       // errors beyond them
 }
 
 // applyEdit returns base with edit c applied, whose nodes take operation
@@ -39,12 +40,19 @@ func applyEdit(base *gen.Device, c *cfgTree, defOp, errOpt string) (*gen.Device,
 	w.Config = true
 	ed := &editor{w: w, c: c, errOpt: errOpt}
 	ed.kids(reflect.ValueOf(w.Root()), ytree.Root(), reflect.ValueOf(c.root), defOp, "")
+	if ed.more > 0 {
+		ed.errs = append(ed.errs, moreErrors(ed.more))
+	}
 	return w.Root(), ed.errs
 }
 
 // fail records an error and says whether to stop.
 func (ed *editor) fail(e *rpcError) bool {
-	ed.errs = append(ed.errs, e)
+	if len(ed.errs) < maxErrors {
+		ed.errs = append(ed.errs, e)
+	} else {
+		ed.more++
+	}
 	return ed.errOpt != continueOnError
 }
 

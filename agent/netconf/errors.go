@@ -130,11 +130,25 @@ func splitPath(p string) []string {
 	return out
 }
 
-// problemErrors maps the store's validation problems to rpc-errors.
+// problemErrors maps the store's validation problems to rpc-errors (at
+// most maxErrors).
 func problemErrors(ps []store.Problem) rpcErrors {
 	var out rpcErrors
-	for _, p := range ps {
+	for i, p := range ps {
+		if i == maxErrors {
+			return append(out, moreErrors(len(ps)-i))
+		}
 		out = append(out, newErr("application", "operation-failed", "%s", p.Reason).at(xpathOf(p.Path)))
 	}
 	return out
+}
+
+// maxErrors bounds the rpc-errors of one reply: a config with a million
+// bad values gets the first of them and a count of the others, not a
+// reply many times its size.
+const maxErrors = 100
+
+// moreErrors is the last rpc-error of a reply that lists maxErrors.
+func moreErrors(n int) *rpcError {
+	return newErr("application", "operation-failed", "and %d more errors, not listed", n)
 }
