@@ -295,7 +295,7 @@ func (f *Field) CheckEntryKeys(entry, k reflect.Value) error {
 				continue
 			}
 			if got, want := FormatText(fv), FormatText(keyPart(k, i)); got != want {
-				return fmt.Errorf("%s %q is %s but the path says %s", where, f.keyNames[i], got, want)
+				return fmt.Errorf("%s %q is %s but the path says %s", where, f.keyNames[i], Clip(got), Clip(want))
 			}
 		}
 		return nil

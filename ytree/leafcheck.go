@@ -90,19 +90,38 @@ func (c *leafCheck) check(f *Field, v reflect.Value) []error {
 	return nil
 }
 
+// checkError is a failed leaf check: the message, and blind, the same
+// reason without the value, for secrets.
+type checkError struct{ msg, blind string }
+
+func (e *checkError) Error() string { return e.msg }
+
+func blindErr(format string, args ...any) error {
+	s := fmt.Sprintf(format, args...)
+	return &checkError{msg: s, blind: s}
+}
+
 func (c *leafCheck) one(v reflect.Value) error {
 	switch c.kind {
 	case yang.Ystring:
 		s := v.String()
+		// YANG strings are Unicode text (RFC 7950 §9.4): whatever the
+		// encoding it arrived in, bytes that are not UTF-8 are no string.
+		if !utf8.ValidString(s) {
+			return blindErr("not valid UTF-8")
+		}
 		if len(c.lengths) > 0 {
 			n := yang.FromUint(uint64(utf8.RuneCountInString(s)))
 			if !inRange(c.lengths, n) {
-				return fmt.Errorf("length %s is outside range %v", n, c.lengths)
+				return blindErr("length %s is outside range %v", n, c.lengths)
 			}
 		}
 		for _, re := range c.patterns {
 			if !re.MatchString(s) {
-				return fmt.Errorf("%q does not match regular expression pattern %q", s, re)
+				return &checkError{
+					msg:   fmt.Sprintf("%q does not match regular expression pattern %q", Clip(s), re),
+					blind: fmt.Sprintf("does not match regular expression pattern %q", re),
+				}
 			}
 		}
 	case yang.Yuint8, yang.Yuint16, yang.Yuint32, yang.Yuint64:

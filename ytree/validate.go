@@ -1,6 +1,7 @@
 package ytree
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -125,7 +126,7 @@ func LeafProblems(f *Field, v reflect.Value, path func() string) []Problem {
 
 func leafProblems(f *Field, errs []error, p string) []Problem {
 	if f.Secret {
-		return []Problem{{Path: p, Reason: fmt.Sprintf("value %s is not valid%s", Redacted, restriction(f.Schema))}}
+		return []Problem{{Path: p, Reason: secretReason(f, errs)}}
 	}
 	out := make([]Problem, 0, len(errs))
 	for _, err := range errs {
@@ -136,6 +137,16 @@ func leafProblems(f *Field, errs []error, p string) []Problem {
 		out = append(out, Problem{Path: p, Reason: msg + restriction(f.Schema)})
 	}
 	return out
+}
+
+// secretReason says why a secret value is not valid without showing it:
+// the reason of a prepared check (length, pattern, UTF-8), or none.
+func secretReason(f *Field, errs []error) string {
+	var ce *checkError
+	if len(errs) == 1 && errors.As(errs[0], &ce) {
+		return fmt.Sprintf("value %s is not valid: %s", Redacted, ce.blind)
+	}
+	return fmt.Sprintf("value %s is not valid%s", Redacted, restriction(f.Schema))
 }
 
 // restriction describes a leaf type's range or length, e.g. " (allowed 60..86400)".

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spiagent/spiagent/agent/confirm"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Confirmed commit (RFC 6241 §8.4, :confirmed-commit:1.1): a commit with
@@ -39,7 +40,7 @@ func parseCommit(op *elem) (commitParams, *rpcError) {
 	if e := p["confirm-timeout"]; e != nil {
 		n, err := strconv.ParseUint(e.text(), 10, 32)
 		if err != nil || n == 0 {
-			return cp, newErr("protocol", "invalid-value", "confirm-timeout %q: want seconds, 1 to 4294967295", e.text()).info("bad-element", "confirm-timeout")
+			return cp, newErr("protocol", "invalid-value", "confirm-timeout %q: want seconds, 1 to 4294967295", ytree.Clip(e.text())).info("bad-element", "confirm-timeout")
 		}
 		cp.timeout = time.Duration(n) * time.Second
 	}

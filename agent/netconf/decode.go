@@ -280,7 +280,7 @@ func (fr *frame) given(f *ytree.Field) bool {
 func (dec *cfgDecoder) child(fr *frame, start xml.StartElement) (*rpcError, error) {
 	name := start.Name.Local
 	f := fr.t.Field(name)
-	at := &xpathAt{up: fr.at, name: name}
+	at := &xpathAt{up: fr.at, name: ytree.Clip(name)}
 	top := fr.at == nil
 	if f == nil || (start.Name.Space != nsOf(f) && !(start.Name.Space == "" && !top)) {
 		return newErr("application", "unknown-element", "unknown element %q in namespace %q", ytree.Clip(name), ytree.Clip(start.Name.Space)).at(at.String()).info("bad-element", ytree.Clip(name)), nil
@@ -350,10 +350,10 @@ func (dec *cfgDecoder) entry(fr *frame, f *ytree.Field, at *xpathAt, eff, op str
 	}
 	k, err := f.KeyOf(ev)
 	if err != nil {
-		return newErr("application", "invalid-value", "%s: %v", f.Name, err).at(at.String()).info("bad-element", f.Name), nil
+		return valueErr(f, at, err.Error()), nil
 	}
 	if err := f.CheckEntryKeys(ev, k); err != nil {
-		return newErr("application", "invalid-value", "%s: %v", f.Name, err).at(at.String()).info("bad-element", f.Name), nil
+		return valueErr(f, at, err.Error()), nil
 	}
 	if ct := f.Elem.Field("config"); ct != nil && ev.Elem().Field(ct.Index).IsNil() {
 		// FillKeys makes the entry's config container, with its keys.
@@ -433,7 +433,7 @@ func (dec *cfgDecoder) leaf(fr *frame, f *ytree.Field, at *xpathAt, eff, op stri
 }
 
 func valueErr(f *ytree.Field, at *xpathAt, msg string) *rpcError {
-	return newErr("application", "invalid-value", "%s: %s", f.Name, msg).at(at.String()).info("bad-element", f.Name)
+	return newErr("application", "invalid-value", "%s: %s", f.Name, clipMsg(msg)).at(at.String()).info("bad-element", f.Name)
 }
 
 // dupErr refuses a node given twice (RFC 7950 §7.6.7, §7.7.8, §7.8.7: a

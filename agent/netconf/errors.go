@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spiagent/spiagent/store"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // rpcError is one <rpc-error> (RFC 6241 §4.3, Appendix A).
@@ -43,9 +45,27 @@ func newErr(typ, tag, format string, args ...any) *rpcError {
 
 func (e *rpcError) at(path string) *rpcError { e.Path = path; return e }
 
+// info adds an error-info child; its text (an element or attribute name,
+// a session-id) is clipped like any value a client sent.
 func (e *rpcError) info(name, text string) *rpcError {
-	e.Info = append(e.Info, [2]string{name, text})
+	e.Info = append(e.Info, [2]string{name, ytree.Clip(text)})
 	return e
+}
+
+// clipMsgLen is how much of a message built around a client's text (an
+// XML parser's error, a value a library refused) a reply echoes.
+const clipMsgLen = 512
+
+// clipMsg bounds such a message (cut at a rune boundary, then "...").
+func clipMsg(s string) string {
+	if len(s) <= clipMsgLen {
+		return s
+	}
+	n := clipMsgLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // xpathPrefix is the prefix error-path uses for the data module.

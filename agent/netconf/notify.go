@@ -34,19 +34,19 @@ var sessionInComment = regexp.MustCompile(`^netconf .*\(session (\d+)\)$`)
 func (ss *session) createSubscription(op *elem) rpcErrors {
 	for _, k := range op.Kids {
 		if k.Name.Space != notifNS {
-			return rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in create-subscription", k.Name.Local).info("bad-element", k.Name.Local)}
+			return rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in create-subscription", ytree.Clip(k.Name.Local)).info("bad-element", k.Name.Local)}
 		}
 		switch k.Name.Local {
 		case "stream":
 			if k.text() != "NETCONF" {
-				return rpcErrors{newErr("protocol", "invalid-value", "no stream %q (only NETCONF)", k.text()).info("bad-element", "stream")}
+				return rpcErrors{newErr("protocol", "invalid-value", "no stream %q (only NETCONF)", ytree.Clip(k.text())).info("bad-element", "stream")}
 			}
 		case "startTime", "stopTime":
 			return rpcErrors{newErr("protocol", "operation-not-supported", "replay is not supported: %s cannot be given", k.Name.Local).info("bad-element", k.Name.Local)}
 		case "filter":
 			return rpcErrors{newErr("protocol", "operation-not-supported", "notification filters are not supported").info("bad-element", "filter")}
 		default:
-			return rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in create-subscription", k.Name.Local).info("bad-element", k.Name.Local)}
+			return rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in create-subscription", ytree.Clip(k.Name.Local)).info("bad-element", k.Name.Local)}
 		}
 	}
 	ss.wmu.Lock()

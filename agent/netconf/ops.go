@@ -41,7 +41,7 @@ func (ss *session) dispatch(op *elem) ([]byte, rpcErrors) {
 		return nil, ss.createSubscription(op)
 	}
 	if ns != baseNS {
-		return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s> in namespace %q", name, ns).info("bad-element", name)}
+		return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s> in namespace %q", ytree.Clip(name), ytree.Clip(ns)).info("bad-element", name)}
 	}
 	if writeOps[name] && ss.role != auth.RoleReadWrite {
 		return nil, ss.denied(name)
@@ -78,12 +78,12 @@ func (ss *session) dispatch(op *elem) ([]byte, rpcErrors) {
 	if unsupportedOps[name] {
 		return nil, rpcErrors{newErr("protocol", "operation-not-supported", "%s is not supported by this server", name)}
 	}
-	return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s>", name).info("bad-element", name)}
+	return nil, rpcErrors{newErr("rpc", "unknown-element", "unknown operation <%s>", ytree.Clip(name)).info("bad-element", name)}
 }
 
 func (ss *session) denied(op string) rpcErrors {
 	ss.log.Warn("NETCONF access denied", "op", op, "role", ss.role)
-	return rpcErrors{newErr("protocol", "access-denied", "user %q has role %s: %s needs read-write", ss.user, ss.role, op)}
+	return rpcErrors{newErr("protocol", "access-denied", "user %q has role %s: %s needs read-write", ytree.Clip(ss.user), ss.role, op)}
 }
 
 // params checks that op's children are among allowed and returns them by
@@ -98,7 +98,7 @@ func params(op *elem, allowed ...string) (map[string]*elem, *rpcError) {
 			}
 		}
 		if !ok || k.Name.Space != baseNS {
-			return nil, newErr("protocol", "unknown-element", "unexpected element <%s> in <%s>", k.Name.Local, op.Name.Local).info("bad-element", k.Name.Local)
+			return nil, newErr("protocol", "unknown-element", "unexpected element <%s> in <%s>", ytree.Clip(k.Name.Local), op.Name.Local).info("bad-element", k.Name.Local)
 		}
 		out[k.Name.Local] = k
 	}
@@ -119,7 +119,7 @@ func datastoreName(p *elem, op string, allowed ...string) (string, *rpcError) {
 			return a, nil
 		}
 	}
-	return "", newErr("protocol", "invalid-value", "datastore <%s> is not supported here (want one of %v)", k.Name.Local, allowed).info("bad-element", k.Name.Local)
+	return "", newErr("protocol", "invalid-value", "datastore <%s> is not supported here (want one of %v)", ytree.Clip(k.Name.Local), allowed).info("bad-element", k.Name.Local)
 }
 
 // readFilter returns the subtree filter of a get or get-config (nil: none);
@@ -136,7 +136,7 @@ func readFilter(f *elem) (*elem, *rpcError) {
 		return f, nil
 	}
 	if t != "xpath" {
-		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree or xpath)", t).info("bad-attribute", "type").info("bad-element", "filter")
+		return nil, newErr("protocol", "bad-attribute", "filter type %q is not supported (subtree or xpath)", ytree.Clip(t)).info("bad-attribute", "type").info("bad-element", "filter")
 	}
 	sel, ok := f.attr(baseNS, "select")
 	if !ok {
@@ -147,7 +147,7 @@ func readFilter(f *elem) (*elem, *rpcError) {
 	}
 	xf, err := xpathFilter(sel)
 	if err != nil {
-		return nil, newErr("protocol", "invalid-value", "xpath filter: %v", err).info("bad-attribute", "select").info("bad-element", "filter")
+		return nil, newErr("protocol", "invalid-value", "xpath filter: %s", clipMsg(err.Error())).info("bad-attribute", "select").info("bad-element", "filter")
 	}
 	return xf, nil
 }
@@ -225,19 +225,19 @@ func (ss *session) editConfig(op *elem) rpcErrors {
 	if e := p["default-operation"]; e != nil {
 		defOp = e.text()
 		if defOp != opMerge && defOp != opReplace && defOp != opNone {
-			return rpcErrors{newErr("protocol", "invalid-value", "default-operation %q: want merge, replace or none", defOp).info("bad-element", "default-operation")}
+			return rpcErrors{newErr("protocol", "invalid-value", "default-operation %q: want merge, replace or none", ytree.Clip(defOp)).info("bad-element", "default-operation")}
 		}
 	}
 	if e := p["test-option"]; e != nil {
 		testOpt = e.text()
 		if testOpt != "test-then-set" && testOpt != "set" && testOpt != "test-only" {
-			return rpcErrors{newErr("protocol", "invalid-value", "test-option %q: want test-then-set, set or test-only", testOpt).info("bad-element", "test-option")}
+			return rpcErrors{newErr("protocol", "invalid-value", "test-option %q: want test-then-set, set or test-only", ytree.Clip(testOpt)).info("bad-element", "test-option")}
 		}
 	}
 	if e := p["error-option"]; e != nil {
 		errOpt = e.text()
 		if errOpt != stopOnError && errOpt != continueOnError && errOpt != rollbackOnError {
-			return rpcErrors{newErr("protocol", "invalid-value", "error-option %q: want stop-on-error, continue-on-error or rollback-on-error", errOpt).info("bad-element", "error-option")}
+			return rpcErrors{newErr("protocol", "invalid-value", "error-option %q: want stop-on-error, continue-on-error or rollback-on-error", ytree.Clip(errOpt)).info("bad-element", "error-option")}
 		}
 	}
 	cfg := p["config"]
@@ -376,7 +376,7 @@ func (ss *session) commit(op *elem) rpcErrors {
 	m := srv.cfg.Confirm
 	_, pending := m.Current()
 	if !pending && cp.persistID != nil {
-		return rpcErrors{newErr("protocol", "invalid-value", "no confirmed commit is pending for persist-id %q", *cp.persistID).info("bad-element", "persist-id")}
+		return rpcErrors{newErr("protocol", "invalid-value", "no confirmed commit is pending for persist-id %q", ytree.Clip(*cp.persistID)).info("bad-element", "persist-id")}
 	}
 	by := ss.actingToken(cp.persistID)
 	comment := fmt.Sprintf("netconf commit (session %d)", ss.id)
@@ -483,7 +483,7 @@ func (ss *session) kill(op *elem) rpcErrors {
 	}
 	id, err := strconv.ParseUint(e.text(), 10, 32)
 	if err != nil || id == 0 {
-		return rpcErrors{newErr("protocol", "invalid-value", "session-id %q is not a session number", e.text()).info("bad-element", "session-id")}
+		return rpcErrors{newErr("protocol", "invalid-value", "session-id %q is not a session number", ytree.Clip(e.text())).info("bad-element", "session-id")}
 	}
 	if uint32(id) == ss.id {
 		return rpcErrors{newErr("protocol", "invalid-value", "a session cannot kill itself: use close-session").info("bad-element", "session-id")}
@@ -506,7 +506,7 @@ func (ss *session) clearSA(op *elem) ([]byte, rpcErrors) {
 	ns := moduleNamespaces[cryptoModule]
 	for _, k := range op.Kids {
 		if k.Name.Space != ns {
-			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", k.Name.Local).info("bad-element", k.Name.Local)}
+			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", ytree.Clip(k.Name.Local)).info("bad-element", k.Name.Local)}
 		}
 		v := k.text()
 		var err error
@@ -523,10 +523,10 @@ func (ss *session) clearSA(op *elem) ([]byte, rpcErrors) {
 		case "no-notify":
 			req.NoNotify, err = strconv.ParseBool(v)
 		default:
-			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", k.Name.Local).info("bad-element", k.Name.Local)}
+			return nil, rpcErrors{newErr("protocol", "unknown-element", "unexpected element <%s> in clear-crypto-sa", ytree.Clip(k.Name.Local)).info("bad-element", k.Name.Local)}
 		}
 		if err != nil {
-			return nil, rpcErrors{newErr("protocol", "invalid-value", "clear-crypto-sa %s %q: %v", k.Name.Local, v, err).info("bad-element", k.Name.Local)}
+			return nil, rpcErrors{newErr("protocol", "invalid-value", "clear-crypto-sa %s %q: %v", k.Name.Local, ytree.Clip(v), err).info("bad-element", k.Name.Local)}
 		}
 	}
 	if ss.srv.cfg.Ops == nil {

@@ -198,6 +198,7 @@ func entryStep(f *ytree.Field, k reflect.Value) string {
 // writePredicate appends [spc:name='value'], quoting with " when the value
 // holds a '.
 func writePredicate(b *strings.Builder, name, v string) {
+	v = ytree.Clip(v)
 	q := "'"
 	if strings.Contains(v, "'") {
 		q = `"`

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/spiagent/spiagent/agent/auth"
+	"github.com/spiagent/spiagent/ytree"
 )
 
 // Capabilities.
@@ -223,10 +224,10 @@ func (ss *session) handle(msg []byte) []byte {
 		if !ss.fr.chunked {
 			tag = "operation-failed" // malformed-message is base:1.1 only
 		}
-		return replyXML(attrs, nil, rpcErrors{newErr("rpc", tag, "malformed XML: %v", err)})
+		return replyXML(attrs, nil, rpcErrors{newErr("rpc", tag, "malformed XML: %s", clipMsg(err.Error()))})
 	}
 	if x.Name.Local != "rpc" || x.Name.Space != baseNS {
-		return replyXML(nil, nil, rpcErrors{newErr("rpc", "unknown-element", "expected <rpc> in namespace %s, got <%s> in %q", baseNS, x.Name.Local, x.Name.Space).info("bad-element", x.Name.Local)})
+		return replyXML(nil, nil, rpcErrors{newErr("rpc", "unknown-element", "expected <rpc> in namespace %s, got <%s> in %q", baseNS, ytree.Clip(x.Name.Local), ytree.Clip(x.Name.Space)).info("bad-element", x.Name.Local)})
 	}
 	var attrs [][2]string
 	hasID := false
