@@ -1,13 +1,17 @@
 package netconf
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+
 	"github.com/spiagent/spiagent/internal/testconfig"
+	"github.com/spiagent/spiagent/store"
 )
 
 // latencies reports p50 and p99 of the samples as custom metrics.
@@ -83,6 +87,33 @@ func BenchmarkGetConfig10k(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(size)/1e6, "reply-MB")
+	latencies(b, "get-config", lat)
+}
+
+// BenchmarkGetConfigAfterCommit10k: get-config of the whole running config
+// right after a commit made elsewhere (a one-leaf store commit, as gNMI
+// Set makes them), so that nothing of the previous reply can be reused.
+func BenchmarkGetConfigAfterCommit10k(b *testing.B) {
+	e := newEnvWith(b, testconfig.BigJSON(10000), nil)
+	c := e.dial(roUser, roPass, true)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		p := &gpb.Path{Elem: []*gpb.PathElem{{Name: "crypto"}, {Name: "crypto-maps"}, {Name: "crypto-map", Key: map[string]string{"name": "big"}},
+			{Name: "entries"}, {Name: "entry", Key: map[string]string{"sequence": fmt.Sprint(i%10000 + 1)}}, {Name: "config"}, {Name: "sa-lifetime-seconds"}}}
+		if _, err := e.st.Commit(context.Background(), store.Tx{User: "gnmi", Ops: []store.Op{{Kind: store.OpUpdate, Path: p, Val: ietfVal(fmt.Sprint(3600 + i%1000))}}}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		raw, err := c.rawBytes(fmt.Sprintf(`<rpc message-id="%d" xmlns="%s">%s</rpc>`, i, baseNS, getRunning))
+		if err != nil || !strings.Contains(string(raw), "<sequence>10000</sequence>") {
+			b.Fatalf("get-config: %v", err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
 	latencies(b, "get-config", lat)
 }
 
