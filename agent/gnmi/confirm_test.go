@@ -88,8 +88,13 @@ func TestCommitConfirmed(t *testing.T) {
 		if h := e.st.History(); !strings.Contains(h[len(h)-1].Comment, "rollback") {
 			t.Errorf("last commit %+v is not the rollback", h[len(h)-1])
 		}
-		if !strings.Contains(e.log.String(), "confirmed commit rolled back") {
-			t.Error("rollback not logged")
+		// The line is written just after the rollback commit lands.
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(e.log.String(), "confirmed commit rolled back") {
+			if time.Now().After(deadline) {
+				t.Fatal("rollback not logged")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		// The slot is free again.
 		if _, err := c.Set(rw(), setLifetime(t, 700, nil)); err != nil {
