@@ -30,7 +30,7 @@ printf '127.0.0.1 localhost\n' >"$R/etc/hosts"
 # busybox: one binary, a link per applet. Its `ip` lacks xfrm and netns, so
 # iproute2's goes in /sbin and /init calls it by path.
 BUSYBOX=$(command -v busybox)
-file -L "$BUSYBOX" | grep -q 'statically linked' || { echo "build-initramfs: $BUSYBOX is not static (install busybox-static)" >&2; exit 1; }
+file -L "$BUSYBOX" | grep 'statically linked' >/dev/null || { echo "build-initramfs: $BUSYBOX is not static (install busybox-static)" >&2; exit 1; }
 cp "$BUSYBOX" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do
 	[ "$a" = busybox ] || [ "$a" = ip ] || ln -sf busybox "$R/bin/$a"
@@ -63,7 +63,7 @@ if [ "${STRONGSWAN:-0}" = 1 ]; then
 	done
 	# glibc loads libgcc_s itself for pthread_cancel (charon's and
 	# swanctl's threads); ldd does not list it.
-	gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{print $NF; exit}')
+	gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ && !f {f=$NF} END {print f}')
 	[ -n "$gcc_s" ] || { echo "build-initramfs: libgcc_s.so.1 not found" >&2; exit 1; }
 	add_elf "$gcc_s"
 fi
