@@ -10,7 +10,7 @@ set -euo pipefail
 CACHE=${1:?cache dir}
 META=${2:-linux-image-cloud-amd64}
 
-pkg_of() { apt-cache depends "$1" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}'; }
+pkg_of() { apt-cache depends "$1" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && !f {f=$2} END {print f}'; }
 PKG=$(pkg_of "$META")
 if [ -z "$PKG" ]; then
 	# the package lists may be missing on a fresh machine
